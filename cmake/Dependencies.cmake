@@ -1,0 +1,90 @@
+# Finds every dependency and exposes each as one target the rest of the build links:
+#   moe::kokkos  moe::mpi  moe::hdf5  moe::toml  moe::blas  (+ moe::cuda_libs when CUDA is on)
+# Debian 12's packaged CMake configs for Kokkos (Trilinos 13.2) and TOML++ 3.3 export targets
+# whose INTERFACE_INCLUDE_DIRECTORIES point at <prefix>/include while the headers live
+# elsewhere (Kokkos: /usr/include/trilinos). This file is the one place that works around it:
+# when the exported include dir does not exist we build the target from the package variables.
+
+# --- Kokkos -------------------------------------------------------------------------------
+find_package(Kokkos REQUIRED)
+add_library(moe_kokkos INTERFACE)
+add_library(moe::kokkos ALIAS moe_kokkos)
+set(_moe_kokkos_ok FALSE)
+if(TARGET Kokkos::kokkos)
+  get_target_property(_kinc Kokkos::kokkos INTERFACE_INCLUDE_DIRECTORIES)
+  set(_moe_kokkos_ok TRUE)
+  foreach(_d IN LISTS _kinc)
+    if(NOT _d MATCHES "^\\$<" AND NOT EXISTS "${_d}")
+      set(_moe_kokkos_ok FALSE)
+    endif()
+  endforeach()
+endif()
+if(_moe_kokkos_ok)
+  target_link_libraries(moe_kokkos INTERFACE Kokkos::kokkos)
+else()
+  # Debian's TriBITS export: include dir from Kokkos_INCLUDE_DIRS, plain library names.
+  message(STATUS "moe-suite: Kokkos target include dir is broken; using Kokkos_INCLUDE_DIRS=${Kokkos_INCLUDE_DIRS}")
+  target_include_directories(moe_kokkos SYSTEM INTERFACE ${Kokkos_INCLUDE_DIRS})
+  target_link_libraries(moe_kokkos INTERFACE ${Kokkos_LIBRARIES} ${Kokkos_TPL_LIBRARIES})
+endif()
+set(MOE_KOKKOS_CUDA OFF)
+if(Kokkos_ENABLE_CUDA OR Kokkos_DEVICES MATCHES "CUDA")
+  set(MOE_KOKKOS_CUDA ON)
+endif()
+message(STATUS "moe-suite: Kokkos ${Kokkos_VERSION} (CUDA backend: ${MOE_KOKKOS_CUDA})")
+
+# --- MPI (MPICH on Debian) -----------------------------------------------------------------
+find_package(MPI REQUIRED COMPONENTS C)
+add_library(moe_mpi INTERFACE)
+add_library(moe::mpi ALIAS moe_mpi)
+target_link_libraries(moe_mpi INTERFACE MPI::MPI_C)
+
+# --- HDF5 (parallel build, C API) ----------------------------------------------------------
+set(HDF5_PREFER_PARALLEL ON)
+find_package(HDF5 REQUIRED COMPONENTS C)
+add_library(moe_hdf5 INTERFACE)
+add_library(moe::hdf5 ALIAS moe_hdf5)
+target_include_directories(moe_hdf5 SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS})
+target_link_libraries(moe_hdf5 INTERFACE ${HDF5_C_LIBRARIES} MPI::MPI_C)
+target_compile_definitions(moe_hdf5 INTERFACE ${HDF5_C_DEFINITIONS} ${HDF5_DEFINITIONS})
+message(STATUS "moe-suite: HDF5 ${HDF5_VERSION} (parallel: ${HDF5_IS_PARALLEL})")
+
+# --- TOML++ (compiled library on Debian) ---------------------------------------------------
+find_package(tomlplusplus QUIET)
+find_path(MOE_TOML_INCLUDE toml++/toml.h REQUIRED)
+find_library(MOE_TOML_LIB tomlplusplus)
+add_library(moe_toml INTERFACE)
+add_library(moe::toml ALIAS moe_toml)
+target_include_directories(moe_toml SYSTEM INTERFACE ${MOE_TOML_INCLUDE})
+if(MOE_TOML_LIB)
+  target_link_libraries(moe_toml INTERFACE ${MOE_TOML_LIB})
+  target_compile_definitions(moe_toml INTERFACE TOML_HEADER_ONLY=0)
+endif()
+
+# --- BLAS (OpenBLAS cblas) -----------------------------------------------------------------
+find_path(MOE_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas-pthread openblas REQUIRED)
+find_library(MOE_BLAS_LIB NAMES openblas blas REQUIRED)
+add_library(moe_blas INTERFACE)
+add_library(moe::blas ALIAS moe_blas)
+target_include_directories(moe_blas SYSTEM INTERFACE ${MOE_CBLAS_INCLUDE})
+target_link_libraries(moe_blas INTERFACE ${MOE_BLAS_LIB})
+
+# --- CUDA libraries (optional: only with a CUDA-enabled Kokkos) ----------------------------
+add_library(moe_cuda_libs INTERFACE)
+add_library(moe::cuda_libs ALIAS moe_cuda_libs)
+if(MOE_KOKKOS_CUDA AND NOT MOE_ENABLE_CUBLAS STREQUAL "OFF")
+  find_package(CUDAToolkit REQUIRED)
+  target_link_libraries(moe_cuda_libs INTERFACE CUDA::cublas)
+  target_compile_definitions(moe_cuda_libs INTERFACE MOE_HAVE_CUBLAS=1)
+  find_library(MOE_NCCL_LIB nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+  if(MOE_NCCL_LIB)
+    target_link_libraries(moe_cuda_libs INTERFACE ${MOE_NCCL_LIB})
+    target_compile_definitions(moe_cuda_libs INTERFACE MOE_HAVE_NCCL=1)
+  endif()
+  message(STATUS "moe-suite: cuBLAS on, NCCL: ${MOE_NCCL_LIB}")
+endif()
+
+# --- GoogleTest ----------------------------------------------------------------------------
+if(MOE_ENABLE_TESTS)
+  find_package(GTest REQUIRED)
+endif()

@@ -1,0 +1,68 @@
+// Shared vocabulary of every kernel: the execution and memory spaces, the view types that
+// kernels take, and small helpers. Kernels are templates over the scalar type so the same
+// code runs in float (training) and in double (finite-difference tests).
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+namespace moe {
+
+using ExecSpace = Kokkos::DefaultExecutionSpace;
+using MemSpace = ExecSpace::memory_space;
+using HostSpace = Kokkos::HostSpace;
+using Index = std::int64_t;  // element offsets; dims fit in int, products may not
+
+// What kernels take: a flat, unmanaged, contiguous array in the execution space's memory.
+// Flat arrays (llm.c style) let one parameter buffer hold every tensor, so the optimizer,
+// the gradient norm and the all-reduce each see a single range.
+template <class T>
+using View1 = Kokkos::View<T*, Kokkos::LayoutRight, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+// What owns memory: a managed, reference-counted array in the execution space's memory.
+template <class T>
+using Buffer = Kokkos::View<T*, Kokkos::LayoutRight, MemSpace>;
+
+// A window [offset, offset + n) of an owning buffer, as a kernel argument.
+template <class T>
+inline View1<T> slice(const Buffer<T>& buf, Index offset, Index n) {
+  return View1<T>(buf.data() + offset, n);
+}
+template <class T>
+inline View1<T> slice(const View1<T>& v, Index offset, Index n) {
+  return View1<T>(v.data() + offset, n);
+}
+
+inline Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>> range(Index n) {
+  return Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>>(0, n);
+}
+
+// Sets every element to zero (gradient buffers are accumulated into, so they start at 0).
+template <class Real>
+void fill_zero(View1<Real> x, Index n) {
+  Kokkos::parallel_for("moe::fill_zero", range(n), KOKKOS_LAMBDA(const Index i) { x(i) = Real(0); });
+}
+
+// Sum of n elements, in Real (a tree reduction on devices; sequential on Serial).
+template <class Real>
+Real sum(View1<const Real> x, Index n) {
+  Real s = 0;
+  Kokkos::parallel_reduce(
+      "moe::sum", range(n), KOKKOS_LAMBDA(const Index i, Real& acc) { acc += x(i); }, s);
+  return s;
+}
+
+// Fatal internal error with file and line (for broken invariants, not for user input).
+#define MOE_CHECK(cond, msg)                                                                   \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      std::fprintf(stderr, "moe-suite internal error at %s:%d: %s (%s)\n", __FILE__, __LINE__, \
+                   msg, #cond);                                                                \
+      std::abort();                                                                            \
+    }                                                                                          \
+  } while (0)
+
+}  // namespace moe

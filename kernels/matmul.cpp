@@ -1,0 +1,129 @@
+// The three gemm paths behind kernels/matmul.hpp, instantiated for float and double.
+#include "matmul.hpp"
+
+#include <type_traits>
+
+#if defined(MOE_HAVE_CUBLAS)
+#include <cublas_v2.h>
+#endif
+#include <cblas.h>
+
+namespace moe {
+namespace {
+
+constexpr bool kHostMemory = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
+
+template <class Real>
+void cblas_gemm(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
+                const Real* B, int ldb, Real beta, Real* C, int ldc) {
+  const auto opA = tA ? CblasTrans : CblasNoTrans;
+  const auto opB = tB ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<Real, float>)
+    cblas_sgemm(CblasRowMajor, opA, opB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    cblas_dgemm(CblasRowMajor, opA, opB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+#if defined(MOE_HAVE_CUBLAS)
+cublasHandle_t cublas_handle() {
+  static cublasHandle_t handle = [] {
+    cublasHandle_t h;
+    MOE_CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate failed");
+    return h;
+  }();
+  return handle;
+}
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+template <class Real>
+void cublas_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A,
+                         int lda, Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C,
+                         int ldc, Index sC, int batch) {
+  const auto opA = tA ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const auto opB = tB ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasStatus_t st;
+  if constexpr (std::is_same_v<Real, float>)
+    st = cublasSgemmStridedBatched(cublas_handle(), opB, opA, N, M, K, &alpha, B, ldb, sB, A, lda,
+                                   sA, &beta, C, ldc, sC, batch);
+  else
+    st = cublasDgemmStridedBatched(cublas_handle(), opB, opA, N, M, K, &alpha, B, ldb, sB, A, lda,
+                                   sA, &beta, C, ldc, sC, batch);
+  MOE_CHECK(st == CUBLAS_STATUS_SUCCESS, "cuBLAS gemm failed");
+}
+#endif
+
+// Portable fallback: one thread per output element. Correct everywhere, fast nowhere.
+template <class Real>
+void kokkos_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A,
+                         int lda, Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C,
+                         int ldc, Index sC, int batch) {
+  Kokkos::parallel_for(
+      "moe::gemm_fallback", range(Index(batch) * M * N), KOKKOS_LAMBDA(const Index idx) {
+        const Index b = idx / (Index(M) * N);
+        const Index i = (idx / N) % M;
+        const Index j = idx % N;
+        const Real* a = A + b * sA;
+        const Real* bb = B + b * sB;
+        Real acc = 0;
+        for (Index k = 0; k < K; ++k) {
+          const Real av = tA ? a[k * lda + i] : a[i * lda + k];
+          const Real bv = tB ? bb[j * ldb + k] : bb[k * ldb + j];
+          acc += av * bv;
+        }
+        Real* c = C + b * sC + i * ldc + j;
+        *c = alpha * acc + (beta == Real(0) ? Real(0) : beta * *c);
+      });
+}
+
+}  // namespace
+
+template <class Real>
+void gemm_strided_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A,
+                          int lda, Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C,
+                          int ldc, Index sC, int batch) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  if constexpr (kHostMemory) {
+    // BLAS reads memory directly: make sure earlier Kokkos kernels have finished.
+    ExecSpace().fence();
+    for (int b = 0; b < batch; ++b)
+      cblas_gemm<Real>(tA, tB, M, N, K, alpha, A + b * sA, lda, B + b * sB, ldb, beta, C + b * sC,
+                       ldc);
+  } else {
+#if defined(MOE_HAVE_CUBLAS)
+    ExecSpace().fence();  // cuBLAS runs on its own (default) stream
+    cublas_gemm_batched<Real>(tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC,
+                              batch);
+#else
+    kokkos_gemm_batched<Real>(tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC,
+                              batch);
+#endif
+  }
+}
+
+template <class Real>
+void gemm(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
+          const Real* B, int ldb, Real beta, Real* C, int ldc) {
+  gemm_strided_batched<Real>(tA, tB, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+const char* gemm_backend() {
+  if constexpr (kHostMemory) return "cblas";
+#if defined(MOE_HAVE_CUBLAS)
+  return "cublas";
+#else
+  return "kokkos";
+#endif
+}
+
+template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int,
+                          float, float*, int);
+template void gemm<double>(bool, bool, int, int, int, double, const double*, int, const double*,
+                           int, double, double*, int);
+template void gemm_strided_batched<float>(bool, bool, int, int, int, float, const float*, int,
+                                          Index, const float*, int, Index, float, float*, int,
+                                          Index, int);
+template void gemm_strided_batched<double>(bool, bool, int, int, int, double, const double*, int,
+                                           Index, const double*, int, Index, double, double*, int,
+                                           Index, int);
+
+}  // namespace moe

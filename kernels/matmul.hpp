@@ -1,0 +1,59 @@
+// Dense matrix products: one interface, three paths. On host memory it calls CBLAS (OpenBLAS),
+// on CUDA memory cuBLAS (when built with it), otherwise a portable Kokkos kernel. All matrices
+// are row-major; op(X) is X or X^T. The linear layer (y = x W + b) and its backward sit on top.
+#pragma once
+
+#include "common.hpp"
+
+namespace moe {
+
+// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C. Pointers are into the execution
+// space's memory; lda/ldb/ldc are row strides of A, B, C as stored.
+template <class Real>
+void gemm(bool transA, bool transB, int M, int N, int K, Real alpha, const Real* A, int lda,
+          const Real* B, int ldb, Real beta, Real* C, int ldc);
+
+// `batch` independent products; matrix i of X starts at X + i * strideX.
+template <class Real>
+void gemm_strided_batched(bool transA, bool transB, int M, int N, int K, Real alpha,
+                          const Real* A, int lda, Index strideA, const Real* B, int ldb,
+                          Index strideB, Real beta, Real* C, int ldc, Index strideC, int batch);
+
+// Name of the path gemm takes in this build ("cblas", "cublas" or "kokkos").
+const char* gemm_backend();
+
+// y[N,out] = x[N,in] * w[in,out] + b[out]  (b may be empty: no bias).
+template <class Real>
+void linear_forward(View1<const Real> x, View1<const Real> w, View1<const Real> b, View1<Real> y,
+                    int N, int in, int out) {
+  const bool has_bias = b.extent(0) > 0;
+  if (has_bias) {
+    Kokkos::parallel_for(
+        "moe::linear_bias", range(Index(N) * out),
+        KOKKOS_LAMBDA(const Index i) { y(i) = b(i % out); });
+  }
+  gemm<Real>(false, false, N, out, in, Real(1), x.data(), in, w.data(), out,
+             has_bias ? Real(1) : Real(0), y.data(), out);
+}
+
+// Accumulates dx += dy w^T, dw += x^T dy, db += sum over rows of dy (dx, db may be empty).
+template <class Real>
+void linear_backward(View1<const Real> dy, View1<const Real> x, View1<const Real> w,
+                     View1<Real> dx, View1<Real> dw, View1<Real> db, int N, int in, int out) {
+  if (dx.extent(0) > 0)
+    gemm<Real>(false, true, N, in, out, Real(1), dy.data(), out, w.data(), out, Real(1),
+               dx.data(), in);
+  gemm<Real>(true, false, in, out, N, Real(1), x.data(), in, dy.data(), out, Real(1), dw.data(),
+             out);
+  if (db.extent(0) > 0) {
+    // One thread per output column, rows summed in order: deterministic, no atomics.
+    Kokkos::parallel_for(
+        "moe::linear_bias_backward", range(out), KOKKOS_LAMBDA(const Index o) {
+          Real s = 0;
+          for (Index n = 0; n < N; ++n) s += dy(n * out + o);
+          db(o) += s;
+        });
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,69 @@
+// gemm and the linear layer: forward against plain loops, backward against finite differences.
+#include "matmul.hpp"
+#include "support.hpp"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+// Reference: C = op(A) op(B), row-major, plain loops.
+std::vector<double> ref_gemm(bool tA, bool tB, int M, int N, int K, const std::vector<double>& A,
+                             const std::vector<double>& B) {
+  std::vector<double> C(std::size_t(M) * N, 0.0);
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double s = 0;
+      for (int k = 0; k < K; ++k)
+        s += (tA ? A[k * M + i] : A[i * K + k]) * (tB ? B[j * K + k] : B[k * N + j]);
+      C[i * N + j] = s;
+    }
+  return C;
+}
+}  // namespace
+
+TEST(Matmul, GemmAllTransposesMatchReference) {
+  const int M = 7, N = 5, K = 9;
+  for (int tA = 0; tA < 2; ++tA)
+    for (int tB = 0; tB < 2; ++tB) {
+      auto A = random_vector(M * K, 1), B = random_vector(K * N, 2);
+      auto dA = to_device(A), dB = to_device(B);
+      Buffer<double> dC("C", M * N);
+      gemm<double>(tA, tB, M, N, K, 1.0, dA.data(), tA ? M : K, dB.data(), tB ? K : N, 0.0,
+                   dC.data(), N);
+      EXPECT_LT(rel_error(to_host(dC), ref_gemm(tA, tB, M, N, K, A, B)), 1e-14);
+    }
+}
+
+TEST(Matmul, StridedBatchedMatchesPerMatrix) {
+  const int M = 4, N = 3, K = 6, batch = 5;
+  auto A = random_vector(batch * M * K, 3), B = random_vector(batch * K * N, 4);
+  auto dA = to_device(A), dB = to_device(B);
+  Buffer<double> dC("C", batch * M * N);
+  gemm_strided_batched<double>(false, false, M, N, K, 1.0, dA.data(), K, M * K, dB.data(), N,
+                               K * N, 0.0, dC.data(), N, M * N, batch);
+  auto C = to_host(dC);
+  for (int b = 0; b < batch; ++b) {
+    std::vector<double> a(A.begin() + b * M * K, A.begin() + (b + 1) * M * K);
+    std::vector<double> bb(B.begin() + b * K * N, B.begin() + (b + 1) * K * N);
+    std::vector<double> c(C.begin() + b * M * N, C.begin() + (b + 1) * M * N);
+    EXPECT_LT(rel_error(c, ref_gemm(false, false, M, N, K, a, bb)), 1e-14);
+  }
+}
+
+TEST(Matmul, LinearBackwardMatchesFiniteDifferences) {
+  const int N = 6, in = 5, out = 4;
+  auto x = random_vector(N * in, 5), w = random_vector(in * out, 6), b = random_vector(out, 7);
+  auto r = random_vector(N * out, 8);  // loss = sum(y * r)
+  auto forward = [&]() {
+    auto dx = to_device(x), dw = to_device(w), db = to_device(b);
+    Buffer<double> y("y", N * out);
+    linear_forward<double>(dx, dw, db, y, N, in, out);
+    return dot(to_host(y), r);
+  };
+  auto dx_d = to_device(x), dw_d = to_device(w), db_d = to_device(b), dr = to_device(r);
+  Buffer<double> gx("gx", N * in), gw("gw", in * out), gb("gb", out);
+  linear_backward<double>(dr, dx_d, dw_d, gx, gw, gb, N, in, out);
+  EXPECT_LT(rel_error(to_host(gx), numeric_gradient(x, forward)), 1e-6);
+  EXPECT_LT(rel_error(to_host(gw), numeric_gradient(w, forward)), 1e-6);
+  EXPECT_LT(rel_error(to_host(gb), numeric_gradient(b, forward)), 1e-6);
+}
