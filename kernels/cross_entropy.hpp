@@ -1,0 +1,57 @@
+// Softmax cross-entropy over a vocabulary of V classes, one row of logits per token:
+//   lse[n] = log sum_v exp(logits[n,v]),  loss[n] = lse[n] - logits[n, targets[n]].
+// The forward keeps lse so the backward can form the softmax without another reduction.
+#pragma once
+
+#include <cmath>
+
+#include "common.hpp"
+
+namespace moe {
+
+template <class Real>
+void cross_entropy_forward(View1<const Real> logits, View1<const int> targets, View1<Real> lse,
+                           View1<Real> loss, int N, int V) {
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  // One team per row: V is large (tens of thousands), so the row is split over the team.
+  Kokkos::parallel_for(
+      "moe::cross_entropy_forward", Policy(N, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        const int n = team.league_rank();
+        const Index row = Index(n) * V;
+        // Subtract the row maximum before exponentiating so exp never overflows.
+        Real mx = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, V),
+            [&](const int v, Real& m) {
+              const Real l = logits(row + v);
+              if (l > m) m = l;
+            },
+            Kokkos::Max<Real>(mx));
+        Real s = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, V),
+            [&](const int v, Real& acc) { acc += std::exp(logits(row + v) - mx); }, s);
+        Kokkos::single(Kokkos::PerTeam(team), [&]() {
+          const Real l = mx + std::log(s);
+          lse(n) = l;
+          loss(n) = l - logits(row + targets(n));
+        });
+      });
+}
+
+// dlogits[n,v] += scale * (softmax(logits[n,:])[v] - [v == targets[n]]). scale is the weight
+// of each row's loss in the total (1/N for a mean over tokens).
+template <class Real>
+void cross_entropy_backward(View1<const Real> logits, View1<const int> targets,
+                            View1<const Real> lse, Real scale, View1<Real> dlogits, int N, int V) {
+  Kokkos::parallel_for(
+      "moe::cross_entropy_backward", range(Index(N) * V), KOKKOS_LAMBDA(const Index i) {
+        const Index n = i / V;
+        const int v = int(i % V);
+        const Real p = std::exp(logits(i) - lse(n));
+        dlogits(i) += scale * (p - (v == targets(n) ? Real(1) : Real(0)));
+      });
+}
+
+}  // namespace moe

@@ -1,0 +1,41 @@
+// Global gradient-norm clipping. The squared norm is its own function so that a data-parallel
+// run can all-reduce the per-rank partial sums before taking the square root.
+#pragma once
+
+#include <cmath>
+
+#include "common.hpp"
+
+namespace moe {
+
+// sum_i g[i]^2, accumulated in double: a float sum over ~10^8 parameters would lose digits.
+template <class Real>
+double grad_norm_squared(View1<const Real> g, Index n) {
+  double s = 0;
+  Kokkos::parallel_reduce(
+      "moe::grad_norm_squared", range(n),
+      KOKKOS_LAMBDA(const Index i, double& acc) {
+        const double x = double(g(i));
+        acc += x * x;
+      },
+      s);
+  return s;
+}
+
+// g *= factor.
+template <class Real>
+void scale_inplace(View1<Real> g, Index n, Real factor) {
+  Kokkos::parallel_for(
+      "moe::scale_inplace", range(n), KOKKOS_LAMBDA(const Index i) { g(i) *= factor; });
+}
+
+// Clips g to global norm max_norm (if max_norm > 0 and the norm exceeds it) and returns the
+// norm before clipping, which is what training logs report.
+template <class Real>
+double clip_grad_norm(View1<Real> g, Index n, double max_norm) {
+  const double norm = std::sqrt(grad_norm_squared<Real>(g, n));
+  if (max_norm > 0 && norm > max_norm) scale_inplace<Real>(g, n, Real(max_norm / norm));
+  return norm;
+}
+
+}  // namespace moe

@@ -1,0 +1,191 @@
+// The MoE router after its linear layer: a row softmax over experts, top-k selection, and the
+// two auxiliary losses that keep routing healthy (ST-MoE z-loss on the logits, Switch load
+// balance on the probabilities). One thread owns one row of E experts: E is small (tens), so a
+// sequential loop per row is cheap and gives a fixed summation order (bit-reproducible).
+#pragma once
+
+#include <cmath>
+#include <limits>
+
+#include "common.hpp"
+
+namespace moe {
+
+// probs[n,:] = softmax(logits[n,:]), max-subtracted for stability. A masked expert has logit
+// -inf: exp(-inf - max) is exactly 0, so its probability is exactly 0 without a special case,
+// provided the row has one finite logit (the caller's guarantee). A row that is masked
+// entirely gets all-zero probabilities instead of NaN (defensive; no expert is preferred).
+template <class Real>
+void softmax_rows_forward(View1<const Real> logits, View1<Real> probs, int N, int E) {
+  const Real lowest = std::numeric_limits<Real>::lowest();  // on the host: no constexpr on device
+  Kokkos::parallel_for(
+      "moe::softmax_rows_forward", range(N), KOKKOS_LAMBDA(const Index n) {
+        using std::exp;
+        const Index row = n * E;
+        Real m = logits(row);
+        for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
+        if (!(m >= lowest)) {  // every logit is -inf (or NaN)
+          for (int e = 0; e < E; ++e) probs(row + e) = Real(0);
+          return;
+        }
+        Real s = 0;
+        for (int e = 0; e < E; ++e) {
+          const Real v = exp(logits(row + e) - m);
+          probs(row + e) = v;
+          s += v;
+        }
+        const Real inv = Real(1) / s;
+        for (int e = 0; e < E; ++e) probs(row + e) *= inv;
+      });
+}
+
+// dlogits[n,e] += p[n,e] * (dp[n,e] - sum_j dp[n,j] p[n,j]). Masked experts have p = 0 and so
+// receive no gradient.
+template <class Real>
+void softmax_rows_backward(View1<const Real> probs, View1<const Real> dprobs, View1<Real> dlogits,
+                           int N, int E) {
+  Kokkos::parallel_for(
+      "moe::softmax_rows_backward", range(N), KOKKOS_LAMBDA(const Index n) {
+        const Index row = n * E;
+        Real d = 0;
+        for (int e = 0; e < E; ++e) d += dprobs(row + e) * probs(row + e);
+        for (int e = 0; e < E; ++e) dlogits(row + e) += probs(row + e) * (dprobs(row + e) - d);
+      });
+}
+
+// The k largest probabilities of each row, in descending order, ties to the lower expert index.
+// Selection without scratch memory: the j-th pick is the largest entry that comes strictly after
+// the (j-1)-th pick in the order (value descending, index ascending). That order is total, so
+// every pick is distinct; cost O(k E) per row, fine for small k.
+template <class Real>
+void topk_rows(View1<const Real> probs, View1<int> idx, View1<Real> val, int N, int E, int k) {
+  MOE_CHECK(k >= 1 && k <= E, "topk_rows needs 1 <= k <= E");
+  Kokkos::parallel_for(
+      "moe::topk_rows", range(N), KOKKOS_LAMBDA(const Index n) {
+        const Index row = n * E;
+        int prev_i = -1;
+        Real prev_v = 0;
+        for (int j = 0; j < k; ++j) {
+          int best = -1;
+          Real best_v = 0;
+          for (int e = 0; e < E; ++e) {
+            const Real v = probs(row + e);
+            const bool after_prev = j == 0 || v < prev_v || (v == prev_v && e > prev_i);
+            // Strict '>' while scanning e upward keeps the lower index on ties.
+            if (after_prev && (best < 0 || v > best_v)) {
+              best = e;
+              best_v = v;
+            }
+          }
+          idx(n * k + j) = best;
+          val(n * k + j) = best_v;
+          prev_i = best;
+          prev_v = best_v;
+        }
+      });
+}
+
+// dprobs[n, idx[n,j]] += dval[n,j]. The k picks of a row are distinct and one thread owns the
+// row, so there is no write conflict. Negative indices (an unused slot) are skipped.
+template <class Real>
+void topk_backward(View1<const int> idx, View1<const Real> dval, View1<Real> dprobs, int N, int E,
+                   int k) {
+  Kokkos::parallel_for(
+      "moe::topk_backward", range(N), KOKKOS_LAMBDA(const Index n) {
+        for (int j = 0; j < k; ++j) {
+          const int e = idx(n * k + j);
+          if (e >= 0) dprobs(n * E + e) += dval(n * k + j);
+        }
+      });
+}
+
+// ST-MoE z-loss: mean over rows of logsumexp(logits[n,:])^2. It penalises large logits, which
+// keeps the router's softmax out of the range where float round-off dominates. -inf entries
+// add 0 to the sum of exps.
+template <class Real>
+Real router_zloss_forward(View1<const Real> logits, int N, int E) {
+  Real total = 0;
+  Kokkos::parallel_reduce(
+      "moe::router_zloss_forward", range(N),
+      KOKKOS_LAMBDA(const Index n, Real& acc) {
+        using std::exp;
+        using std::log;
+        const Index row = n * E;
+        Real m = logits(row);
+        for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
+        Real s = 0;
+        for (int e = 0; e < E; ++e) s += exp(logits(row + e) - m);
+        const Real lse = m + log(s);
+        acc += lse * lse;
+      },
+      total);
+  return N > 0 ? total / Real(N) : Real(0);
+}
+
+// d(weight * z-loss)/dlogits[n,e] = weight * 2 lse_n / N * softmax(logits[n,:])[e]; accumulates.
+template <class Real>
+void router_zloss_backward(View1<const Real> logits, Real weight, View1<Real> dlogits, int N,
+                           int E) {
+  Kokkos::parallel_for(
+      "moe::router_zloss_backward", range(N), KOKKOS_LAMBDA(const Index n) {
+        using std::exp;
+        using std::log;
+        const Index row = n * E;
+        Real m = logits(row);
+        for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
+        Real s = 0;
+        for (int e = 0; e < E; ++e) s += exp(logits(row + e) - m);
+        const Real lse = m + log(s);
+        const Real scale = weight * Real(2) * lse / Real(N) / s;
+        for (int e = 0; e < E; ++e) dlogits(row + e) += scale * exp(logits(row + e) - m);
+      });
+}
+
+// Switch-Transformer load-balance loss E * sum_e f_e P_e, where f_e is the fraction of routed
+// copies that went to expert e (counted over the A entries of expert_of; -1 = unused slot) and
+// P_e the mean router probability of expert e. f is piecewise constant in the logits, so the
+// gradient flows only through P; counts[e] is kept for the backward pass. Returns 0 when
+// nothing is routed. Counting uses integer atomics, whose result is order independent.
+template <class Real>
+Real balance_loss_forward(View1<const Real> probs, View1<const int> expert_of, View1<int> counts,
+                          int N, int E, Index A) {
+  Kokkos::parallel_for(
+      "moe::balance_counts_zero", range(E), KOKKOS_LAMBDA(const Index e) { counts(e) = 0; });
+  Kokkos::parallel_for(
+      "moe::balance_counts", range(A), KOKKOS_LAMBDA(const Index a) {
+        const int e = expert_of(a);
+        if (e >= 0 && e < E) Kokkos::atomic_add(&counts(e), 1);
+      });
+  Index assigned = 0;
+  Kokkos::parallel_reduce(
+      "moe::balance_assigned", range(E),
+      KOKKOS_LAMBDA(const Index e, Index& acc) { acc += counts(e); }, assigned);
+  if (assigned == 0 || N == 0) return Real(0);
+  // sum_e counts_e * (sum_n p[n,e]); one thread per expert sums its column in row order.
+  Real weighted = 0;
+  Kokkos::parallel_reduce(
+      "moe::balance_loss_forward", range(E),
+      KOKKOS_LAMBDA(const Index e, Real& acc) {
+        Real col = 0;
+        for (Index n = 0; n < N; ++n) col += probs(n * E + e);
+        acc += Real(counts(e)) * col;
+      },
+      weighted);
+  return Real(E) * weighted / (Real(assigned) * Real(N));
+}
+
+// dprobs[n,e] += weight * E * f_e / N, with f_e = counts[e] / sum(counts) held fixed.
+template <class Real>
+void balance_loss_backward(View1<const int> counts, Real weight, View1<Real> dprobs, int N, int E) {
+  Index assigned = 0;
+  Kokkos::parallel_reduce(
+      "moe::balance_assigned", range(E),
+      KOKKOS_LAMBDA(const Index e, Index& acc) { acc += counts(e); }, assigned);
+  if (assigned == 0 || N == 0) return;
+  const Real scale = weight * Real(E) / (Real(assigned) * Real(N));
+  Kokkos::parallel_for(
+      "moe::balance_loss_backward", range(Index(N) * E),
+      KOKKOS_LAMBDA(const Index i) { dprobs(i) += scale * Real(counts(i % E)); });
+}
+
+}  // namespace moe

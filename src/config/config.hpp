@@ -1,0 +1,91 @@
+// The validated run configuration: TOML sections [model] [router] [train] [data] [output].
+// Every key is described once, in the schema table in config.cpp, which drives parsing, --set
+// overrides, validation messages and config_to_toml; adding a key is one line there plus the
+// member here. TOML++ stays inside config.cpp (nvcc has trouble with it).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+struct ModelConfig {
+  int vocab_size = 1024;
+  int d_model = 128;
+  int n_layers = 2;
+  int n_heads = 4;
+  int d_ff = 256;
+  int seq_len = 64;
+  int num_experts = 8;  // 1 = the dense model
+  int top_k = 2;
+  int moe_every = 1;  // every moe_every-th block has an MoE layer, the others a dense FFN
+};
+
+struct RouterConfig {
+  std::string type = "topk";
+  double capacity_factor = 0.0;  // 0 = dropless
+  double aux_loss_weight = 0.01;
+  double z_loss_weight = 1e-3;
+  double mask_ratio = 0.0;
+  int visible_experts = 0;
+  int cluster_size = 0;
+  double cluster_loss_weight = 0.0;
+  double expert_dropout = 0.0;
+  int dropout_interval = 250;
+};
+
+struct TrainConfig {
+  int steps = 300;
+  int batch_size = 16;  // sequences per global batch
+  double lr = 3e-3;
+  double min_lr_ratio = 0.1;  // cosine floor as a fraction of lr
+  int warmup_steps = 30;
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;
+  std::uint64_t seed = 1234;
+  int eval_every = 50;  // 0 = only at the end
+  int eval_batches = 16;
+};
+
+struct DataConfig {
+  std::string source = "synthetic";
+  std::string path;
+  std::int64_t train_tokens = 2000000;  // 0 = all of the source
+  std::int64_t val_tokens = 65536;
+};
+
+struct OutputConfig {
+  std::string path = "run.h5";
+  int trace_every = 0;
+  int checkpoint_every = 0;
+};
+
+struct Config {
+  ModelConfig model;
+  RouterConfig router;
+  TrainConfig train;
+  DataConfig data;
+  OutputConfig output;
+};
+
+// Bad configuration input. what() is one line naming the key or file and what is allowed.
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(const std::string& message);
+};
+
+// Defaults, then the TOML file at `path` ("" = defaults only), then each `sets` entry
+// ("section.key=value", later ones win), then the cross-key checks. Throws ConfigError.
+Config load_config(const std::string& path, const std::vector<std::string>& sets);
+
+// The effective configuration as TOML text with every section and key (and a comment per key);
+// load_config of this text reproduces an equal Config.
+std::string config_to_toml(const Config& config);
+
+// Equal when every schema key is equal.
+bool operator==(const Config& a, const Config& b);
+bool operator!=(const Config& a, const Config& b);
+
+}  // namespace moe

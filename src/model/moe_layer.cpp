@@ -1,0 +1,83 @@
+#include "model/moe_layer.hpp"
+
+#include "combine.hpp"
+#include "matmul.hpp"
+#include "mlp.hpp"
+
+namespace moe {
+namespace {
+
+// Makes `b` hold at least n elements (contents not kept) and returns its first n as a view.
+template <class T>
+View1<T> ensure(Buffer<T>& b, Index n, const char* label) {
+  if (Index(b.extent(0)) < n) b = Buffer<T>(std::string(label), std::size_t(n));
+  return slice(b, 0, n);
+}
+
+}  // namespace
+
+template <class Real>
+MoeLayer<Real>::MoeLayer(const Config& cfg, int layer)
+    : E_(cfg.model.num_experts),
+      C_(cfg.model.d_model),
+      F_(cfg.model.d_ff),
+      router_(make_router<Real>(cfg, layer)) {}
+
+template <class Real>
+void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
+                             const FfnTensors<Real>& p, View1<Real> out, int N) {
+  const int K = router_->slots_per_token();
+  const Index NE = Index(N) * E_, NK = Index(N) * K;
+  auto logits = ensure(logits_, NE, "moe::moe.logits");
+  ensure(state_.probs, NE, "moe::moe.probs");
+  ensure(state_.expert_of, NK, "moe::moe.expert_of");
+  ensure(state_.gate, NK, "moe::moe.gate");
+  ensure(state_.counts, E_, "moe::moe.counts");
+  if (router_->uses_logits())
+    linear_forward<Real>(x, p.router_w, View1<const Real>(), logits, N, C_, E_);
+  router_->forward(ctx, logits, state_, N);
+
+  dispatch_plan(state_.expert_of, NK, E_, router_->capacity(N), plan_);
+  const Index M = plan_.total_kept;
+  auto xg = ensure(xg_, M * C_, "moe::moe.xg");
+  auto pre = ensure(pre_, M * F_, "moe::moe.pre");
+  auto act = ensure(act_, M * F_, "moe::moe.act");
+  auto yg = ensure(yg_, M * C_, "moe::moe.yg");
+  dispatch_forward<Real>(x, plan_, xg, K, C_);
+  mlp_forward<Real>(xg, p.w1, p.b1, p.w2, p.b2, pre, act, yg, plan_.host_offsets, C_, F_);
+  combine_forward<Real>(yg, plan_.slot_of, state_.gate, out, N, K, C_);
+}
+
+template <class Real>
+void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout,
+                              View1<const Real> x, const FfnTensors<Real>& p,
+                              const FfnTensors<Real>& g, View1<Real> dx, int N) {
+  const int K = router_->slots_per_token();
+  const Index NE = Index(N) * E_, NK = Index(N) * K, M = plan_.total_kept;
+  auto dgate = ensure(dgate_, NK, "moe::moe.dgate");
+  auto dyg = ensure(dyg_, M * C_, "moe::moe.dyg");
+  auto dxg = ensure(dxg_, M * C_, "moe::moe.dxg");
+  auto dpre = ensure(dpre_, M * F_, "moe::moe.dpre");
+  fill_zero<Real>(dgate, NK);
+  fill_zero<Real>(dyg, M * C_);
+  fill_zero<Real>(dxg, M * C_);
+
+  View1<const Real> yg = slice(yg_, 0, M * C_), xg = slice(xg_, 0, M * C_);
+  combine_backward<Real>(dout, yg, plan_.slot_of, state_.gate, dyg, dgate, N, K, C_);
+  mlp_backward<Real>(dyg, xg, slice(pre_, 0, M * F_), slice(act_, 0, M * F_), p.w1, p.w2, dpre,
+                     dxg, g.w1, g.b1, g.w2, g.b2, plan_.host_offsets, C_, F_);
+  dispatch_backward<Real>(dxg, plan_, dx, N, K, C_);
+
+  // The router learns only through the gates (and its auxiliary losses).
+  auto dlogits = ensure(dlogits_, NE, "moe::moe.dlogits");
+  fill_zero<Real>(dlogits, NE);
+  View1<const Real> logits = slice(logits_, 0, NE);
+  router_->backward(ctx, logits, state_, dgate, dlogits, N);
+  if (router_->uses_logits())
+    linear_backward<Real>(dlogits, x, p.router_w, dx, g.router_w, View1<Real>(), N, C_, E_);
+}
+
+template class MoeLayer<float>;
+template class MoeLayer<double>;
+
+}  // namespace moe

@@ -1,0 +1,51 @@
+// The MoE feed-forward layer: router -> dispatch (group token copies by expert) -> per-expert
+// GELU MLP -> combine (gate-weighted scatter back). Copies an expert cannot take (capacity)
+// contribute nothing here; the block's residual connection carries those tokens through.
+// Forward saves what backward needs; buffers grow to the largest batch seen and are reused.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common.hpp"
+#include "config/config.hpp"
+#include "dispatch.hpp"
+#include "routing/strategy.hpp"
+
+namespace moe {
+
+// Views of one FFN's tensors (parameters, or their gradients) in the flat buffers.
+template <class Real>
+struct FfnTensors {
+  View1<Real> router_w;  // [C,E], empty for a dense FFN or a router without weights
+  View1<Real> w1, b1, w2, b2;
+};
+
+template <class Real>
+class MoeLayer {
+ public:
+  MoeLayer(const Config& cfg, int layer);
+
+  // x [N,C] (the normalised block input) -> out [N,C].
+  void forward(const RouteContext& ctx, View1<const Real> x, const FfnTensors<Real>& p,
+               View1<Real> out, int N);
+  // dx += d(loss)/dx and parameter gradients += into g, for the last forward.
+  void backward(const RouteContext& ctx, View1<const Real> dout, View1<const Real> x,
+                const FfnTensors<Real>& p, const FfnTensors<Real>& g, View1<Real> dx, int N);
+
+  const AuxLosses& losses() const { return state_.losses; }
+  const RoutingState<Real>& routing() const { return state_; }
+  const DispatchPlan& plan() const { return plan_; }
+  const Router<Real>& router() const { return *router_; }
+  int num_experts() const { return E_; }
+
+ private:
+  int E_, C_, F_;
+  std::unique_ptr<Router<Real>> router_;
+  RoutingState<Real> state_;
+  DispatchPlan plan_;
+  Buffer<Real> logits_, xg_, pre_, act_, yg_;        // saved by forward
+  Buffer<Real> dlogits_, dgate_, dxg_, dyg_, dpre_;  // backward scratch
+};
+
+}  // namespace moe

@@ -1,0 +1,209 @@
+#include "model/transformer.hpp"
+
+#include "attention.hpp"
+#include "cross_entropy.hpp"
+#include "embedding.hpp"
+#include "layernorm.hpp"
+#include "matmul.hpp"
+#include "mlp.hpp"
+#include "residual.hpp"
+
+namespace moe {
+namespace {
+
+template <class T>
+Buffer<T> alloc(const char* label, Index n) {
+  return Buffer<T>(std::string(label), std::size_t(n));
+}
+
+}  // namespace
+
+template <class Real>
+Transformer<Real>::Transformer(const Config& cfg, int B, bool force_moe)
+    : cfg_(cfg),
+      B_(B),
+      S_(cfg.model.seq_len),
+      C_(cfg.model.d_model),
+      V_(cfg.model.vocab_size),
+      H_(cfg.model.n_heads),
+      F_(cfg.model.d_ff),
+      L_(cfg.model.n_layers),
+      N_(Index(B) * cfg.model.seq_len),
+      layout_(make_param_layout(cfg.model, force_moe)) {
+  params_ = alloc<Real>("moe::params", layout_.total);
+  grads_ = alloc<Real>("moe::grads", layout_.total);
+  moe_of_block_.assign(L_, -1);
+  for (int l = 0; l < L_; ++l) {
+    if (!layout_.blocks[l].moe) continue;
+    moe_of_block_[l] = int(moe_.size());
+    moe_.push_back({l, std::make_unique<MoeLayer<Real>>(cfg, l)});
+  }
+  const Index N = N_, C = C_;
+  acts_.resize(L_);
+  for (int l = 0; l < L_; ++l) {
+    Acts& a = acts_[l];
+    a.res = alloc<Real>("moe::act.res", N * C);
+    a.ln1 = alloc<Real>("moe::act.ln1", N * C);
+    a.ln1_mean = alloc<Real>("moe::act.ln1_mean", N);
+    a.ln1_rstd = alloc<Real>("moe::act.ln1_rstd", N);
+    a.qkv = alloc<Real>("moe::act.qkv", N * 3 * C);
+    a.att = alloc<Real>("moe::act.att", Index(B_) * H_ * S_ * S_);
+    a.atty = alloc<Real>("moe::act.atty", N * C);
+    a.res_mid = alloc<Real>("moe::act.res_mid", N * C);
+    a.ln2 = alloc<Real>("moe::act.ln2", N * C);
+    a.ln2_mean = alloc<Real>("moe::act.ln2_mean", N);
+    a.ln2_rstd = alloc<Real>("moe::act.ln2_rstd", N);
+    if (!layout_.blocks[l].moe) {
+      a.pre = alloc<Real>("moe::act.pre", N * F_);
+      a.act = alloc<Real>("moe::act.act", N * F_);
+    }
+  }
+  res_final_ = alloc<Real>("moe::act.res_final", N * C);
+  lnf_ = alloc<Real>("moe::act.lnf", N * C);
+  lnf_mean_ = alloc<Real>("moe::act.lnf_mean", N);
+  lnf_rstd_ = alloc<Real>("moe::act.lnf_rstd", N);
+  logits_ = alloc<Real>("moe::act.logits", N * V_);
+  lse_ = alloc<Real>("moe::act.lse", N);
+  losses_ = alloc<Real>("moe::act.losses", N);
+  tmp_ = alloc<Real>("moe::act.tmp", N * C);
+  tokens_copy_ = alloc<int>("moe::tokens", N);
+  targets_copy_ = alloc<int>("moe::targets", N);
+  dres_ = alloc<Real>("moe::grad.res", N * C);
+  dln_ = alloc<Real>("moe::grad.ln", N * C);
+  dqkv_ = alloc<Real>("moe::grad.qkv", N * 3 * C);
+  datt_ = alloc<Real>("moe::grad.att", Index(B_) * H_ * S_ * S_);
+  datty_ = alloc<Real>("moe::grad.atty", N * C);
+  dpre_ = alloc<Real>("moe::grad.pre", N * F_);
+  dlogits_ = alloc<Real>("moe::grad.logits", N * V_);
+}
+
+template <class Real>
+void Transformer<Real>::init_parameters(std::uint64_t seed) {
+  std::vector<double> host;
+  moe::init_parameters(layout_, seed, host);
+  auto mirror = Kokkos::create_mirror_view(params_);
+  for (Index i = 0; i < layout_.total; ++i) mirror(i) = Real(host[i]);
+  Kokkos::deep_copy(params_, mirror);
+}
+
+template <class Real>
+FfnTensors<Real> Transformer<Real>::ffn(Buffer<Real>& buf, const BlockLayout& b) {
+  auto view = [&](int t) {
+    return t < 0 ? View1<Real>() : slice(buf, layout_[t].offset, layout_[t].size);
+  };
+  return {view(b.router_w), view(b.w1), view(b.b1), view(b.w2), view(b.b2)};
+}
+
+template <class Real>
+ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int> targets,
+                                        bool training, std::int64_t step) {
+  const int N = int(N_), C = C_;
+  const Index NC = N_ * C;
+  // Keep our own copy of the batch: backward and the routers may need it after the caller's
+  // buffers have moved on.
+  Kokkos::deep_copy(tokens_copy_, Kokkos::subview(tokens, std::make_pair(Index(0), N_)));
+  Kokkos::deep_copy(targets_copy_, Kokkos::subview(targets, std::make_pair(Index(0), N_)));
+  ctx_ = RouteContext{tokens_copy_, step, training};
+
+  ForwardStats stats;
+  embedding_forward<Real>(tokens_copy_, p(layout_.wte), p(layout_.wpe), acts_[0].res, N, S_, C);
+  for (int l = 0; l < L_; ++l) {
+    Acts& a = acts_[l];
+    const BlockLayout& b = layout_.blocks[l];
+    // Attention branch.
+    layernorm_forward<Real>(a.res, p(b.ln1_g), p(b.ln1_b), a.ln1, a.ln1_mean, a.ln1_rstd, N, C);
+    linear_forward<Real>(a.ln1, p(b.qkv_w), p(b.qkv_b), a.qkv, N, C, 3 * C);
+    attention_forward<Real>(a.qkv, a.att, a.atty, B_, S_, C, H_);
+    linear_forward<Real>(a.atty, p(b.proj_w), p(b.proj_b), tmp_, N, C, C);
+    residual_forward<Real>(a.res, tmp_, a.res_mid, NC);
+    // FFN branch: dense GELU MLP (one group) or the MoE layer.
+    layernorm_forward<Real>(a.res_mid, p(b.ln2_g), p(b.ln2_b), a.ln2, a.ln2_mean, a.ln2_rstd, N,
+                            C);
+    if (b.moe) {
+      auto& layer = *moe_[moe_of_block_[l]].layer;
+      layer.forward(ctx_, a.ln2, ffn(params_, b), tmp_, N);
+      const AuxLosses& x = layer.losses();
+      stats.aux.balance += x.balance;
+      stats.aux.z += x.z;
+      stats.aux.cluster += x.cluster;
+      stats.aux.weighted += x.weighted;
+    } else {
+      mlp_forward<Real>(a.ln2, p(b.w1), p(b.b1), p(b.w2), p(b.b2), a.pre, a.act, tmp_, {0, N}, C,
+                        F_);
+    }
+    Buffer<Real>& next = (l + 1 < L_) ? acts_[l + 1].res : res_final_;
+    residual_forward<Real>(a.res_mid, tmp_, next, NC);
+  }
+  layernorm_forward<Real>(res_final_, p(layout_.lnf_g), p(layout_.lnf_b), lnf_, lnf_mean_,
+                          lnf_rstd_, N, C);
+  // LM head tied to the token embedding: logits = lnf wte^T.
+  gemm<Real>(false, true, N, V_, C, Real(1), lnf_.data(), C, p(layout_.wte).data(), C, Real(0),
+             logits_.data(), V_);
+  cross_entropy_forward<Real>(logits_, targets_copy_, lse_, losses_, N, V_);
+  stats.loss = double(sum<Real>(losses_, N_)) / double(N_);
+  return stats;
+}
+
+template <class Real>
+void Transformer<Real>::backward() {
+  const int N = int(N_), C = C_;
+  const Index NC = N_ * C;
+  // Loss head: d(mean CE)/dlogits, then through the tied embedding.
+  fill_zero<Real>(slice(dlogits_, 0, N_ * V_), N_ * V_);
+  cross_entropy_backward<Real>(logits_, targets_copy_, lse_, Real(1.0 / double(N_)), dlogits_, N,
+                               V_);
+  fill_zero<Real>(slice(dln_, 0, NC), NC);
+  gemm<Real>(false, false, N, C, V_, Real(1), dlogits_.data(), V_, p(layout_.wte).data(), C,
+             Real(1), dln_.data(), C);
+  gemm<Real>(true, false, V_, C, N, Real(1), dlogits_.data(), V_, lnf_.data(), C, Real(1),
+             g(layout_.wte).data(), C);
+  fill_zero<Real>(slice(dres_, 0, NC), NC);
+  layernorm_backward<Real>(dln_, res_final_, p(layout_.lnf_g), lnf_mean_, lnf_rstd_, dres_,
+                           g(layout_.lnf_g), g(layout_.lnf_b), N, C);
+
+  // dres_ is the gradient of the residual stream; each branch adds its input gradient to it.
+  for (int l = L_ - 1; l >= 0; --l) {
+    Acts& a = acts_[l];
+    const BlockLayout& b = layout_.blocks[l];
+    fill_zero<Real>(slice(dln_, 0, NC), NC);
+    if (b.moe) {
+      moe_[moe_of_block_[l]].layer->backward(ctx_, dres_, a.ln2, ffn(params_, b), ffn(grads_, b),
+                                             dln_, N);
+    } else {
+      mlp_backward<Real>(dres_, a.ln2, a.pre, a.act, p(b.w1), p(b.w2), dpre_, dln_, g(b.w1),
+                         g(b.b1), g(b.w2), g(b.b2), {0, N}, C, F_);
+    }
+    layernorm_backward<Real>(dln_, a.res_mid, p(b.ln2_g), a.ln2_mean, a.ln2_rstd, dres_,
+                             g(b.ln2_g), g(b.ln2_b), N, C);
+
+    fill_zero<Real>(slice(datty_, 0, NC), NC);
+    linear_backward<Real>(dres_, a.atty, p(b.proj_w), datty_, g(b.proj_w), g(b.proj_b), N, C, C);
+    fill_zero<Real>(slice(dqkv_, 0, 3 * NC), 3 * NC);
+    attention_backward<Real>(datty_, a.qkv, a.att, datt_, dqkv_, B_, S_, C, H_);
+    fill_zero<Real>(slice(dln_, 0, NC), NC);
+    linear_backward<Real>(dqkv_, a.ln1, p(b.qkv_w), dln_, g(b.qkv_w), g(b.qkv_b), N, C, 3 * C);
+    layernorm_backward<Real>(dln_, a.res, p(b.ln1_g), a.ln1_mean, a.ln1_rstd, dres_, g(b.ln1_g),
+                             g(b.ln1_b), N, C);
+  }
+  embedding_backward<Real>(tokens_copy_, dres_, g(layout_.wte), g(layout_.wpe), N, S_, C);
+}
+
+template <class Real>
+double Transformer<Real>::forward_flops() const {
+  const double C = C_, F = F_, S = S_;
+  double per_token = 2.0 * C * V_;  // LM head
+  for (int l = 0; l < L_; ++l) {
+    const BlockLayout& b = layout_.blocks[l];
+    per_token += 2.0 * (3 * C * C + C * C);  // qkv and output projections
+    per_token += 2.0 * 2.0 * S * C;          // scores and mixing over the full S x S square
+    const int active = b.moe ? moe_[moe_of_block_[l]].layer->router().slots_per_token() : 1;
+    per_token += 2.0 * active * 2.0 * C * F;
+    if (b.moe) per_token += 2.0 * C * cfg_.model.num_experts;  // router logits
+  }
+  return per_token * double(N_);
+}
+
+template class Transformer<float>;
+template class Transformer<double>;
+
+}  // namespace moe

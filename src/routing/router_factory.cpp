@@ -1,0 +1,18 @@
+// router.type -> strategy. The config layer has already refused unknown types.
+#include "routing/strategy.hpp"
+#include "routing/topk_router.hpp"
+
+namespace moe {
+
+template <class Real>
+std::unique_ptr<Router<Real>> make_router(const Config& cfg, int /*layer*/) {
+  const std::string& type = cfg.router.type;
+  if (type == "topk") return std::make_unique<TopKRouter<Real>>(cfg);
+  MOE_CHECK(false, "router.type passed validation but has no strategy");
+  return nullptr;
+}
+
+template std::unique_ptr<Router<float>> make_router<float>(const Config&, int);
+template std::unique_ptr<Router<double>> make_router<double>(const Config&, int);
+
+}  // namespace moe

@@ -1,0 +1,68 @@
+// The router strategy: how an MoE layer turns router logits into a routing decision.
+// A decision has K slots per token: expert_of[n*K + j] (an expert, or -1 for an unused slot)
+// and gate[n*K + j]. Top-k fills all k slots; other methods (expert choice, K = E) leave some
+// empty, so the dispatch and combine kernels never assume every slot is used.
+// The strategy object lives on the host (virtual calls happen here, never inside a kernel);
+// everything it computes stays in device Views.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common.hpp"
+#include "config/config.hpp"
+
+namespace moe {
+
+// Auxiliary losses of one layer for one batch: raw values (unweighted) for the metrics, and the
+// weighted sum that joins the training loss.
+struct AuxLosses {
+  double balance = 0;  // Switch balance loss E * sum_e f_e P_e
+  double z = 0;        // router z-loss mean(logsumexp^2)
+  double cluster = 0;  // MoEC cluster loss (router.type = moec)
+  double weighted = 0;
+};
+
+// Device state one forward leaves for the backward.
+template <class Real>
+struct RoutingState {
+  Buffer<Real> probs;     // [N,E] router softmax (what gates and losses are taken from)
+  Buffer<int> expert_of;  // [N*K]
+  Buffer<Real> gate;      // [N*K]
+  Buffer<int> topk_idx;   // [N*K] scratch for top-k style routers
+  Buffer<int> counts;     // [E] assignments per expert in this decision (before any capacity cut)
+  AuxLosses losses;
+};
+
+// What a router may look at besides the logits.
+struct RouteContext {
+  View1<const int> tokens;  // [N] token ids (hash and maskmoe routing use them)
+  std::int64_t step = 0;    // training step (dropout schedules)
+  bool training = true;
+};
+
+template <class Real>
+class Router {
+ public:
+  virtual ~Router() = default;
+  virtual std::string name() const = 0;
+  // False for routers without parameters (hash routing): the layer then skips the logits.
+  virtual bool uses_logits() const { return true; }
+  // K, the slots per token of a decision.
+  virtual int slots_per_token() const = 0;
+  // Per-expert capacity the dispatch applies for N tokens (0 = no limit).
+  virtual int capacity(Index N) const = 0;
+  // Fills st.probs, st.expert_of, st.gate, st.counts and st.losses from logits [N,E].
+  virtual void forward(const RouteContext& ctx, View1<const Real> logits, RoutingState<Real>& st,
+                       int N) = 0;
+  // dlogits += d(loss)/d(logits) given d(loss)/d(gate), aux-loss gradients included.
+  virtual void backward(const RouteContext& ctx, View1<const Real> logits,
+                        const RoutingState<Real>& st, View1<const Real> dgate, View1<Real> dlogits,
+                        int N) = 0;
+};
+
+// The router named by cfg.router.type for one MoE layer (layer index seeds per-layer state).
+template <class Real>
+std::unique_ptr<Router<Real>> make_router(const Config& cfg, int layer);
+
+}  // namespace moe

@@ -1,0 +1,51 @@
+#include "routing/topk_router.hpp"
+
+#include "dispatch.hpp"
+#include "router.hpp"
+
+namespace moe {
+
+template <class Real>
+TopKRouter<Real>::TopKRouter(const Config& cfg)
+    : E_(cfg.model.num_experts),
+      k_(cfg.model.top_k),
+      capacity_factor_(cfg.router.capacity_factor),
+      aux_weight_(cfg.router.aux_loss_weight),
+      z_weight_(cfg.router.z_loss_weight) {}
+
+template <class Real>
+int TopKRouter<Real>::capacity(Index N) const {
+  return expert_capacity(N, k_, E_, capacity_factor_);
+}
+
+template <class Real>
+void TopKRouter<Real>::forward(const RouteContext&, View1<const Real> logits,
+                               RoutingState<Real>& st, int N) {
+  softmax_rows_forward<Real>(logits, st.probs, N, E_);
+  // The top-k values are the gates; their indices the experts.
+  topk_rows<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
+  st.losses = AuxLosses{};
+  st.losses.balance =
+      double(balance_loss_forward<Real>(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_));
+  st.losses.z = z_weight_ > 0 ? double(router_zloss_forward<Real>(logits, N, E_)) : 0.0;
+  st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z;
+}
+
+template <class Real>
+void TopKRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
+                                const RoutingState<Real>& st, View1<const Real> dgate,
+                                View1<Real> dlogits, int N) {
+  const Index NE = Index(N) * E_;
+  if (Index(dprobs_.extent(0)) < NE) dprobs_ = Buffer<Real>("moe::topk.dprobs", std::size_t(NE));
+  View1<Real> dprobs = slice(dprobs_, 0, NE);
+  fill_zero<Real>(dprobs, NE);
+  topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
+  if (aux_weight_ > 0) balance_loss_backward<Real>(st.counts, Real(aux_weight_), dprobs, N, E_);
+  softmax_rows_backward<Real>(st.probs, dprobs, dlogits, N, E_);
+  if (z_weight_ > 0) router_zloss_backward<Real>(logits, Real(z_weight_), dlogits, N, E_);
+}
+
+template class TopKRouter<float>;
+template class TopKRouter<double>;
+
+}  // namespace moe

@@ -1,0 +1,187 @@
+// Dispatch: the device plan against a plain stable counting sort on the host, the capacity
+// formula by hand, the gather against plain loops and its backward against finite differences.
+#include <cmath>
+
+#include "dispatch.hpp"
+#include "support.hpp"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+struct RefPlan {
+  std::vector<int> requested, counts, offsets, slot_of, assignment_of_slot;
+  long dropped = 0;
+};
+
+// Stable counting sort by expert; within an expert, copies keep assignment order and only the
+// first `capacity` of them (capacity > 0) are kept.
+RefPlan ref_plan(const std::vector<int>& expert_of, int E, int capacity) {
+  const int A = int(expert_of.size());
+  RefPlan p;
+  p.requested.assign(E, 0);
+  p.counts.assign(E, 0);
+  p.offsets.assign(E + 1, 0);
+  p.slot_of.assign(A, -1);
+  for (int e : expert_of)
+    if (e >= 0) ++p.requested[e];
+  for (int e = 0; e < E; ++e) {
+    p.counts[e] = capacity > 0 ? std::min(p.requested[e], capacity) : p.requested[e];
+    p.dropped += p.requested[e] - p.counts[e];
+    p.offsets[e + 1] = p.offsets[e] + p.counts[e];
+  }
+  for (int e = 0; e < E; ++e) {
+    int rank = 0;
+    for (int a = 0; a < A; ++a) {
+      if (expert_of[a] != e) continue;
+      if (capacity <= 0 || rank < capacity) {
+        p.slot_of[a] = p.offsets[e] + rank;
+        p.assignment_of_slot.push_back(a);
+      }
+      ++rank;
+    }
+  }
+  return p;
+}
+
+// Random top-K-like assignments, skewed toward expert 0 so that it overflows a capacity, with
+// about one slot in seven unused (-1).
+std::vector<int> random_assignments(int N, int K, int E, std::uint64_t seed) {
+  auto u = random_vector(std::size_t(N) * K, seed, 0.0, 1.0);
+  std::vector<int> ex(u.size());
+  for (std::size_t a = 0; a < u.size(); ++a) {
+    if (u[a] < 1.0 / 7) {
+      ex[a] = -1;
+    } else if (u[a] < 0.5) {
+      ex[a] = 0;
+    } else {
+      ex[a] = 1 + int((u[a] - 0.5) * 2 * (E - 1)) % (E - 1);
+    }
+  }
+  return ex;
+}
+
+void expect_plan_matches(const DispatchPlan& plan, const RefPlan& ref, int E, int A, int capacity) {
+  EXPECT_EQ(to_host(plan.requested, E), ref.requested);
+  EXPECT_EQ(to_host(plan.counts, E), ref.counts);
+  EXPECT_EQ(to_host(plan.offsets, E + 1), ref.offsets);
+  EXPECT_EQ(plan.host_offsets, ref.offsets);
+  EXPECT_EQ(plan.total_kept, ref.offsets[E]);
+  EXPECT_EQ(plan.dropped, ref.dropped);
+  auto slot_of = to_host(plan.slot_of, A);
+  EXPECT_EQ(slot_of, ref.slot_of);
+  auto aos = to_host(plan.assignment_of_slot, plan.total_kept);
+  EXPECT_EQ(aos, ref.assignment_of_slot);
+  // Inverse maps: every kept row points back to an assignment that points at it.
+  for (int s = 0; s < plan.total_kept; ++s) EXPECT_EQ(slot_of[aos[s]], s);
+  int kept = 0;
+  for (int a = 0; a < A; ++a)
+    if (slot_of[a] >= 0) {
+      ++kept;
+      EXPECT_EQ(aos[slot_of[a]], a);
+    }
+  EXPECT_EQ(kept, plan.total_kept);
+  // Counts and offsets agree, and no expert exceeds the capacity.
+  for (int e = 0; e < E; ++e) {
+    EXPECT_EQ(plan.host_offsets[e + 1] - plan.host_offsets[e], ref.counts[e]);
+    if (capacity > 0) {
+      EXPECT_LE(ref.counts[e], capacity);
+    }
+  }
+}
+}  // namespace
+
+TEST(Dispatch, ExpertCapacityByHand) {
+  EXPECT_EQ(expert_capacity(10, 2, 4, 1.0), 5);   // 10*2/4 = 5
+  EXPECT_EQ(expert_capacity(10, 2, 4, 1.25), 7);  // 6.25 -> 7
+  EXPECT_EQ(expert_capacity(10, 2, 4, 0.0), 0);   // dropless
+  EXPECT_EQ(expert_capacity(7, 1, 4, 1.0), 2);    // 1.75 -> 2
+  EXPECT_EQ(expert_capacity(4096, 2, 8, 2.0), 2048);
+}
+
+TEST(Dispatch, PlanMatchesReferenceDroplessAndWithCapacity) {
+  const int N = 41, K = 2, E = 5, A = N * K;
+  auto ex = random_assignments(N, K, E, 61);
+  auto dex = to_device(ex);
+  const int cap1 = expert_capacity(N, K, E, 1.0);
+  for (int capacity : {0, cap1, 3}) {
+    SCOPED_TRACE(capacity);
+    DispatchPlan plan;
+    dispatch_plan(dex, A, E, capacity, plan);
+    auto ref = ref_plan(ex, E, capacity);
+    expect_plan_matches(plan, ref, E, A, capacity);
+    if (capacity == 0) {
+      EXPECT_EQ(plan.dropped, 0);
+    } else {
+      EXPECT_GT(plan.dropped, 0);  // expert 0 is overfull by construction
+    }
+    // Drop by position: of each expert's copies in token order, exactly the first `capacity`.
+    auto slot_of = to_host(plan.slot_of, A);
+    for (int e = 0; e < E; ++e) {
+      int rank = 0;
+      for (int a = 0; a < A; ++a) {
+        if (ex[a] != e) continue;
+        EXPECT_EQ(slot_of[a] >= 0, capacity <= 0 || rank < capacity) << "e=" << e << " a=" << a;
+        ++rank;
+      }
+    }
+  }
+}
+
+TEST(Dispatch, PlanReusesBuffersWhenSizesShrink) {
+  const int E = 4, K = 3;
+  DispatchPlan plan;
+  auto big = random_assignments(30, K, E, 62);
+  dispatch_plan(to_device(big), Index(big.size()), E, 0, plan);
+  const int* slot_ptr = plan.slot_of.data();
+  auto small = random_assignments(9, K, E, 63);
+  dispatch_plan(to_device(small), Index(small.size()), E, 4, plan);
+  EXPECT_EQ(plan.slot_of.data(), slot_ptr);
+  expect_plan_matches(plan, ref_plan(small, E, 4), E, int(small.size()), 4);
+  // Expert choice style: K = E slots per token, most of them unused.
+  std::vector<int> ec(std::size_t(5) * E, -1);
+  ec[0 * E + 2] = 2;
+  ec[3 * E + 2] = 2;
+  ec[1 * E + 0] = 0;
+  ec[4 * E + 3] = 3;
+  dispatch_plan(to_device(ec), Index(ec.size()), E, 0, plan);
+  expect_plan_matches(plan, ref_plan(ec, E, 0), E, int(ec.size()), 0);
+  EXPECT_EQ(plan.host_offsets, (std::vector<int>{0, 1, 1, 3, 4}));
+}
+
+TEST(Dispatch, ForwardMatchesReference) {
+  const int N = 23, K = 2, E = 4, C = 6, A = N * K;
+  auto ex = random_assignments(N, K, E, 64);
+  auto x = random_vector(N * C, 65);
+  DispatchPlan plan;
+  dispatch_plan(to_device(ex), A, E, expert_capacity(N, K, E, 1.0), plan);
+  Buffer<double> xg("xg", std::max(1, plan.total_kept * C));
+  dispatch_forward<double>(to_device(x), plan, xg, K, C);
+  auto ref = ref_plan(ex, E, expert_capacity(N, K, E, 1.0));
+  std::vector<double> want;
+  for (int a : ref.assignment_of_slot)
+    for (int c = 0; c < C; ++c) want.push_back(x[(a / K) * C + c]);
+  EXPECT_EQ(to_host(xg, plan.total_kept * C), want);  // a gather: bit-exact
+}
+
+TEST(Dispatch, BackwardMatchesFiniteDifferences) {
+  const int N = 13, K = 3, E = 4, C = 5, A = N * K;
+  auto ex = random_assignments(N, K, E, 66);
+  auto x = random_vector(N * C, 67);
+  DispatchPlan plan;
+  dispatch_plan(to_device(ex), A, E, 4, plan);  // some tokens lose copies
+  ASSERT_GT(plan.dropped, 0);
+  const int M = plan.total_kept;
+  auto r = random_vector(std::size_t(M) * C, 68);  // loss = sum(xg * r)
+  auto forward = [&]() {
+    Buffer<double> xg("xg", M * C);
+    dispatch_forward<double>(to_device(x), plan, xg, K, C);
+    return dot(to_host(xg), r);
+  };
+  auto g0 = random_vector(N * C, 69);
+  auto g = to_device(g0);
+  dispatch_backward<double>(to_device(r), plan, g, N, K, C);
+  auto got = to_host(g);
+  for (std::size_t i = 0; i < got.size(); ++i) got[i] -= g0[i];
+  EXPECT_LT(rel_error(got, numeric_gradient(x, forward)), 1e-6);
+}

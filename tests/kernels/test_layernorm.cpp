@@ -1,0 +1,70 @@
+// Layer normalisation: forward against plain loops, backward against finite differences.
+#include <cmath>
+
+#include "layernorm.hpp"
+#include "support.hpp"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+const int kN = 5, kC = 8;
+
+struct RefLN {
+  std::vector<double> out, mean, rstd;
+};
+
+RefLN ref_layernorm(const std::vector<double>& x, const std::vector<double>& g,
+                    const std::vector<double>& b, double eps) {
+  RefLN r{std::vector<double>(x.size()), std::vector<double>(kN), std::vector<double>(kN)};
+  for (int n = 0; n < kN; ++n) {
+    double mu = 0;
+    for (int c = 0; c < kC; ++c) mu += x[n * kC + c];
+    mu /= kC;
+    double var = 0;
+    for (int c = 0; c < kC; ++c) var += (x[n * kC + c] - mu) * (x[n * kC + c] - mu);
+    var /= kC;
+    const double rs = 1.0 / std::sqrt(var + eps);
+    for (int c = 0; c < kC; ++c) r.out[n * kC + c] = (x[n * kC + c] - mu) * rs * g[c] + b[c];
+    r.mean[n] = mu;
+    r.rstd[n] = rs;
+  }
+  return r;
+}
+}  // namespace
+
+TEST(LayerNorm, ForwardMatchesReference) {
+  auto x = random_vector(kN * kC, 1, -2.0, 3.0), g = random_vector(kC, 2), b = random_vector(kC, 3);
+  auto dx = to_device(x), dg = to_device(g), db = to_device(b);
+  Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
+  layernorm_forward<double>(dx, dg, db, out, mean, rstd, kN, kC, 1e-5);
+  auto ref = ref_layernorm(x, g, b, 1e-5);
+  EXPECT_LT(rel_error(to_host(out), ref.out), 1e-13);
+  EXPECT_LT(rel_error(to_host(mean), ref.mean), 1e-13);
+  EXPECT_LT(rel_error(to_host(rstd), ref.rstd), 1e-13);
+}
+
+TEST(LayerNorm, BackwardMatchesFiniteDifferences) {
+  auto x = random_vector(kN * kC, 4), g = random_vector(kC, 5), b = random_vector(kC, 6);
+  auto r = random_vector(kN * kC, 7);  // loss = sum(out * r)
+  auto forward = [&]() {
+    auto dx = to_device(x), dg = to_device(g), db = to_device(b);
+    Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
+    layernorm_forward<double>(dx, dg, db, out, mean, rstd, kN, kC);
+    return dot(to_host(out), r);
+  };
+  auto dx = to_device(x), dg = to_device(g), db = to_device(b), dr = to_device(r);
+  Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
+  layernorm_forward<double>(dx, dg, db, out, mean, rstd, kN, kC);
+  // Nonzero starting gradients check that the backward accumulates.
+  auto g0x = random_vector(kN * kC, 8), g0g = random_vector(kC, 9), g0b = random_vector(kC, 10);
+  auto gx = to_device(g0x), gg = to_device(g0g), gb = to_device(g0b);
+  layernorm_backward<double>(dr, dx, dg, mean, rstd, gx, gg, gb, kN, kC);
+  auto minus = [](std::vector<double> a, const std::vector<double>& b0) {
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] -= b0[i];
+    return a;
+  };
+  EXPECT_LT(rel_error(minus(to_host(gx), g0x), numeric_gradient(x, forward)), 1e-6);
+  EXPECT_LT(rel_error(minus(to_host(gg), g0g), numeric_gradient(g, forward)), 1e-6);
+  EXPECT_LT(rel_error(minus(to_host(gb), g0b), numeric_gradient(b, forward)), 1e-6);
+}

@@ -1,0 +1,265 @@
+// Router kernels: softmax, top-k, z-loss and balance loss against plain references, backward
+// passes against finite differences.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "router.hpp"
+#include "support.hpp"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+const double kNegInf = -std::numeric_limits<double>::infinity();
+
+std::vector<double> ref_softmax(const std::vector<double>& x, int N, int E) {
+  std::vector<double> p(x.size());
+  for (int n = 0; n < N; ++n) {
+    double m = kNegInf;
+    for (int e = 0; e < E; ++e) m = std::max(m, x[n * E + e]);
+    double s = 0;
+    for (int e = 0; e < E; ++e) s += std::exp(x[n * E + e] - m);
+    for (int e = 0; e < E; ++e) p[n * E + e] = std::exp(x[n * E + e] - m) / s;
+  }
+  return p;
+}
+
+double ref_zloss(const std::vector<double>& x, int N, int E) {
+  double total = 0;
+  for (int n = 0; n < N; ++n) {
+    double m = kNegInf;
+    for (int e = 0; e < E; ++e) m = std::max(m, x[n * E + e]);
+    double s = 0;
+    for (int e = 0; e < E; ++e) s += std::exp(x[n * E + e] - m);
+    const double lse = m + std::log(s);
+    total += lse * lse;
+  }
+  return total / N;
+}
+
+// Logits with a few masked (-inf) experts; every row keeps at least one finite logit.
+std::vector<double> masked_logits(int N, int E, std::uint64_t seed) {
+  auto x = random_vector(std::size_t(N) * E, seed, -3.0, 3.0);
+  for (int n = 0; n < N; ++n)
+    for (int e = 0; e < E; ++e)
+      if ((n * 7 + e * 3) % 5 == 0 && e != n % E) x[n * E + e] = kNegInf;
+  return x;
+}
+
+// Indices of the entries of x that are finite.
+std::vector<std::size_t> finite_entries(const std::vector<double>& x) {
+  std::vector<std::size_t> idx;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (std::isfinite(x[i])) idx.push_back(i);
+  return idx;
+}
+
+std::vector<double> gather(const std::vector<double>& v, const std::vector<std::size_t>& idx) {
+  std::vector<double> out;
+  for (auto i : idx) out.push_back(v[i]);
+  return out;
+}
+}  // namespace
+
+TEST(Router, SoftmaxForwardMatchesReferenceWithMaskedExperts) {
+  const int N = 9, E = 7;
+  auto x = masked_logits(N, E, 11);
+  int masked = 0;
+  for (double v : x) masked += std::isinf(v);
+  ASSERT_GT(masked, 0);
+  Buffer<double> p("p", N * E);
+  softmax_rows_forward<double>(to_device(x), p, N, E);
+  auto got = to_host(p);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    EXPECT_FALSE(std::isnan(got[i])) << i;
+    if (std::isinf(x[i])) {
+      EXPECT_EQ(got[i], 0.0) << i;  // exactly zero
+    }
+  }
+  EXPECT_LT(rel_error(got, ref_softmax(x, N, E)), 1e-14);
+}
+
+TEST(Router, SoftmaxForwardFloatIsStableForLargeLogits) {
+  const int N = 2, E = 3;
+  std::vector<float> x = {1000.f, 999.f,  -std::numeric_limits<float>::infinity(),
+                          -500.f, -501.f, -502.f};
+  Buffer<float> p("p", N * E);
+  softmax_rows_forward<float>(to_device(x), p, N, E);
+  auto got = to_host(p);
+  for (float v : got) EXPECT_TRUE(std::isfinite(v));
+  EXPECT_EQ(got[2], 0.f);
+  EXPECT_NEAR(got[0], 1.0 / (1.0 + std::exp(-1.0)), 1e-6);
+  EXPECT_NEAR(got[3] + got[4] + got[5], 1.0, 1e-6);
+}
+
+TEST(Router, SoftmaxBackwardMatchesFiniteDifferences) {
+  const int N = 6, E = 5;
+  auto x = masked_logits(N, E, 12);
+  auto r = random_vector(N * E, 13);  // loss = sum(p * r)
+  auto forward = [&]() {
+    Buffer<double> p("p", N * E);
+    softmax_rows_forward<double>(to_device(x), p, N, E);
+    return dot(to_host(p), r);
+  };
+  Buffer<double> p("p", N * E);
+  softmax_rows_forward<double>(to_device(x), p, N, E);
+  auto g0 = random_vector(N * E, 14);  // backward accumulates onto whatever is there
+  auto g = to_device(g0);
+  softmax_rows_backward<double>(p, to_device(r), g, N, E);
+  auto got = to_host(g);
+  for (std::size_t i = 0; i < got.size(); ++i) got[i] -= g0[i];
+  auto num = numeric_gradient(x, forward);
+  auto fin = finite_entries(x);
+  EXPECT_LT(rel_error(gather(got, fin), gather(num, fin)), 1e-6);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (std::isinf(x[i])) {
+      EXPECT_EQ(got[i], 0.0) << i;
+    }
+}
+
+TEST(Router, TopkMatchesReferenceWithTies) {
+  const int N = 25, E = 8, k = 3;
+  // Values on a coarse grid so that ties are frequent.
+  auto u = random_vector(N * E, 21, 0.0, 4.0);
+  std::vector<double> p(u.size());
+  for (std::size_t i = 0; i < u.size(); ++i) p[i] = std::floor(u[i]) / 4.0;
+  Buffer<int> idx("idx", N * k);
+  Buffer<double> val("val", N * k);
+  topk_rows<double>(to_device(p), idx, val, N, E, k);
+  auto gi = to_host(idx);
+  auto gv = to_host(val);
+  int ties = 0;
+  for (int n = 0; n < N; ++n) {
+    std::vector<int> order(E);
+    std::iota(order.begin(), order.end(), 0);
+    // Stable sort by value descending keeps the lower index first among equal values.
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return p[n * E + a] > p[n * E + b]; });
+    for (int j = 0; j < k; ++j) {
+      EXPECT_EQ(gi[n * k + j], order[j]) << "row " << n << " pick " << j;
+      EXPECT_EQ(gv[n * k + j], p[n * E + order[j]]);
+    }
+    for (int j = 0; j + 1 < E; ++j) ties += p[n * E + order[j]] == p[n * E + order[j + 1]];
+  }
+  EXPECT_GT(ties, 0);
+}
+
+TEST(Router, TopkWithKEqualsEIsAFullSort) {
+  const int N = 3, E = 4;
+  std::vector<double> p = {0.1, 0.4, 0.4, 0.1, 0.25, 0.25, 0.25, 0.25, 0.0, 0.0, 1.0, 0.0};
+  Buffer<int> idx("idx", N * E);
+  Buffer<double> val("val", N * E);
+  topk_rows<double>(to_device(p), idx, val, N, E, E);
+  std::vector<int> want = {1, 2, 0, 3, 0, 1, 2, 3, 2, 0, 1, 3};
+  EXPECT_EQ(to_host(idx), want);
+}
+
+TEST(Router, TopkBackwardMatchesFiniteDifferences) {
+  const int N = 7, E = 6, k = 2;
+  auto p = random_vector(N * E, 31, 0.0, 1.0);  // distinct values: selection stable under h
+  auto r = random_vector(N * k, 32);            // loss = sum(val * r)
+  Buffer<int> idx("idx", N * k);
+  auto forward = [&]() {
+    Buffer<double> val("val", N * k);
+    topk_rows<double>(to_device(p), idx, val, N, E, k);
+    return dot(to_host(val), r);
+  };
+  forward();
+  auto g0 = random_vector(N * E, 33);
+  auto g = to_device(g0);
+  topk_backward<double>(idx, to_device(r), g, N, E, k);
+  auto got = to_host(g);
+  for (std::size_t i = 0; i < got.size(); ++i) got[i] -= g0[i];
+  EXPECT_LT(rel_error(got, numeric_gradient(p, forward)), 1e-6);
+}
+
+TEST(Router, ZLossForwardMatchesReference) {
+  const int N = 8, E = 5;
+  auto x = masked_logits(N, E, 41);
+  const double got = router_zloss_forward<double>(to_device(x), N, E);
+  EXPECT_NEAR(got, ref_zloss(x, N, E), 1e-13 * std::abs(ref_zloss(x, N, E)));
+}
+
+TEST(Router, ZLossBackwardMatchesFiniteDifferences) {
+  const int N = 6, E = 4;
+  const double weight = 0.7;
+  auto x = masked_logits(N, E, 42);
+  auto forward = [&]() { return weight * router_zloss_forward<double>(to_device(x), N, E); };
+  auto g0 = random_vector(N * E, 43);
+  auto g = to_device(g0);
+  router_zloss_backward<double>(to_device(x), weight, g, N, E);
+  auto got = to_host(g);
+  for (std::size_t i = 0; i < got.size(); ++i) got[i] -= g0[i];
+  auto num = numeric_gradient(x, forward);
+  auto fin = finite_entries(x);
+  EXPECT_LT(rel_error(gather(got, fin), gather(num, fin)), 1e-6);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (std::isinf(x[i])) {
+      EXPECT_EQ(got[i], 0.0) << i;
+    }
+}
+
+TEST(Router, BalanceLossHandComputedExample) {
+  // N=4 tokens, E=2 experts, k=1:
+  //   probs = [0.7 0.3; 0.6 0.4; 0.2 0.8; 0.9 0.1], expert_of = argmax = [0, 0, 1, 0]
+  //   counts = [3, 1], f = [3/4, 1/4], P = [(0.7+0.6+0.2+0.9)/4, (0.3+0.4+0.8+0.1)/4] = [0.6, 0.4]
+  //   loss = E * (f0 P0 + f1 P1) = 2 * (0.45 + 0.1) = 1.1
+  // With token 1's slot unused (expert_of = [0, -1, 1, 0]): counts = [2, 1], f = [2/3, 1/3],
+  //   loss = 2 * (2/3 * 0.6 + 1/3 * 0.4) = 2 * (0.4 + 0.4/3) = 16/15.
+  const int N = 4, E = 2;
+  std::vector<double> p = {0.7, 0.3, 0.6, 0.4, 0.2, 0.8, 0.9, 0.1};
+  auto dp = to_device(p);
+  Buffer<int> counts("counts", E);
+  double loss =
+      balance_loss_forward<double>(dp, to_device(std::vector<int>{0, 0, 1, 0}), counts, N, E, 4);
+  EXPECT_NEAR(loss, 1.1, 1e-15);
+  EXPECT_EQ(to_host(counts), (std::vector<int>{3, 1}));
+  loss =
+      balance_loss_forward<double>(dp, to_device(std::vector<int>{0, -1, 1, 0}), counts, N, E, 4);
+  EXPECT_NEAR(loss, 16.0 / 15.0, 1e-15);
+  EXPECT_EQ(to_host(counts), (std::vector<int>{2, 1}));
+  // Nothing routed: loss 0, counts 0.
+  loss = balance_loss_forward<double>(dp, to_device(std::vector<int>{-1, -1, -1, -1}), counts, N, E,
+                                      4);
+  EXPECT_EQ(loss, 0.0);
+  EXPECT_EQ(to_host(counts), (std::vector<int>{0, 0}));
+}
+
+TEST(Router, BalanceLossMatchesReferenceAndFiniteDifferences) {
+  const int N = 10, E = 5, K = 2;
+  const Index A = Index(N) * K;
+  auto p = random_vector(N * E, 51, 0.0, 1.0);
+  std::vector<int> expert_of(A);
+  auto u = random_vector(A, 52, -1.0, double(E));
+  for (Index a = 0; a < A; ++a) expert_of[a] = int(std::floor(u[a]));  // some -1
+  // Reference.
+  std::vector<int> cnt(E, 0);
+  int assigned = 0;
+  for (int e : expert_of)
+    if (e >= 0) ++cnt[e], ++assigned;
+  double ref = 0;
+  for (int e = 0; e < E; ++e) {
+    double P = 0;
+    for (int n = 0; n < N; ++n) P += p[n * E + e];
+    ref += double(cnt[e]) / assigned * (P / N);
+  }
+  ref *= E;
+  auto de = to_device(expert_of);
+  Buffer<int> counts("counts", E);
+  EXPECT_NEAR(balance_loss_forward<double>(to_device(p), de, counts, N, E, A), ref, 1e-14);
+  EXPECT_EQ(to_host(counts), cnt);
+  // Gradient w.r.t. probs with the assignments (hence counts) held fixed.
+  const double weight = 0.3;
+  auto forward = [&]() {
+    Buffer<int> c("c", E);
+    return weight * balance_loss_forward<double>(to_device(p), de, c, N, E, A);
+  };
+  auto g0 = random_vector(N * E, 53);
+  auto g = to_device(g0);
+  balance_loss_backward<double>(counts, weight, g, N, E);
+  auto got = to_host(g);
+  for (std::size_t i = 0; i < got.size(); ++i) got[i] -= g0[i];
+  EXPECT_LT(rel_error(got, numeric_gradient(p, forward)), 1e-6);
+}

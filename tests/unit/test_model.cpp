@@ -1,0 +1,219 @@
+// The MoE layer and the whole transformer: gradients against finite differences in double
+// (router, dropped tokens and auxiliary losses included), bit-for-bit determinism, and the
+// one-expert MoE equalling the dense model.
+#include <cmath>
+
+#include "config/config.hpp"
+#include "data/corpus.hpp"
+#include "model/moe_layer.hpp"
+#include "model/transformer.hpp"
+#include "support.hpp"
+#include "train/trainer.hpp"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+
+Config tiny_moe_config(double capacity_factor) {
+  Config c;
+  c.model.vocab_size = 16;
+  c.model.d_model = 8;
+  c.model.n_heads = 2;
+  c.model.d_ff = 6;
+  c.model.n_layers = 2;
+  c.model.seq_len = 4;
+  c.model.num_experts = 4;
+  c.model.top_k = 2;
+  c.router.capacity_factor = capacity_factor;
+  c.router.aux_loss_weight = 0.05;  // large enough that its gradient matters in the check
+  c.router.z_loss_weight = 0.01;
+  return c;
+}
+
+// Host copies of one FFN's tensors and the projected-loss gradient check around MoeLayer.
+struct LayerCase {
+  int N = 6, C = 8, F = 6, E = 4;
+  std::vector<double> x, rw, w1, b1, w2, b2, r;
+  explicit LayerCase(std::uint64_t seed) {
+    x = random_vector(N * C, seed + 1);
+    rw = random_vector(C * E, seed + 2);
+    w1 = random_vector(E * C * F, seed + 3, -0.5, 0.5);
+    b1 = random_vector(E * F, seed + 4, -0.1, 0.1);
+    w2 = random_vector(E * F * C, seed + 5, -0.5, 0.5);
+    b2 = random_vector(E * C, seed + 6, -0.1, 0.1);
+    r = random_vector(N * C, seed + 7);
+  }
+};
+
+}  // namespace
+
+TEST(MoeLayer, BackwardMatchesFiniteDifferencesWithDroppedTokens) {
+  const Config cfg = tiny_moe_config(/*capacity_factor=*/0.75);  // capacity 3 of 12 copies / 4
+  LayerCase t(11);
+  MoeLayer<double> layer(cfg, 0);
+  std::vector<int> ids(t.N, 0);
+  auto tokens = to_device(ids);
+  RouteContext ctx{tokens, 0, true};
+
+  auto loss = [&]() {
+    auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
+         w2 = to_device(t.w2), b2 = to_device(t.b2);
+    Buffer<double> out("out", t.N * t.C);
+    layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, t.N);
+    return dot(to_host(out), t.r) + layer.losses().weighted;
+  };
+  loss();
+  ASSERT_GT(layer.plan().dropped, 0) << "the case must exercise the capacity cut";
+
+  auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
+       w2 = to_device(t.w2), b2 = to_device(t.b2), r = to_device(t.r);
+  Buffer<double> out("out", t.N * t.C), dx("dx", t.N * t.C), drw("drw", t.C * t.E),
+      dw1("dw1", t.w1.size()), db1("db1", t.b1.size()), dw2("dw2", t.w2.size()),
+      db2("db2", t.b2.size());
+  layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, t.N);
+  layer.backward(ctx, r, x, {rw, w1, b1, w2, b2}, {drw, dw1, db1, dw2, db2}, dx, t.N);
+
+  EXPECT_LT(rel_error(to_host(dx), numeric_gradient(t.x, loss)), 1e-6);
+  EXPECT_LT(rel_error(to_host(drw), numeric_gradient(t.rw, loss)), 1e-6);
+  EXPECT_LT(rel_error(to_host(dw1), numeric_gradient(t.w1, loss)), 1e-6);
+  EXPECT_LT(rel_error(to_host(db1), numeric_gradient(t.b1, loss)), 1e-6);
+  EXPECT_LT(rel_error(to_host(dw2), numeric_gradient(t.w2, loss)), 1e-6);
+  EXPECT_LT(rel_error(to_host(db2), numeric_gradient(t.b2, loss)), 1e-6);
+  // The router really learns: its gradient is not zero.
+  double norm = 0;
+  for (double v : to_host(drw)) norm += v * v;
+  EXPECT_GT(norm, 1e-8);
+}
+
+TEST(MoeLayer, DroppedCopiesContributeNothing) {
+  // With capacity 1 per expert, only the first copy routed to each expert is processed.
+  Config cfg = tiny_moe_config(0.0);
+  cfg.model.top_k = 1;
+  cfg.router.capacity_factor = 0.25;  // ceil(6*1/4*0.25) = 1
+  LayerCase t(5);
+  MoeLayer<double> layer(cfg, 0);
+  std::vector<int> ids(t.N, 0);
+  auto tokens = to_device(ids);
+  auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
+       w2 = to_device(t.w2), b2 = to_device(t.b2);
+  Buffer<double> out("out", t.N * t.C);
+  layer.forward({tokens, 0, true}, x, {rw, w1, b1, w2, b2}, out, t.N);
+  auto expert = to_host(layer.routing().expert_of);
+  auto slot = to_host(layer.plan().slot_of);
+  auto o = to_host(out);
+  std::vector<int> seen(t.E, 0);
+  int zero_rows = 0;
+  for (int n = 0; n < t.N; ++n) {
+    const bool kept = seen[expert[n]]++ == 0;
+    EXPECT_EQ(slot[n] >= 0, kept) << "token " << n;
+    double s = 0;
+    for (int c = 0; c < t.C; ++c) s += std::abs(o[n * t.C + c]);
+    if (!kept) {
+      EXPECT_EQ(s, 0.0) << "a dropped token must leave the layer output at zero";
+      ++zero_rows;
+    }
+  }
+  EXPECT_GT(zero_rows, 0);
+}
+
+TEST(Transformer, WholeModelGradientMatchesFiniteDifferences) {
+  Config cfg = tiny_moe_config(/*capacity_factor=*/1.0);
+  cfg.model.moe_every = 2;  // block 0 dense, block 1 MoE: both paths in one check
+  const int B = 2, N = B * cfg.model.seq_len;
+  Transformer<double> model(cfg, B);
+  model.init_parameters(7);
+  // Larger-than-default weights so every path carries a visible signal.
+  auto params = to_host(model.params());
+  for (auto& v : params) v *= 5.0;
+  std::vector<int> tok(N), tgt(N);
+  for (int i = 0; i < N; ++i) {
+    tok[i] = (3 * i + 1) % cfg.model.vocab_size;
+    tgt[i] = (5 * i + 2) % cfg.model.vocab_size;
+  }
+  auto dtok = to_device(tok), dtgt = to_device(tgt);
+  auto loss = [&]() {
+    Kokkos::deep_copy(model.params(),
+                      Kokkos::View<double*, Kokkos::HostSpace>(params.data(), params.size()));
+    auto s = model.forward(dtok, dtgt, true, 0);
+    return s.loss + s.aux.weighted;
+  };
+  loss();
+  model.zero_grad();
+  model.backward();
+  auto analytic = to_host(model.grads());
+  // Check a spread of parameters (every 7th) in every tensor to keep the test quick.
+  std::vector<double> a, n;
+  for (std::size_t i = 0; i < params.size(); i += 7) {
+    const double keep = params[i];
+    auto single = [&]() { return loss(); };
+    params[i] = keep + 1e-5;
+    const double up = single();
+    params[i] = keep - 1e-5;
+    const double down = single();
+    params[i] = keep;
+    a.push_back(analytic[i]);
+    n.push_back((up - down) / 2e-5);
+  }
+  EXPECT_LT(rel_error(a, n), 1e-6);
+}
+
+TEST(Transformer, OneExpertTop1MoeEqualsDense) {
+  Config cfg;
+  cfg.model.vocab_size = 64;
+  cfg.model.d_model = 16;
+  cfg.model.n_heads = 2;
+  cfg.model.d_ff = 32;
+  cfg.model.seq_len = 8;
+  cfg.model.num_experts = 1;
+  cfg.model.top_k = 1;
+  cfg.router.z_loss_weight = 0;  // the one-logit router's only non-zero gradient
+  const int B = 3, N = B * cfg.model.seq_len;
+  Transformer<double> dense(cfg, B), moe1(cfg, B, /*force_moe=*/true);
+  ASSERT_EQ(dense.num_moe_layers(), 0);
+  ASSERT_EQ(moe1.num_moe_layers(), cfg.model.n_layers);
+  dense.init_parameters(3);
+  moe1.init_parameters(3);
+  std::vector<int> tok(N), tgt(N);
+  for (int i = 0; i < N; ++i) tok[i] = (7 * i) % 64, tgt[i] = (11 * i + 3) % 64;
+  auto dtok = to_device(tok), dtgt = to_device(tgt);
+  const double ld = dense.forward(dtok, dtgt, true, 0).loss;
+  const double lm = moe1.forward(dtok, dtgt, true, 0).loss;
+  EXPECT_EQ(ld, lm);
+  dense.zero_grad();
+  moe1.zero_grad();
+  dense.backward();
+  moe1.backward();
+  // Every dense tensor has a same-named twin in the MoE model with the same gradient.
+  auto gd = to_host(dense.grads()), gm = to_host(moe1.grads());
+  for (const auto& td : dense.layout().tensors) {
+    const TensorInfo* tm = nullptr;
+    for (const auto& t : moe1.layout().tensors)
+      if (t.name == td.name) tm = &t;
+    ASSERT_NE(tm, nullptr) << td.name;
+    for (Index i = 0; i < td.size; ++i)
+      ASSERT_NEAR(gd[td.offset + i], gm[tm->offset + i], 1e-14) << td.name << "[" << i << "]";
+  }
+}
+
+TEST(Training, SameSeedSameLossSequenceBitForBit) {
+  Config cfg;
+  cfg.model.vocab_size = 128;
+  cfg.model.d_model = 32;
+  cfg.model.n_heads = 2;
+  cfg.model.d_ff = 32;
+  cfg.model.seq_len = 16;
+  cfg.train.batch_size = 4;
+  cfg.train.steps = 6;
+  cfg.data.train_tokens = 20000;
+  cfg.data.val_tokens = 2000;
+  const Corpus corpus = load_corpus(cfg);
+  std::vector<double> a, b;
+  for (auto* out : {&a, &b}) {
+    Trainer t(cfg, corpus, nullptr, nullptr);
+    for (int s = 0; s < cfg.train.steps; ++s) out->push_back(t.step(s));
+  }
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << "step " << i;
+  EXPECT_LT(a.back(), a.front());
+}
