@@ -37,7 +37,7 @@ struct DispatchPlan {
   Index dropped = 0;  // copies cut by the capacity
 };
 
-namespace detail {
+namespace dispatch_detail {
 // Grows a plan buffer when it is too small; never shrinks, so steady-state steps allocate nothing.
 inline void ensure_size(Buffer<int>& b, Index n, const char* label) {
   if (Index(b.extent(0)) < n)
@@ -53,18 +53,18 @@ inline void exclusive_scan_experts(const Buffer<int>& in, const Buffer<int>& out
         if (e < E) update += in(e);
       });
 }
-}  // namespace detail
+}  // namespace dispatch_detail
 
 // Builds the plan from expert_of[0..A) (entries in [0,E) or -1). capacity <= 0: keep all.
 // Only the E+1 offsets and the dropped count come back to the host.
 inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capacity,
                           DispatchPlan& plan) {
   MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
-  detail::ensure_size(plan.requested, E, "moe::dispatch_requested");
-  detail::ensure_size(plan.counts, E, "moe::dispatch_counts");
-  detail::ensure_size(plan.offsets, Index(E) + 1, "moe::dispatch_offsets");
-  detail::ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
-  detail::ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
+  dispatch_detail::ensure_size(plan.requested, E, "moe::dispatch_requested");
+  dispatch_detail::ensure_size(plan.counts, E, "moe::dispatch_counts");
+  dispatch_detail::ensure_size(plan.offsets, Index(E) + 1, "moe::dispatch_offsets");
+  dispatch_detail::ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
+  dispatch_detail::ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
   const Buffer<int> requested = plan.requested, counts = plan.counts, offsets = plan.offsets;
   const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
 
@@ -81,7 +81,7 @@ inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capaci
   //    expert-major indicator i = e * A + a. The running prefix at a copy minus the number of
   //    copies of lower experts (the exclusive scan of `requested`, held in `offsets` for now)
   //    is its rank. slot_of temporarily holds the rank (-1 for unused slots).
-  detail::exclusive_scan_experts(requested, offsets, E, "moe::dispatch_requested_scan");
+  dispatch_detail::exclusive_scan_experts(requested, offsets, E, "moe::dispatch_requested_scan");
   Kokkos::parallel_for(
       "moe::dispatch_clear", range(A), KOKKOS_LAMBDA(const Index a) { slot_of(a) = -1; });
   Kokkos::parallel_scan(
@@ -104,7 +104,7 @@ inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capaci
   Kokkos::parallel_reduce(
       "moe::dispatch_dropped", range(E),
       KOKKOS_LAMBDA(const Index e, Index& acc) { acc += requested(e) - counts(e); }, dropped);
-  detail::exclusive_scan_experts(counts, offsets, E, "moe::dispatch_offsets");
+  dispatch_detail::exclusive_scan_experts(counts, offsets, E, "moe::dispatch_offsets");
 
   // 4. Rank -> row; copies past the capacity are dropped. Rows are unique, so the inverse map is
   //    written without conflicts.

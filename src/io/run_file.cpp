@@ -16,6 +16,14 @@ std::pair<std::string, std::string> split_path(const std::string& path) {
   return {pos == 0 ? "/" : path.substr(0, pos), path.substr(pos + 1)};
 }
 
+// Variable-length UTF-8: h5py reads these as str, h5dump prints them whole.
+hid_t utf8_string_type() {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  return type;
+}
+
 }  // namespace
 
 RunFile::RunFile(const std::string& path) : path_(path) {
@@ -66,12 +74,10 @@ void write_attr(hid_t file, const std::string& name, hid_t type, hid_t space, Wr
 }  // namespace
 
 void RunFile::set_attr(const std::string& name, const std::string& value) {
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, value.empty() ? 1 : value.size());
-  H5Tset_cset(type, H5T_CSET_UTF8);
+  hid_t type = utf8_string_type();
   hid_t space = H5Screate(H5S_SCALAR);
-  write_attr(file_, name, type, space,
-             [&](hid_t a) { return H5Awrite(a, type, value.empty() ? "" : value.data()); });
+  const char* ptr = value.c_str();
+  write_attr(file_, name, type, space, [&](hid_t a) { return H5Awrite(a, type, &ptr); });
   H5Sclose(space);
   H5Tclose(type);
 }
@@ -93,14 +99,12 @@ void RunFile::set_attr(const std::string& name, std::int64_t value) {
 void RunFile::write_text(const std::string& dataset, const std::string& text) {
   hid_t parent = ensure_parent_groups(dataset);
   H5Oclose(parent);
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, text.empty() ? 1 : text.size());
-  H5Tset_cset(type, H5T_CSET_UTF8);
+  hid_t type = utf8_string_type();
   hid_t space = H5Screate(H5S_SCALAR);
   hid_t d = H5Dcreate2(file_, dataset.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   check(d, "create dataset " + dataset);
-  check(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.empty() ? "" : text.data()),
-        "write " + dataset);
+  const char* ptr = text.c_str();
+  check(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, &ptr), "write " + dataset);
   H5Dclose(d);
   H5Sclose(space);
   H5Tclose(type);
