@@ -30,11 +30,17 @@ std::string one_line(std::string message) {
 }
 
 // The allowed values of the enumerated keys: the one place a new router or data source is added.
-const std::vector<std::string> kRouterTypes = {"topk"};
+const std::vector<std::string> kRouterTypes = {"topk", "hash", "maskmoe", "moec", "expert_choice"};
 const std::vector<std::string> kDataSources = {"synthetic"};
+const std::vector<std::string> kTokenizers = {"bpe", "unigram"};
+const std::vector<std::string> kDropPolicies = {"position", "probability"};
+const std::vector<std::string> kHashTables = {"balanced", "random"};
+const std::vector<std::string> kMaskBy = {"vocab", "mass"};
+const std::vector<std::string> kClusterLoss = {"intra", "inter"};
+const std::vector<std::string> kDropoutModes = {"uniform", "cluster"};
 
 // A pointer to one member of a Config; the alternative held is the key's type.
-using FieldRef = std::variant<int*, std::int64_t*, std::uint64_t*, double*, std::string*>;
+using FieldRef = std::variant<int*, std::int64_t*, std::uint64_t*, double*, std::string*, bool*>;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -85,13 +91,28 @@ const Key kSchema[] = {
     {MOE_FIELD(router, type), no_range(), &kRouterTypes, "routing method"},
     {MOE_FIELD(router, capacity_factor), at_least(0), nullptr,
      "expert capacity factor (0 = dropless)"},
+    {MOE_FIELD(router, drop_policy), no_range(), &kDropPolicies,
+     "which copies an overfull expert drops first (topk, maskmoe)"},
+    {MOE_FIELD(router, normalize_gates), no_range(), nullptr,
+     "renormalise the k gates of a token to sum to 1"},
+    {MOE_FIELD(router, jitter_noise), closed(0, 1), nullptr,
+     "multiplicative router-input noise in training (Switch)"},
     {MOE_FIELD(router, aux_loss_weight), at_least(0), nullptr, "load-balance loss weight"},
     {MOE_FIELD(router, z_loss_weight), at_least(0), nullptr, "router z-loss weight"},
     {MOE_FIELD(router, mask_ratio), closed(0, 1), nullptr, "MaskMoE mask ratio"},
     {MOE_FIELD(router, visible_experts), at_least(0), nullptr,
-     "MaskMoE experts visible to a token"},
+     "MaskMoE experts visible to a frequent token"},
+    {MOE_FIELD(router, mask_by), no_range(), &kMaskBy,
+     "MaskMoE infrequent cut: share of vocabulary types or of token mass"},
+    {MOE_FIELD(router, mask_per_layer), no_range(), nullptr,
+     "MaskMoE draws each MoE layer's masks independently"},
+    {MOE_FIELD(router, hash_table), no_range(), &kHashTables, "hash routing table"},
     {MOE_FIELD(router, cluster_size), at_least(0), nullptr, "MoEC experts per cluster"},
     {MOE_FIELD(router, cluster_loss_weight), at_least(0), nullptr, "MoEC cluster loss weight"},
+    {MOE_FIELD(router, cluster_loss), no_range(), &kClusterLoss,
+     "MoEC cluster loss form (intra = public code)"},
+    {MOE_FIELD(router, dropout_mode), no_range(), &kDropoutModes,
+     "MoEC expert dropout: uniform (public code) or per cluster"},
     {MOE_FIELD(router, expert_dropout), half_open(0, 1), nullptr, "MoEC expert dropout rate"},
     {MOE_FIELD(router, dropout_interval), at_least(1), nullptr, "MoEC steps between dropout draws"},
     {MOE_FIELD(train, steps), at_least(1), nullptr, "optimizer steps"},
@@ -106,6 +127,10 @@ const Key kSchema[] = {
     {MOE_FIELD(train, eval_batches), at_least(1), nullptr, "validation batches per evaluation"},
     {MOE_FIELD(data, source), no_range(), &kDataSources, "where the tokens come from"},
     {MOE_FIELD(data, path), no_range(), nullptr, "input file of file-based sources"},
+    {MOE_FIELD(data, tokenizer), no_range(), &kTokenizers,
+     "SentencePiece model type for text sources (vocabulary = model.vocab_size)"},
+    {MOE_FIELD(data, cache_dir), no_range(), nullptr,
+     "where prepared token files and tokenizers are cached (\"\" = data/cache)"},
     {MOE_FIELD(data, train_tokens), at_least(0), nullptr, "training split size (0 = all)"},
     {MOE_FIELD(data, val_tokens), at_least(1), nullptr, "validation split size"},
     {MOE_FIELD(output, path), no_range(), nullptr, "run file (HDF5)"},
@@ -268,6 +293,12 @@ double read_float(const Key& key, const toml::node& node) {
   return v;
 }
 
+bool read_bool(const Key& key, const toml::node& node) {
+  auto b = node.as_boolean();
+  if (!b) throw ConfigError(full_name(key) + ": expected true or false, got " + describe(node));
+  return b->get();
+}
+
 template <class T>
 T read_integer(const Key& key, const toml::node& node) {
   auto i = node.as_integer();
@@ -286,6 +317,8 @@ void assign(const Key& key, const toml::node& node, Config& config) {
           *member = read_string(key, node);
         else if constexpr (std::is_same_v<T, double>)
           *member = read_float(key, node);
+        else if constexpr (std::is_same_v<T, bool>)
+          *member = read_bool(key, node);
         else
           *member = read_integer<T>(key, node);
       },
@@ -381,6 +414,35 @@ std::string tokens_rule(const Config& c) {
          " = model.seq_len + 1)";
 }
 
+// Router parameters that make no sense for the chosen router.type.
+void check_router_keys(const Config& c) {
+  const ModelConfig& m = c.model;
+  const RouterConfig& r = c.router;
+  const std::string E = std::to_string(m.num_experts);
+  if (r.type == "hash" && m.top_k != 1)
+    throw ConfigError("model.top_k = " + std::to_string(m.top_k) +
+                      " with router.type = \"hash\" (allowed: 1; a hash table gives one expert)");
+  if (r.type == "maskmoe" && (r.visible_experts < 1 || r.visible_experts > m.num_experts))
+    throw ConfigError("router.visible_experts = " + std::to_string(r.visible_experts) +
+                      " with router.type = \"maskmoe\" (allowed: 1..num_experts = " + E + ")");
+  if (r.type == "maskmoe" && m.top_k > r.visible_experts)
+    throw ConfigError("model.top_k = " + std::to_string(m.top_k) +
+                      " exceeds router.visible_experts = " + std::to_string(r.visible_experts) +
+                      " (allowed: 1..visible_experts)");
+  if (r.type == "moec" && (r.cluster_size < 1 || m.num_experts % r.cluster_size != 0))
+    throw ConfigError("router.cluster_size = " + std::to_string(r.cluster_size) +
+                      " does not divide model.num_experts = " + E +
+                      " (allowed: a divisor of num_experts, >= 1)");
+  if (r.type == "moec" && r.cluster_loss == "intra" && r.cluster_size < 2 &&
+      r.cluster_loss_weight > 0)
+    throw ConfigError("router.cluster_size = 1 leaves no within-cluster variance for "
+                      "router.cluster_loss = \"intra\" (allowed: >= 2, or cluster_loss_weight = 0)");
+  if (r.type == "expert_choice" && r.capacity_factor <= 0)
+    throw ConfigError("router.capacity_factor = " + format_number(r.capacity_factor) +
+                      " with router.type = \"expert_choice\" (allowed: > 0; each expert takes "
+                      "tokens*capacity_factor/num_experts tokens)");
+}
+
 // Checks that involve more than one key, once every key has its final value.
 void check_cross_keys(const Config& c) {
   const ModelConfig& m = c.model;
@@ -391,6 +453,7 @@ void check_cross_keys(const Config& c) {
     throw ConfigError("model.n_heads = " + std::to_string(m.n_heads) +
                       " does not divide model.d_model = " + std::to_string(m.d_model) +
                       " (d_model must be a multiple of n_heads)");
+  check_router_keys(c);
   const std::int64_t window = std::int64_t(m.seq_len) + 1;
   const DataConfig& d = c.data;
   if (d.train_tokens == 0 && d.source == "synthetic")
@@ -415,6 +478,8 @@ std::string toml_value(const Key& key, const Config& config) {
           return quote(*member);
         else if constexpr (std::is_same_v<T, double>)
           return toml_float(*member);
+        else if constexpr (std::is_same_v<T, bool>)
+          return std::string(*member ? "true" : "false");
         else
           return std::to_string(*member);
       },

@@ -17,11 +17,11 @@ View1<T> ensure(Buffer<T>& b, Index n, const char* label) {
 }  // namespace
 
 template <class Real>
-MoeLayer<Real>::MoeLayer(const Config& cfg, int layer)
+MoeLayer<Real>::MoeLayer(const Config& cfg, const RouterSetup& setup)
     : E_(cfg.model.num_experts),
       C_(cfg.model.d_model),
       F_(cfg.model.d_ff),
-      router_(make_router<Real>(cfg, layer)) {}
+      router_(make_router<Real>(cfg, setup)) {}
 
 template <class Real>
 void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,

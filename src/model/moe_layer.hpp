@@ -24,7 +24,7 @@ struct FfnTensors {
 template <class Real>
 class MoeLayer {
  public:
-  MoeLayer(const Config& cfg, int layer);
+  MoeLayer(const Config& cfg, const RouterSetup& setup);
 
   // x [N,C] (the normalised block input) -> out [N,C].
   void forward(const RouteContext& ctx, View1<const Real> x, const FfnTensors<Real>& p,

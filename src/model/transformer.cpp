@@ -19,7 +19,8 @@ Buffer<T> alloc(const char* label, Index n) {
 }  // namespace
 
 template <class Real>
-Transformer<Real>::Transformer(const Config& cfg, int B, bool force_moe)
+Transformer<Real>::Transformer(const Config& cfg, int B, bool force_moe,
+                               const std::vector<std::int64_t>* token_counts)
     : cfg_(cfg),
       B_(B),
       S_(cfg.model.seq_len),
@@ -36,7 +37,7 @@ Transformer<Real>::Transformer(const Config& cfg, int B, bool force_moe)
   for (int l = 0; l < L_; ++l) {
     if (!layout_.blocks[l].moe) continue;
     moe_of_block_[l] = int(moe_.size());
-    moe_.push_back({l, std::make_unique<MoeLayer<Real>>(cfg, l)});
+    moe_.push_back({l, std::make_unique<MoeLayer<Real>>(cfg, RouterSetup{l, token_counts})});
   }
   const Index N = N_, C = C_;
   acts_.resize(L_);
@@ -196,7 +197,8 @@ double Transformer<Real>::forward_flops() const {
     const BlockLayout& b = layout_.blocks[l];
     per_token += 2.0 * (3 * C * C + C * C);  // qkv and output projections
     per_token += 2.0 * 2.0 * S * C;          // scores and mixing over the full S x S square
-    const int active = b.moe ? moe_[moe_of_block_[l]].layer->router().slots_per_token() : 1;
+    const double active =
+        b.moe ? moe_[moe_of_block_[l]].layer->router().active_experts_per_token() : 1.0;
     per_token += 2.0 * active * 2.0 * C * F;
     if (b.moe) per_token += 2.0 * C * cfg_.model.num_experts;  // router logits
   }

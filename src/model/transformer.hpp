@@ -25,7 +25,10 @@ class Transformer {
  public:
   // B sequences of seq_len tokens per forward; force_moe makes a one-expert model use the MoE
   // path (for the MoE-equals-dense check).
-  Transformer(const Config& cfg, int B, bool force_moe = false);
+  // token_counts: training-split count per vocabulary token, for routers that build tables
+  // from it (hash, maskmoe); may be null for the others.
+  Transformer(const Config& cfg, int B, bool force_moe = false,
+              const std::vector<std::int64_t>* token_counts = nullptr);
 
   const ParamLayout& layout() const { return layout_; }
   Index num_params() const { return layout_.total; }

@@ -5,14 +5,14 @@
 namespace moe {
 
 template <class Real>
-std::unique_ptr<Router<Real>> make_router(const Config& cfg, int /*layer*/) {
+std::unique_ptr<Router<Real>> make_router(const Config& cfg, const RouterSetup& /*setup*/) {
   const std::string& type = cfg.router.type;
   if (type == "topk") return std::make_unique<TopKRouter<Real>>(cfg);
   MOE_CHECK(false, "router.type passed validation but has no strategy");
   return nullptr;
 }
 
-template std::unique_ptr<Router<float>> make_router<float>(const Config&, int);
-template std::unique_ptr<Router<double>> make_router<double>(const Config&, int);
+template std::unique_ptr<Router<float>> make_router<float>(const Config&, const RouterSetup&);
+template std::unique_ptr<Router<double>> make_router<double>(const Config&, const RouterSetup&);
 
 }  // namespace moe

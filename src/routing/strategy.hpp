@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common.hpp"
 #include "config/config.hpp"
@@ -52,6 +53,8 @@ class Router {
   virtual int slots_per_token() const = 0;
   // Per-expert capacity the dispatch applies for N tokens (0 = no limit).
   virtual int capacity(Index N) const = 0;
+  // Expert MLPs a token passes through on average (k for top-k), for FLOP accounting.
+  virtual double active_experts_per_token() const { return slots_per_token(); }
   // Fills st.probs, st.expert_of, st.gate, st.counts and st.losses from logits [N,E].
   virtual void forward(const RouteContext& ctx, View1<const Real> logits, RoutingState<Real>& st,
                        int N) = 0;
@@ -61,8 +64,16 @@ class Router {
                         int N) = 0;
 };
 
-// The router named by cfg.router.type for one MoE layer (layer index seeds per-layer state).
+// What a router may know about the training data before training starts.
+struct RouterSetup {
+  int layer = 0;  // block index of the MoE layer (seeds per-layer tables and masks)
+  // Training-split count of every vocabulary token (hash and maskmoe build tables from it);
+  // null when unknown, e.g. in kernel-level tests of routers that do not need it.
+  const std::vector<std::int64_t>* token_counts = nullptr;
+};
+
+// The router named by cfg.router.type for one MoE layer.
 template <class Real>
-std::unique_ptr<Router<Real>> make_router(const Config& cfg, int layer);
+std::unique_ptr<Router<Real>> make_router(const Config& cfg, const RouterSetup& setup);
 
 }  // namespace moe

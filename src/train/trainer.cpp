@@ -18,7 +18,7 @@ Trainer::Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ost
       corpus_(corpus),
       run_(run),
       log_(log),
-      model_(cfg, cfg.train.batch_size) {
+      model_(cfg, cfg.train.batch_size, /*force_moe=*/false, &corpus.train_counts) {
   model_.init_parameters(cfg.train.seed);
   m_ = Buffer<float>("moe::adam.m", model_.num_params());
   v_ = Buffer<float>("moe::adam.v", model_.num_params());

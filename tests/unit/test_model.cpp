@@ -51,7 +51,7 @@ struct LayerCase {
 TEST(MoeLayer, BackwardMatchesFiniteDifferencesWithDroppedTokens) {
   const Config cfg = tiny_moe_config(/*capacity_factor=*/0.75);  // capacity 3 of 12 copies / 4
   LayerCase t(11);
-  MoeLayer<double> layer(cfg, 0);
+  MoeLayer<double> layer(cfg, RouterSetup{});
   std::vector<int> ids(t.N, 0);
   auto tokens = to_device(ids);
   RouteContext ctx{tokens, 0, true};
@@ -92,7 +92,7 @@ TEST(MoeLayer, DroppedCopiesContributeNothing) {
   cfg.model.top_k = 1;
   cfg.router.capacity_factor = 0.25;  // ceil(6*1/4*0.25) = 1
   LayerCase t(5);
-  MoeLayer<double> layer(cfg, 0);
+  MoeLayer<double> layer(cfg, RouterSetup{});
   std::vector<int> ids(t.N, 0);
   auto tokens = to_device(ids);
   auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
