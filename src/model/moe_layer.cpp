@@ -24,6 +24,13 @@ MoeLayer<Real>::MoeLayer(const Config& cfg, const RouterSetup& setup)
       router_(make_router<Real>(cfg, setup)) {}
 
 template <class Real>
+MoeLayer<Real>::MoeLayer(const Config& cfg, std::unique_ptr<Router<Real>> router)
+    : E_(cfg.model.num_experts),
+      C_(cfg.model.d_model),
+      F_(cfg.model.d_ff),
+      router_(std::move(router)) {}
+
+template <class Real>
 void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
                              const FfnTensors<Real>& p, View1<Real> out, int N) {
   const int K = router_->slots_per_token();

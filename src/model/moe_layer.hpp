@@ -25,6 +25,8 @@ template <class Real>
 class MoeLayer {
  public:
   MoeLayer(const Config& cfg, const RouterSetup& setup);
+  // With a given router strategy (tests of one router through the whole layer).
+  MoeLayer(const Config& cfg, std::unique_ptr<Router<Real>> router);
 
   // x [N,C] (the normalised block input) -> out [N,C].
   void forward(const RouteContext& ctx, View1<const Real> x, const FfnTensors<Real>& p,
