@@ -66,3 +66,21 @@ Real sum(View1<const Real> x, Index n) {
   } while (0)
 
 }  // namespace moe
+
+namespace moe {
+
+// Counter-based randomness usable inside kernels: a pure function of (key, counter), so every
+// element's draw is reproducible whatever the backend, thread count or launch order.
+KOKKOS_INLINE_FUNCTION std::uint64_t mix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Uniform in [0, 1) from the top 53 bits of mix64(key ^ mix64(counter)).
+KOKKOS_INLINE_FUNCTION double uniform01(std::uint64_t key, std::uint64_t counter) {
+  return double(mix64(key ^ mix64(counter)) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+}  // namespace moe

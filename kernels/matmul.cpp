@@ -29,6 +29,10 @@ cublasHandle_t cublas_handle() {
   static cublasHandle_t handle = [] {
     cublasHandle_t h;
     MOE_CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate failed");
+    // Run on the stream of Kokkos' default instance (its own stream since Kokkos 4), so the
+    // products are ordered with the kernels around them.
+    MOE_CHECK(cublasSetStream(h, ExecSpace().cuda_stream()) == CUBLAS_STATUS_SUCCESS,
+              "cublasSetStream failed");
     return h;
   }();
   return handle;
@@ -90,7 +94,6 @@ void gemm_strided_batched(bool tA, bool tB, int M, int N, int K, Real alpha, con
                        ldc);
   } else {
 #if defined(MOE_HAVE_CUBLAS)
-    ExecSpace().fence();  // cuBLAS runs on its own (default) stream
     cublas_gemm_batched<Real>(tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC,
                               batch);
 #else

@@ -21,6 +21,9 @@ MoeLayer<Real>::MoeLayer(const Config& cfg, const RouterSetup& setup)
     : E_(cfg.model.num_experts),
       C_(cfg.model.d_model),
       F_(cfg.model.d_ff),
+      layer_(setup.layer),
+      jitter_(cfg.router.jitter_noise),
+      seed_(cfg.train.seed),
       router_(make_router<Real>(cfg, setup)) {}
 
 template <class Real>
@@ -28,7 +31,28 @@ MoeLayer<Real>::MoeLayer(const Config& cfg, std::unique_ptr<Router<Real>> router
     : E_(cfg.model.num_experts),
       C_(cfg.model.d_model),
       F_(cfg.model.d_ff),
+      jitter_(cfg.router.jitter_noise),
+      seed_(cfg.train.seed),
       router_(std::move(router)) {}
+
+template <class Real>
+View1<const Real> MoeLayer<Real>::router_input(const RouteContext& ctx, View1<const Real> x,
+                                               int N) {
+  jittered_ = ctx.training && jitter_ > 0;
+  if (!jittered_) return x;
+  const Index n = Index(N) * C_;
+  auto xr = ensure(xr_, n, "moe::moe.xr");
+  auto noise = ensure(noise_, n, "moe::moe.noise");
+  const std::uint64_t key =
+      mix64(seed_ ^ mix64(std::uint64_t(layer_) * 0x1000003ull + std::uint64_t(ctx.step)));
+  const double eps = jitter_;
+  Kokkos::parallel_for(
+      "moe::router_jitter", range(n), KOKKOS_LAMBDA(const Index i) {
+        noise(i) = Real(1.0 - eps + 2.0 * eps * uniform01(key, std::uint64_t(i)));
+        xr(i) = x(i) * noise(i);
+      });
+  return xr;
+}
 
 template <class Real>
 void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
@@ -41,7 +65,8 @@ void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
   ensure(state_.gate, NK, "moe::moe.gate");
   ensure(state_.counts, E_, "moe::moe.counts");
   if (router_->uses_logits())
-    linear_forward<Real>(x, p.router_w, View1<const Real>(), logits, N, C_, E_);
+    linear_forward<Real>(router_input(ctx, x, N), p.router_w, View1<const Real>(), logits, N, C_,
+                         E_);
   router_->forward(ctx, logits, state_, N);
 
   dispatch_plan(state_.expert_of, NK, E_, router_->capacity(N), plan_);
@@ -80,8 +105,21 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout,
   fill_zero<Real>(dlogits, NE);
   View1<const Real> logits = slice(logits_, 0, NE);
   router_->backward(ctx, logits, state_, dgate, dlogits, N);
-  if (router_->uses_logits())
+  if (!router_->uses_logits()) return;
+  if (!jittered_) {
     linear_backward<Real>(dlogits, x, p.router_w, dx, g.router_w, View1<Real>(), N, C_, E_);
+    return;
+  }
+  // Through the jitter: d(xr)/dx = noise, elementwise.
+  const Index n = Index(N) * C_;
+  auto dxr = ensure(dxr_, n, "moe::moe.dxr");
+  fill_zero<Real>(dxr, n);
+  linear_backward<Real>(dlogits, slice(xr_, 0, n), p.router_w, dxr, g.router_w, View1<Real>(), N,
+                        C_, E_);
+  View1<const Real> noise = slice(noise_, 0, n);
+  Kokkos::parallel_for(
+      "moe::router_jitter_backward", range(n),
+      KOKKOS_LAMBDA(const Index i) { dx(i) += dxr(i) * noise(i); });
 }
 
 template class MoeLayer<float>;

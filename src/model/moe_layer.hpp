@@ -42,12 +42,21 @@ class MoeLayer {
   int num_experts() const { return E_; }
 
  private:
+  // Switch-style jitter: in training the router sees x * U(1 - eps, 1 + eps), drawn per element
+  // from (seed, layer, step); the experts still see x.
+  View1<const Real> router_input(const RouteContext& ctx, View1<const Real> x, int N);
+
   int E_, C_, F_;
+  int layer_ = 0;
+  double jitter_ = 0;
+  std::uint64_t seed_ = 0;
+  bool jittered_ = false;                             // last forward used xr_/noise_
   std::unique_ptr<Router<Real>> router_;
   RoutingState<Real> state_;
   DispatchPlan plan_;
   Buffer<Real> logits_, xg_, pre_, act_, yg_;        // saved by forward
   Buffer<Real> dlogits_, dgate_, dxg_, dyg_, dpre_;  // backward scratch
+  Buffer<Real> xr_, noise_, dxr_;                    // jittered router input
 };
 
 }  // namespace moe
