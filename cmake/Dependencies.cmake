@@ -88,3 +88,16 @@ endif()
 if(MOE_ENABLE_TESTS)
   find_package(GTest REQUIRED)
 endif()
+
+# --- SentencePiece (tokenizers for text corpora; Debian libsentencepiece-dev) ---------------
+# Debian ships no CMake config for it: headers in the include path, two plain libraries.
+find_path(MOE_SPM_INCLUDE sentencepiece_processor.h REQUIRED)
+find_path(MOE_SPM_TRAIN_INCLUDE sentencepiece_trainer.h REQUIRED)
+find_library(MOE_SPM_LIB sentencepiece REQUIRED)
+find_library(MOE_SPM_TRAIN_LIB sentencepiece_train REQUIRED)
+add_library(moe_sentencepiece INTERFACE)
+add_library(moe::sentencepiece ALIAS moe_sentencepiece)
+target_include_directories(moe_sentencepiece SYSTEM INTERFACE ${MOE_SPM_INCLUDE}
+                           ${MOE_SPM_TRAIN_INCLUDE})
+target_link_libraries(moe_sentencepiece INTERFACE ${MOE_SPM_TRAIN_LIB} ${MOE_SPM_LIB})
+message(STATUS "moe-suite: SentencePiece ${MOE_SPM_LIB}")

@@ -1,11 +1,18 @@
 // Dispatch: groups the routed token copies by expert so each expert's MLP is one dense gemm
 // over a contiguous block of rows. The plan is a stable counting sort of the assignments
-// (a = token * K + slot) by expert, computed on the device; an optional capacity keeps only the
-// first `capacity` copies of each expert in token order ("drop by position"). Every step is
-// either integer arithmetic or a Kokkos scan, so the plan is identical run to run.
+// (a = token * K + slot) by expert, computed on the device. An optional capacity limits the
+// copies each expert keeps, by one of two drop policies:
+//  - by position (dispatch_plan without a priority): an overfull expert keeps its first
+//    `capacity` copies in token order;
+//  - by priority (dispatch_plan with priority[A], the gates): an overfull expert keeps the
+//    `capacity` copies of highest priority, ties to the lower assignment index.
+// Either way the kept copies of an expert occupy its rows in assignment (token) order; only
+// which copies are kept differs. Every step is integer arithmetic, a comparison, or a Kokkos
+// scan, so the plan is identical run to run.
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -32,6 +39,7 @@ struct DispatchPlan {
                                    //   (no expert, or dropped)
   Buffer<int> assignment_of_slot;  // [A] for each row s < total_kept, the assignment index a
                                    //   (token = a / K); -1 for rows >= total_kept
+  Buffer<int> scratch;             // [A] drop by priority only: the unconstrained grouping
   std::vector<int> host_offsets;   // copy of offsets on the host (E+1), for the per-expert gemms
   int total_kept = 0;
   Index dropped = 0;  // copies cut by the capacity
@@ -53,22 +61,27 @@ inline void exclusive_scan_experts(const Buffer<int>& in, const Buffer<int>& out
         if (e < E) update += in(e);
       });
 }
-}  // namespace dispatch_detail
 
-// Builds the plan from expert_of[0..A) (entries in [0,E) or -1). capacity <= 0: keep all.
-// Only the E+1 offsets and the dropped count come back to the host.
-inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capacity,
-                          DispatchPlan& plan) {
+// Steps shared by both policies. Sizes the buffers, then
+//  1. requested[e] = copies routed to e (integer atomics: the counts do not depend on order);
+//  2. slot_of[a] = rank of copy a among its expert's copies in assignment order (-1 for an
+//     unused slot), and offsets = exclusive scan of requested, i.e. the unconstrained grouping
+//     puts copy a at row offsets[expert_of[a]] + slot_of[a]. The rank comes from one scan over
+//     the expert-major indicator i = e * A + a: the running prefix at a copy minus the number
+//     of copies of lower experts is its rank.
+//  3. counts[e] = min(requested[e], capacity) (capacity <= 0: requested[e]); returns the
+//     number of dropped copies.
+inline Index requested_and_rank(View1<const int> expert_of, Index A, int E, int capacity,
+                                DispatchPlan& plan) {
   MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
-  dispatch_detail::ensure_size(plan.requested, E, "moe::dispatch_requested");
-  dispatch_detail::ensure_size(plan.counts, E, "moe::dispatch_counts");
-  dispatch_detail::ensure_size(plan.offsets, Index(E) + 1, "moe::dispatch_offsets");
-  dispatch_detail::ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
-  dispatch_detail::ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
+  ensure_size(plan.requested, E, "moe::dispatch_requested");
+  ensure_size(plan.counts, E, "moe::dispatch_counts");
+  ensure_size(plan.offsets, Index(E) + 1, "moe::dispatch_offsets");
+  ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
+  ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
   const Buffer<int> requested = plan.requested, counts = plan.counts, offsets = plan.offsets;
-  const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
+  const Buffer<int> slot_of = plan.slot_of;
 
-  // 1. Copies requested per expert (integer atomics: the counts do not depend on the order).
   Kokkos::parallel_for(
       "moe::dispatch_zero", range(E), KOKKOS_LAMBDA(const Index e) { requested(e) = 0; });
   Kokkos::parallel_for(
@@ -77,11 +90,7 @@ inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capaci
         if (e >= 0 && e < E) Kokkos::atomic_add(&requested(e), 1);
       });
 
-  // 2. Rank of each copy among its expert's copies, in assignment order: one scan over the
-  //    expert-major indicator i = e * A + a. The running prefix at a copy minus the number of
-  //    copies of lower experts (the exclusive scan of `requested`, held in `offsets` for now)
-  //    is its rank. slot_of temporarily holds the rank (-1 for unused slots).
-  dispatch_detail::exclusive_scan_experts(requested, offsets, E, "moe::dispatch_requested_scan");
+  exclusive_scan_experts(requested, offsets, E, "moe::dispatch_requested_scan");
   Kokkos::parallel_for(
       "moe::dispatch_clear", range(A), KOKKOS_LAMBDA(const Index a) { slot_of(a) = -1; });
   Kokkos::parallel_scan(
@@ -94,7 +103,6 @@ inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capaci
         }
       });
 
-  // 3. Kept copies per expert, their offsets, and the dropped count.
   Kokkos::parallel_for(
       "moe::dispatch_counts", range(E), KOKKOS_LAMBDA(const Index e) {
         const int r = requested(e);
@@ -104,10 +112,38 @@ inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capaci
   Kokkos::parallel_reduce(
       "moe::dispatch_dropped", range(E),
       KOKKOS_LAMBDA(const Index e, Index& acc) { acc += requested(e) - counts(e); }, dropped);
+  return dropped;
+}
+
+// Brings the offsets to the host, records the totals, and marks rows past the kept ones as
+// mapping to no assignment (tidy for anyone reading the whole buffer).
+inline void finish(DispatchPlan& plan, Index A, int E, Index dropped) {
+  plan.host_offsets.resize(std::size_t(E) + 1);
+  Kokkos::deep_copy(Kokkos::View<int*, HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+                        plan.host_offsets.data(), std::size_t(E) + 1),
+                    View1<const int>(plan.offsets.data(), std::size_t(E) + 1));
+  plan.total_kept = plan.host_offsets[std::size_t(E)];
+  plan.dropped = dropped;
+  const Buffer<int> assignment_of_slot = plan.assignment_of_slot;
+  const Index kept = plan.total_kept;
+  Kokkos::parallel_for(
+      "moe::dispatch_tail", range(A - kept),
+      KOKKOS_LAMBDA(const Index i) { assignment_of_slot(kept + i) = -1; });
+}
+}  // namespace dispatch_detail
+
+// Builds the plan from expert_of[0..A) (entries in [0,E) or -1). capacity <= 0: keep all.
+// Drop by position: an overfull expert keeps its first `capacity` copies in assignment order.
+// Only the E+1 offsets and the dropped count come back to the host.
+inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capacity,
+                          DispatchPlan& plan) {
+  const Index dropped = dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan);
+  const Buffer<int> offsets = plan.offsets, counts = plan.counts;
+  const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
   dispatch_detail::exclusive_scan_experts(counts, offsets, E, "moe::dispatch_offsets");
 
-  // 4. Rank -> row; copies past the capacity are dropped. Rows are unique, so the inverse map is
-  //    written without conflicts.
+  // Rank -> row; copies past the capacity are dropped. Rows are unique, so the inverse map is
+  // written without conflicts.
   Kokkos::parallel_for(
       "moe::dispatch_slots", range(A), KOKKOS_LAMBDA(const Index a) {
         const int rank = slot_of(a);
@@ -120,19 +156,90 @@ inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capaci
         slot_of(a) = s;
         assignment_of_slot(s) = int(a);
       });
+  dispatch_detail::finish(plan, A, E, dropped);
+}
 
-  plan.host_offsets.resize(std::size_t(E) + 1);
-  Kokkos::deep_copy(Kokkos::View<int*, HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-                        plan.host_offsets.data(), std::size_t(E) + 1),
-                    View1<const int>(offsets.data(), std::size_t(E) + 1));
-  plan.total_kept = plan.host_offsets[std::size_t(E)];
-  plan.dropped = dropped;
+// Drop by priority: as above, but an overfull expert (requested > capacity > 0) keeps the
+// `capacity` copies with the highest priority[a] (the gates), ties to the lower assignment
+// index a; a NaN priority ranks below every number. The kept copies still occupy the expert's
+// rows in assignment order. An empty priority view (extent 0) means drop by position.
+// Method, after the shared counting and ranking:
+//  a. scratch[row] = a for the unconstrained grouping (row = offsets[e] + rank);
+//  b. a copy of an overfull expert is kept iff fewer than `capacity` copies of its expert beat
+//     it; it counts them by comparing with every copy in its expert's contiguous segment of
+//     the grouping. O(sum_e n_e^2) comparisons (n_e = requested copies of expert e) but only
+//     for overfull experts, whose n_e is a small multiple of the capacity; one thread per copy,
+//     no atomics. The keep flag (0/1) goes to slot_of[a];
+//  c. an exclusive scan of the keep flags along the grouping gives each kept copy its row: the
+//     copies kept before it are exactly those of lower experts plus its expert's kept copies
+//     earlier in assignment order, so the rows come out grouped by expert, in assignment order;
+//  d. slot_of is rebuilt as the inverse of assignment_of_slot.
+template <class Real>
+void dispatch_plan(View1<const int> expert_of, View1<const Real> priority, Index A, int E,
+                   int capacity, DispatchPlan& plan) {
+  if (priority.extent(0) == 0) {
+    dispatch_plan(expert_of, A, E, capacity, plan);
+    return;
+  }
+  MOE_CHECK(Index(priority.extent(0)) >= A, "dispatch_plan: priority shorter than expert_of");
+  const Index dropped = dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan);
+  dispatch_detail::ensure_size(plan.scratch, A, "moe::dispatch_scratch");
+  const Buffer<int> requested = plan.requested, counts = plan.counts, offsets = plan.offsets;
+  const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
+  const Buffer<int> grouped = plan.scratch;
+  const Real lowest = std::numeric_limits<Real>::lowest();  // host: no constexpr on device
 
-  // Rows past the kept ones map to no assignment (tidy for anyone reading the whole buffer).
-  const Index kept = plan.total_kept;
+  // a. The unconstrained grouping; rows past the routed copies hold -1.
   Kokkos::parallel_for(
-      "moe::dispatch_tail", range(A - kept),
-      KOKKOS_LAMBDA(const Index i) { assignment_of_slot(kept + i) = -1; });
+      "moe::dispatch_prio_clear", range(A), KOKKOS_LAMBDA(const Index r) { grouped(r) = -1; });
+  Kokkos::parallel_for(
+      "moe::dispatch_prio_group", range(A), KOKKOS_LAMBDA(const Index a) {
+        const int rank = slot_of(a);
+        if (rank >= 0) grouped(offsets(expert_of(a)) + rank) = int(a);
+      });
+
+  // b. Keep flags. Reads grouped and priority, writes only slot_of[a] of its own copy.
+  Kokkos::parallel_for(
+      "moe::dispatch_prio_keep", range(A), KOKKOS_LAMBDA(const Index r) {
+        const int a = grouped(r);
+        if (a < 0) return;
+        const int e = expert_of(a), n_e = requested(e);
+        if (capacity <= 0 || n_e <= capacity) {
+          slot_of(a) = 1;
+          return;
+        }
+        const Real pa_raw = priority(a);
+        const Real pa = pa_raw == pa_raw ? pa_raw : lowest;
+        const int begin = offsets(e);
+        int beaten_by = 0;
+        for (int q = begin; q < begin + n_e; ++q) {
+          const int b = grouped(q);
+          const Real pb_raw = priority(b);
+          const Real pb = pb_raw == pb_raw ? pb_raw : lowest;
+          if (pb > pa || (pb == pa && b < a)) ++beaten_by;
+        }
+        slot_of(a) = beaten_by < capacity ? 1 : 0;
+      });
+
+  // c. Rows of the kept copies, in grouping order (reads slot_of, writes assignment_of_slot).
+  Kokkos::parallel_scan(
+      "moe::dispatch_prio_rows", range(A),
+      KOKKOS_LAMBDA(const Index r, int& update, const bool final) {
+        const int a = grouped(r);
+        if (a < 0 || slot_of(a) == 0) return;
+        if (final) assignment_of_slot(update) = a;
+        update += 1;
+      });
+
+  // d. Offsets of the kept counts, and slot_of as the inverse map (-1 = unused or dropped).
+  dispatch_detail::exclusive_scan_experts(counts, offsets, E, "moe::dispatch_offsets");
+  Kokkos::parallel_for(
+      "moe::dispatch_prio_unset", range(A), KOKKOS_LAMBDA(const Index a) { slot_of(a) = -1; });
+  Kokkos::parallel_for(
+      "moe::dispatch_prio_slots", range(A), KOKKOS_LAMBDA(const Index s) {
+        if (s < Index(offsets(E))) slot_of(assignment_of_slot(s)) = int(s);
+      });
+  dispatch_detail::finish(plan, A, E, dropped);
 }
 
 // xg[s,:] = x[assignment_of_slot[s] / K, :] for the total_kept grouped rows.

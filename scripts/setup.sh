@@ -11,6 +11,7 @@ PACKAGES=(
   libtomlplusplus-dev                    # TOML config parsing
   libopenblas-dev                        # CBLAS on the host
   libgtest-dev                           # unit tests
+  libsentencepiece-dev bible-kjv         # tokenizers, the KJV corpus
   python3 python3-h5py python3-numpy python3-matplotlib  # analysis scripts and file checks
 )
 

@@ -31,7 +31,7 @@ std::string one_line(std::string message) {
 
 // The allowed values of the enumerated keys: the one place a new router or data source is added.
 const std::vector<std::string> kRouterTypes = {"topk", "hash", "maskmoe", "moec", "expert_choice"};
-const std::vector<std::string> kDataSources = {"synthetic"};
+const std::vector<std::string> kDataSources = {"synthetic", "text", "kjv", "tokens"};
 const std::vector<std::string> kTokenizers = {"bpe", "unigram"};
 const std::vector<std::string> kDropPolicies = {"position", "probability"};
 const std::vector<std::string> kHashTables = {"balanced", "random"};
@@ -460,6 +460,9 @@ void check_cross_keys(const Config& c) {
     throw ConfigError(
         "data.train_tokens = 0 (all of the source) is impossible with data.source = " +
         quote(d.source) + ", which has no end " + tokens_rule(c));
+  if (d.path.empty() && (d.source == "text" || d.source == "tokens"))
+    throw ConfigError("data.path is empty with data.source = " + quote(d.source) +
+                      " (allowed: a file or a glob(3) pattern of files)");
   if (d.train_tokens != 0 && d.train_tokens < window)
     throw ConfigError("data.train_tokens = " + std::to_string(d.train_tokens) +
                       " is less than one sequence (allowed: 0 = all, or >= " +

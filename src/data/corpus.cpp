@@ -4,8 +4,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <sstream>
 
+#include "data/prepare.hpp"
 #include "data/synthetic.hpp"
+#include "data/text_source.hpp"
+#include "data/token_file.hpp"
 #include "util/rng.hpp"
 
 namespace moe {
@@ -49,6 +57,117 @@ Corpus synthetic_corpus(const Config& config) {
   return corpus;
 }
 
+// 1234 -> "1234", 65536 -> "65.5k", 1020000 -> "1.02M".
+std::string human_count(std::int64_t n) {
+  char buf[32];
+  if (n < 10000)
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+  else if (n < 1000000)
+    std::snprintf(buf, sizeof buf, "%.1fk", double(n) / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.2fM", double(n) / 1e6);
+  return buf;
+}
+
+std::int64_t cap(std::int64_t available, std::int64_t limit) {
+  return limit > 0 ? std::min(available, limit) : available;
+}
+
+// A split must hold at least one training window.
+void check_split(const std::vector<std::int32_t>& split, const char* which, const Config& config,
+                 const std::string& where) {
+  const std::int64_t window = std::int64_t(config.model.seq_len) + 1;
+  if (std::int64_t(split.size()) < window)
+    throw ConfigError(where + ": the " + which + " split has " + std::to_string(split.size()) +
+                      " tokens, fewer than model.seq_len + 1 = " + std::to_string(window));
+}
+
+std::string where_of(const Config& config) {
+  return config.data.source == "kjv" ? std::string("data.source = \"kjv\"")
+                                     : "data.path = \"" + config.data.path + "\"";
+}
+
+// The training split's counts from counts.tsv ("id<TAB>count<TAB>piece"; '#' comments).
+std::vector<std::int64_t> read_counts(const std::string& path, int vocab) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::vector<std::int64_t> counts(vocab, 0);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    long long id = -1, count = 0;
+    fields >> id >> count;
+    if (id < 0 || id >= vocab) throw std::runtime_error(path + ": bad line '" + line + "'");
+    counts[std::size_t(id)] = count;
+  }
+  return counts;
+}
+
+Corpus text_corpus(const Config& config) {
+  const PreparedData p = prepare_text_data(config);
+  const int V = config.model.vocab_size;
+  const std::filesystem::path dir(p.dir);
+  const TokenFile train((dir / "train.bin").string(), V), val((dir / "val.bin").string(), V);
+  Corpus corpus;
+  corpus.vocab_size = V;
+  train.append_to(corpus.train, 0, cap(train.size(), config.data.train_tokens));
+  val.append_to(corpus.val, 0, cap(val.size(), config.data.val_tokens));
+  const std::string where = where_of(config);
+  check_split(corpus.train, "training", config, where);
+  check_split(corpus.val, "validation", config, where);
+  // The table covers the whole training split; a capped split is counted afresh.
+  if (std::int64_t(corpus.train.size()) == train.size())
+    corpus.train_counts = read_counts((dir / "counts.tsv").string(), V);
+  corpus.entropy_rate = std::numeric_limits<double>::quiet_NaN();
+  corpus.description =
+      config.data.source + (config.data.source == "text" ? " " + config.data.path : std::string()) +
+      ": " + human_count(std::int64_t(corpus.train.size())) + " train tokens, " +
+      human_count(std::int64_t(corpus.val.size())) + " val tokens, sentencepiece " +
+      config.data.tokenizer + " " + std::to_string(V) + " (" + std::to_string(p.num_pieces) +
+      " pieces), " + p.dir;
+  return corpus;
+}
+
+Corpus token_corpus(const Config& config) {
+  const int V = config.model.vocab_size;
+  std::vector<std::unique_ptr<TokenFile>> files;
+  std::int64_t total = 0;
+  for (const std::string& f : expand_data_path(config.data.path)) {
+    files.push_back(std::make_unique<TokenFile>(f, V));
+    total += files.back()->size();
+  }
+  // The last ceil(5%) of the concatenated tokens are validation, the rest training.
+  const std::int64_t n_val =
+      std::max<std::int64_t>(1, std::int64_t(std::ceil(double(total) * kValidationLineFraction)));
+  const std::int64_t n_train = total - n_val;
+  const std::int64_t train_end = cap(n_train, config.data.train_tokens);
+  const std::int64_t val_end = n_train + cap(n_val, config.data.val_tokens);
+  Corpus corpus;
+  corpus.vocab_size = V;
+  std::int64_t offset = 0;  // global position of the current file's first token
+  for (const auto& file : files) {
+    const std::int64_t begin = offset, end = offset + file->size();
+    auto take = [&](std::vector<std::int32_t>& out, std::int64_t lo, std::int64_t hi) {
+      lo = std::max(lo, begin);
+      hi = std::min(hi, end);
+      if (lo < hi) file->append_to(out, lo - begin, hi - begin);
+    };
+    take(corpus.train, 0, train_end);
+    take(corpus.val, n_train, val_end);
+    offset = end;
+  }
+  const std::string where = where_of(config);
+  check_split(corpus.train, "training", config, where);
+  check_split(corpus.val, "validation", config, where);
+  corpus.entropy_rate = std::numeric_limits<double>::quiet_NaN();
+  corpus.description = "tokens " + config.data.path + " (" + std::to_string(files.size()) +
+                       " files): " + human_count(std::int64_t(corpus.train.size())) +
+                       " train tokens, " + human_count(std::int64_t(corpus.val.size())) +
+                       " val tokens, vocab " + std::to_string(V);
+  return corpus;
+}
+
 // Copies S + 1 tokens starting at `start` into row `row` of the batch.
 void fill_row(Batch& batch, const std::vector<std::int32_t>& split, std::int64_t start, int row,
               int S) {
@@ -66,11 +185,18 @@ Batch empty_batch(const Config& config) {
 }  // namespace
 
 Corpus load_corpus(const Config& config) {
-  // load_config admits only the sources implemented here.
-  if (config.data.source != "synthetic")
-    throw ConfigError("data.source = \"" + config.data.source + "\" is not implemented");
-  Corpus corpus = synthetic_corpus(config);
-  corpus.train_counts = count_tokens(corpus.train, corpus.vocab_size);
+  Corpus corpus;
+  const std::string& source = config.data.source;
+  if (source == "synthetic")
+    corpus = synthetic_corpus(config);
+  else if (source == "text" || source == "kjv")
+    corpus = text_corpus(config);
+  else if (source == "tokens")
+    corpus = token_corpus(config);
+  else
+    throw ConfigError("data.source = \"" + source + "\" is not implemented");
+  if (corpus.train_counts.empty())
+    corpus.train_counts = count_tokens(corpus.train, corpus.vocab_size);
   corpus.unigram_entropy = entropy_of_counts(corpus.train_counts);
   return corpus;
 }

@@ -24,6 +24,14 @@ struct Corpus {
 // with hash64(train.seed, 0xDA7A) (so the data follows train.seed but differs from the other
 // uses of it); train = stream 0 (data.train_tokens), val = stream 1 (data.val_tokens), and
 // entropy_rate = the validation stream's exact mean -log P(x_t | x_{t-2}, x_{t-1}).
+// data.source = "text" | "kjv": the prepared data of prepare.hpp (prepared on first use, then
+// read memory-mapped from the cache without re-tokenizing); train = the first
+// data.train_tokens (0 = all) tokens of the training lines, val = the first data.val_tokens of
+// the validation lines (the last 5% of the lines). data.source = "tokens": the token files of
+// data.path (token_file.hpp; a glob is concatenated in sorted order), val = the last ceil(5%)
+// of the tokens, train = the rest; the same caps. Real data: entropy_rate = NaN (unknown).
+// Bad input (missing file, bad token file, split shorter than model.seq_len + 1) throws
+// ConfigError with one line.
 Corpus load_corpus(const Config& config);
 
 // B = train.batch_size sequences of S = model.seq_len, row-major [B][S]; targets[i] is the token

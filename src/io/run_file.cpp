@@ -1,13 +1,12 @@
 #include "io/run_file.hpp"
 
+#include <algorithm>
 #include <stdexcept>
+
+#include "io/h5_util.hpp"
 
 namespace moe {
 namespace {
-
-void check(herr_t st, const std::string& what) {
-  if (st < 0) throw std::runtime_error("HDF5 error: " + what);
-}
 
 // Splits "/a/b/c" into parent "/a/b" and leaf "c".
 std::pair<std::string, std::string> split_path(const std::string& path) {
@@ -16,20 +15,18 @@ std::pair<std::string, std::string> split_path(const std::string& path) {
   return {pos == 0 ? "/" : path.substr(0, pos), path.substr(pos + 1)};
 }
 
-// Variable-length UTF-8: h5py reads these as str, h5dump prints them whole.
-hid_t utf8_string_type() {
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, H5T_VARIABLE);
-  H5Tset_cset(type, H5T_CSET_UTF8);
-  return type;
-}
-
 }  // namespace
 
-RunFile::RunFile(const std::string& path) : path_(path) {
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // we report errors ourselves, in one line
-  file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (file_ < 0) throw std::runtime_error("cannot create run file '" + path + "'");
+RunFile::RunFile(const std::string& path, Mode mode) : path_(path) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are reported by us, in one line
+  if (mode == Mode::Create) {
+    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file_ < 0) throw std::runtime_error("cannot create run file '" + path + "'");
+  } else {
+    file_ = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    if (file_ < 0) throw std::runtime_error("cannot open run file '" + path + "'");
+    discover_series();
+  }
 }
 
 RunFile::~RunFile() {
@@ -37,77 +34,114 @@ RunFile::~RunFile() {
   if (file_ >= 0) H5Fclose(file_);
 }
 
-hid_t RunFile::ensure_parent_groups(const std::string& path) {
-  // Creates every missing group on the way to `path`'s parent; returns the parent (open).
-  const std::string parent = split_path(path).first;
+void RunFile::discover_series() {
+  // Every chunked dataset with an unlimited first axis is a series.
+  struct Found {
+    std::vector<std::string> names;
+  } found;
+  auto visit = [](hid_t, const char* name, const H5O_info_t* info, void* data) -> herr_t {
+    if (info->type == H5O_TYPE_DATASET)
+      static_cast<Found*>(data)->names.push_back(std::string("/") + name);
+    return 0;
+  };
+  h5::check(H5Ovisit(file_, H5_INDEX_NAME, H5_ITER_NATIVE, visit, &found), "list " + path_);
+  for (const std::string& name : found.names) {
+    hid_t d = H5Dopen2(file_, name.c_str(), H5P_DEFAULT);
+    hid_t space = H5Dget_space(d);
+    const int rank = H5Sget_simple_extent_ndims(space);
+    hsize_t dims[2] = {0, 0}, maxdims[2] = {0, 0};
+    if (rank >= 1 && rank <= 2) H5Sget_simple_extent_dims(space, dims, maxdims);
+    H5Sclose(space);
+    if (rank >= 1 && rank <= 2 && maxdims[0] == H5S_UNLIMITED) {
+      series_[name] = Series{d, dims[0], rank == 2 ? dims[1] : 0};
+    } else {
+      H5Dclose(d);
+    }
+  }
+}
+
+void RunFile::ensure_groups(const std::string& path) {
   std::string sofar;
   std::size_t start = 1;
-  while (start <= parent.size()) {
-    auto end = parent.find('/', start);
-    if (end == std::string::npos) end = parent.size();
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
     if (end > start) {
-      sofar += "/" + parent.substr(start, end - start);
+      sofar += "/" + path.substr(start, end - start);
       if (H5Lexists(file_, sofar.c_str(), H5P_DEFAULT) <= 0) {
         hid_t g = H5Gcreate2(file_, sofar.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0) throw std::runtime_error("HDF5 error: cannot create group " + sofar);
+        h5::check(g, "create group " + sofar);
         H5Gclose(g);
       }
     }
     start = end + 1;
   }
-  return H5Oopen(file_, parent.c_str(), H5P_DEFAULT);
 }
 
-namespace {
-template <class Write>
-void write_attr(hid_t file, const std::string& name, hid_t type, hid_t space, Write write) {
-  const auto [parent, leaf] = split_path(name);
-  hid_t obj = H5Oopen(file, parent.c_str(), H5P_DEFAULT);
-  if (obj < 0) throw std::runtime_error("HDF5 error: no object " + parent);
-  if (H5Aexists(obj, leaf.c_str()) > 0) H5Adelete(obj, leaf.c_str());
-  hid_t attr = H5Acreate2(obj, leaf.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
-  check(attr, "create attribute " + name);
-  check(write(attr), "write attribute " + name);
-  H5Aclose(attr);
-  H5Oclose(obj);
+hid_t RunFile::open_parent(const std::string& name, std::string& leaf) {
+  auto [parent, l] = split_path(name);
+  ensure_groups(parent);
+  leaf = l;
+  hid_t obj = H5Oopen(file_, parent.c_str(), H5P_DEFAULT);
+  h5::check(obj, "open " + parent);
+  return obj;
 }
-}  // namespace
 
 void RunFile::set_attr(const std::string& name, const std::string& value) {
-  hid_t type = utf8_string_type();
-  hid_t space = H5Screate(H5S_SCALAR);
-  const char* ptr = value.c_str();
-  write_attr(file_, name, type, space, [&](hid_t a) { return H5Awrite(a, type, &ptr); });
-  H5Sclose(space);
-  H5Tclose(type);
+  std::string leaf;
+  hid_t obj = open_parent(name, leaf);
+  h5::write_string_attr(obj, leaf, value);
+  H5Oclose(obj);
 }
-
 void RunFile::set_attr(const std::string& name, double value) {
-  hid_t space = H5Screate(H5S_SCALAR);
-  write_attr(file_, name, H5T_IEEE_F64LE, space,
-             [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_DOUBLE, &value); });
-  H5Sclose(space);
+  std::string leaf;
+  hid_t obj = open_parent(name, leaf);
+  h5::write_double_attr(obj, leaf, value);
+  H5Oclose(obj);
 }
-
 void RunFile::set_attr(const std::string& name, std::int64_t value) {
-  hid_t space = H5Screate(H5S_SCALAR);
-  write_attr(file_, name, H5T_STD_I64LE, space,
-             [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_INT64, &value); });
-  H5Sclose(space);
+  std::string leaf;
+  hid_t obj = open_parent(name, leaf);
+  h5::write_int_attr(obj, leaf, value);
+  H5Oclose(obj);
+}
+std::string RunFile::string_attr(const std::string& name) const {
+  auto [parent, leaf] = split_path(name);
+  hid_t obj = H5Oopen(file_, parent.c_str(), H5P_DEFAULT);
+  h5::check(obj, "open " + parent);
+  std::string v = h5::read_string_attr(obj, leaf);
+  H5Oclose(obj);
+  return v;
+}
+std::int64_t RunFile::int_attr(const std::string& name) const {
+  auto [parent, leaf] = split_path(name);
+  hid_t obj = H5Oopen(file_, parent.c_str(), H5P_DEFAULT);
+  h5::check(obj, "open " + parent);
+  const std::int64_t v = h5::read_int_attr(obj, leaf);
+  H5Oclose(obj);
+  return v;
 }
 
 void RunFile::write_text(const std::string& dataset, const std::string& text) {
-  hid_t parent = ensure_parent_groups(dataset);
-  H5Oclose(parent);
-  hid_t type = utf8_string_type();
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t d = H5Dcreate2(file_, dataset.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  check(d, "create dataset " + dataset);
-  const char* ptr = text.c_str();
-  check(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, &ptr), "write " + dataset);
-  H5Dclose(d);
+  ensure_groups(split_path(dataset).first);
+  if (H5Lexists(file_, dataset.c_str(), H5P_DEFAULT) > 0) H5Ldelete(file_, dataset.c_str(), H5P_DEFAULT);
+  h5::write_string_dataset(file_, dataset, text);
+}
+
+void RunFile::write_array(const std::string& dataset, const std::vector<double>& values) {
+  ensure_groups(split_path(dataset).first);
+  if (H5Lexists(file_, dataset.c_str(), H5P_DEFAULT) > 0) H5Ldelete(file_, dataset.c_str(), H5P_DEFAULT);
+  hsize_t dims[1] = {values.size()};
+  hid_t space = H5Screate_simple(1, dims, nullptr);
+  hid_t d = H5Dcreate2(file_, dataset.c_str(), H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                       H5P_DEFAULT);
   H5Sclose(space);
-  H5Tclose(type);
+  h5::check(d, "create dataset " + dataset);
+  const herr_t st = values.empty() ? 0
+                                   : H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                              values.data());
+  H5Dclose(d);
+  h5::check(st, "write " + dataset);
 }
 
 RunFile::Series& RunFile::series(const std::string& name, hid_t type, hsize_t width) {
@@ -117,11 +151,10 @@ RunFile::Series& RunFile::series(const std::string& name, hid_t type, hsize_t wi
       throw std::runtime_error("HDF5 series " + name + " appended with a different width");
     return it->second;
   }
-  hid_t parent = ensure_parent_groups(name);
-  H5Oclose(parent);
+  ensure_groups(split_path(name).first);
   const int rank = width == 0 ? 1 : 2;
   hsize_t dims[2] = {0, width}, maxdims[2] = {H5S_UNLIMITED, width};
-  // Chunks of ~64 KiB rows: small enough to flush often, big enough to compress well.
+  // Chunks of ~32-64 KiB: small enough to flush often, big enough to compress well.
   hsize_t chunk[2] = {width == 0 ? 4096 : std::max<hsize_t>(1, 8192 / width), width};
   hid_t space = H5Screate_simple(rank, dims, maxdims);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -130,26 +163,24 @@ RunFile::Series& RunFile::series(const std::string& name, hid_t type, hsize_t wi
   hid_t d = H5Dcreate2(file_, name.c_str(), type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   H5Pclose(dcpl);
   H5Sclose(space);
-  check(d, "create dataset " + name);
-  Series s;
-  s.dset = d;
-  s.width = width;
-  return series_.emplace(name, s).first->second;
+  h5::check(d, "create dataset " + name);
+  return series_.emplace(name, Series{d, 0, width}).first->second;
 }
 
 void RunFile::append_raw(const std::string& name, hid_t type, hsize_t width, const void* data) {
-  hid_t file_type = H5Tequal(type, H5T_NATIVE_DOUBLE) > 0 ? H5T_IEEE_F64LE : H5T_STD_I64LE;
+  const hid_t file_type = H5Tequal(type, H5T_NATIVE_DOUBLE) > 0 ? H5T_IEEE_F64LE : H5T_STD_I64LE;
   Series& s = series(name, file_type, width);
   hsize_t newdims[2] = {s.rows + 1, width};
-  check(H5Dset_extent(s.dset, newdims), "extend " + name);
+  h5::check(H5Dset_extent(s.dset, newdims), "extend " + name);
   hid_t fspace = H5Dget_space(s.dset);
   hsize_t start[2] = {s.rows, 0}, count[2] = {1, width};
   H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr);
   hsize_t mdims[1] = {width == 0 ? 1 : width};
   hid_t mspace = H5Screate_simple(1, mdims, nullptr);
-  check(H5Dwrite(s.dset, type, mspace, fspace, H5P_DEFAULT, data), "append " + name);
+  const herr_t st = H5Dwrite(s.dset, type, mspace, fspace, H5P_DEFAULT, data);
   H5Sclose(mspace);
   H5Sclose(fspace);
+  h5::check(st, "append " + name);
   s.rows += 1;
 }
 
@@ -166,6 +197,23 @@ void RunFile::append_row(const std::string& dataset, const std::vector<double>& 
   append_raw(dataset, H5T_NATIVE_DOUBLE, row.size(), row.data());
 }
 
-void RunFile::flush() { check(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flush " + path_); }
+std::map<std::string, std::int64_t> RunFile::series_rows() const {
+  std::map<std::string, std::int64_t> out;
+  for (const auto& [name, s] : series_) out[name] = std::int64_t(s.rows);
+  return out;
+}
+
+void RunFile::truncate(const std::map<std::string, std::int64_t>& rows) {
+  for (auto& [name, s] : series_) {
+    auto it = rows.find(name);
+    const hsize_t keep = it == rows.end() ? 0 : hsize_t(std::min<std::int64_t>(it->second, s.rows));
+    if (keep == s.rows) continue;
+    hsize_t dims[2] = {keep, s.width};
+    h5::check(H5Dset_extent(s.dset, dims), "truncate " + name);
+    s.rows = keep;
+  }
+}
+
+void RunFile::flush() { h5::check(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flush " + path_); }
 
 }  // namespace moe

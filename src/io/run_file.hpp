@@ -1,7 +1,7 @@
 // The run file: one HDF5 file per run. Scalar series (one value per step) and row series (one
 // row of fixed width per step) are chunked, deflate-compressed, extendible datasets, appended
-// as the run goes and flushed at evaluations, so a run that dies leaves every flushed step.
-// Uses HDF5's C API with the serial (sec2) driver; only one process writes.
+// as the run goes and flushed regularly, so a run that dies leaves every flushed step.
+// Uses HDF5's C API with the default (sec2) driver; one process writes.
 #pragma once
 
 #include <hdf5.h>
@@ -15,21 +15,27 @@ namespace moe {
 
 class RunFile {
  public:
-  // Creates (truncates) `path`. Throws std::runtime_error naming the file on failure.
-  explicit RunFile(const std::string& path);
+  enum class Mode { Create, Append };
+  // Create truncates `path`; Append opens an existing run file and finds its series.
+  // Throws std::runtime_error naming the file on failure.
+  RunFile(const std::string& path, Mode mode = Mode::Create);
   ~RunFile();
   RunFile(const RunFile&) = delete;
   RunFile& operator=(const RunFile&) = delete;
 
   const std::string& path() const { return path_; }
 
-  // Root (or group, for "/a/b" names: attribute b on group /a) attributes.
+  // Attributes: "/name" on the root, "/group/name" on a group (created when missing).
   void set_attr(const std::string& name, const std::string& value);
   void set_attr(const std::string& name, double value);
   void set_attr(const std::string& name, std::int64_t value);
+  std::string string_attr(const std::string& name) const;
+  std::int64_t int_attr(const std::string& name) const;
 
-  // A whole string as a scalar dataset (the config text).
+  // A whole string as a scalar dataset (the config text); replaced if it exists.
   void write_text(const std::string& dataset, const std::string& text);
+  // A fixed 1-D float64 dataset (e.g. bucket edges); replaced if it exists.
+  void write_array(const std::string& dataset, const std::vector<double>& values);
 
   // Appends to 1-D series of float64 or int64 (created on first use).
   void append(const std::string& dataset, double value);
@@ -37,6 +43,11 @@ class RunFile {
   // Appends one row to a 2-D [rows x width] series (created on first use with this width).
   void append_row(const std::string& dataset, const std::vector<std::int64_t>& row);
   void append_row(const std::string& dataset, const std::vector<double>& row);
+
+  // Rows of every series, and cutting every series back to given rows (absent = 0): a
+  // resumed run forgets the steps recorded after its checkpoint.
+  std::map<std::string, std::int64_t> series_rows() const;
+  void truncate(const std::map<std::string, std::int64_t>& rows);
 
   void flush();
 
@@ -47,7 +58,9 @@ class RunFile {
   };
   Series& series(const std::string& name, hid_t type, hsize_t width);
   void append_raw(const std::string& name, hid_t type, hsize_t width, const void* data);
-  hid_t ensure_parent_groups(const std::string& path);
+  void ensure_groups(const std::string& path);
+  hid_t open_parent(const std::string& name, std::string& leaf);
+  void discover_series();
 
   std::string path_;
   hid_t file_ = -1;

@@ -68,16 +68,21 @@ void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
     linear_forward<Real>(router_input(ctx, x, N), p.router_w, View1<const Real>(), logits, N, C_,
                          E_);
   router_->forward(ctx, logits, state_, N);
+  lap(timer_, Phase::Router);
 
-  dispatch_plan(state_.expert_of, NK, E_, router_->capacity(N), plan_);
+  dispatch_plan<Real>(state_.expert_of, router_->drop_priority(state_), NK, E_,
+                      router_->capacity(N), plan_);
   const Index M = plan_.total_kept;
   auto xg = ensure(xg_, M * C_, "moe::moe.xg");
   auto pre = ensure(pre_, M * F_, "moe::moe.pre");
   auto act = ensure(act_, M * F_, "moe::moe.act");
   auto yg = ensure(yg_, M * C_, "moe::moe.yg");
   dispatch_forward<Real>(x, plan_, xg, K, C_);
+  lap(timer_, Phase::Dispatch);
   mlp_forward<Real>(xg, p.w1, p.b1, p.w2, p.b2, pre, act, yg, plan_.host_offsets, C_, F_);
+  lap(timer_, Phase::Experts);
   combine_forward<Real>(yg, plan_.slot_of, state_.gate, out, N, K, C_);
+  lap(timer_, Phase::Combine);
 }
 
 template <class Real>
@@ -95,20 +100,24 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout,
   fill_zero<Real>(dxg, M * C_);
 
   View1<const Real> yg = slice(yg_, 0, M * C_), xg = slice(xg_, 0, M * C_);
+  lap(timer_, Phase::Rest);
   combine_backward<Real>(dout, yg, plan_.slot_of, state_.gate, dyg, dgate, N, K, C_);
+  lap(timer_, Phase::Combine);
   mlp_backward<Real>(dyg, xg, slice(pre_, 0, M * F_), slice(act_, 0, M * F_), p.w1, p.w2, dpre,
                      dxg, g.w1, g.b1, g.w2, g.b2, plan_.host_offsets, C_, F_);
+  lap(timer_, Phase::Experts);
   dispatch_backward<Real>(dxg, plan_, dx, N, K, C_);
+  lap(timer_, Phase::Dispatch);
 
   // The router learns only through the gates (and its auxiliary losses).
   auto dlogits = ensure(dlogits_, NE, "moe::moe.dlogits");
   fill_zero<Real>(dlogits, NE);
   View1<const Real> logits = slice(logits_, 0, NE);
   router_->backward(ctx, logits, state_, dgate, dlogits, N);
-  if (!router_->uses_logits()) return;
+  if (!router_->uses_logits()) return lap(timer_, Phase::Router);
   if (!jittered_) {
     linear_backward<Real>(dlogits, x, p.router_w, dx, g.router_w, View1<Real>(), N, C_, E_);
-    return;
+    return lap(timer_, Phase::Router);
   }
   // Through the jitter: d(xr)/dx = noise, elementwise.
   const Index n = Index(N) * C_;
@@ -120,6 +129,25 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout,
   Kokkos::parallel_for(
       "moe::router_jitter_backward", range(n),
       KOKKOS_LAMBDA(const Index i) { dx(i) += dxr(i) * noise(i); });
+  lap(timer_, Phase::Router);
+}
+
+template <class Real>
+double MoeLayer<Real>::router_entropy(int N) const {
+  View1<const Real> probs = slice(state_.probs, 0, Index(N) * E_);
+  const int E = E_;
+  double total = 0;
+  Kokkos::parallel_reduce(
+      "moe::router_entropy", range(N),
+      KOKKOS_LAMBDA(const Index n, double& acc) {
+        using std::log;
+        for (int e = 0; e < E; ++e) {
+          const double p = double(probs(n * E + e));
+          if (p > 0) acc -= p * log(p);
+        }
+      },
+      total);
+  return total / double(N);
 }
 
 template class MoeLayer<float>;

@@ -10,6 +10,7 @@
 #include "common.hpp"
 #include "config/config.hpp"
 #include "dispatch.hpp"
+#include "model/phase_timer.hpp"
 #include "routing/strategy.hpp"
 
 namespace moe {
@@ -40,12 +41,16 @@ class MoeLayer {
   const DispatchPlan& plan() const { return plan_; }
   const Router<Real>& router() const { return *router_; }
   int num_experts() const { return E_; }
+  // Mean over the last forward's tokens of the router distribution's entropy (nats).
+  double router_entropy(int N) const;
+  void set_timer(PhaseTimer* t) { timer_ = t; }
 
  private:
   // Switch-style jitter: in training the router sees x * U(1 - eps, 1 + eps), drawn per element
   // from (seed, layer, step); the experts still see x.
   View1<const Real> router_input(const RouteContext& ctx, View1<const Real> x, int N);
 
+  PhaseTimer* timer_ = nullptr;
   int E_, C_, F_;
   int layer_ = 0;
   double jitter_ = 0;

@@ -79,6 +79,12 @@ Transformer<Real>::Transformer(const Config& cfg, int B, bool force_moe,
 }
 
 template <class Real>
+void Transformer<Real>::set_timer(PhaseTimer* t) {
+  timer_ = t;
+  for (auto& m : moe_) m.layer->set_timer(t);
+}
+
+template <class Real>
 void Transformer<Real>::init_parameters(std::uint64_t seed) {
   std::vector<double> host;
   moe::init_parameters(layout_, seed, host);
@@ -113,13 +119,16 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
     const BlockLayout& b = layout_.blocks[l];
     // Attention branch.
     layernorm_forward<Real>(a.res, p(b.ln1_g), p(b.ln1_b), a.ln1, a.ln1_mean, a.ln1_rstd, N, C);
+    lap(timer_, Phase::Rest);
     linear_forward<Real>(a.ln1, p(b.qkv_w), p(b.qkv_b), a.qkv, N, C, 3 * C);
     attention_forward<Real>(a.qkv, a.att, a.atty, B_, S_, C, H_);
     linear_forward<Real>(a.atty, p(b.proj_w), p(b.proj_b), tmp_, N, C, C);
+    lap(timer_, Phase::Attention);
     residual_forward<Real>(a.res, tmp_, a.res_mid, NC);
     // FFN branch: dense GELU MLP (one group) or the MoE layer.
     layernorm_forward<Real>(a.res_mid, p(b.ln2_g), p(b.ln2_b), a.ln2, a.ln2_mean, a.ln2_rstd, N,
                             C);
+    lap(timer_, Phase::Rest);
     if (b.moe) {
       auto& layer = *moe_[moe_of_block_[l]].layer;
       layer.forward(ctx_, a.ln2, ffn(params_, b), tmp_, N);
@@ -131,6 +140,7 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
     } else {
       mlp_forward<Real>(a.ln2, p(b.w1), p(b.b1), p(b.w2), p(b.b2), a.pre, a.act, tmp_, {0, N}, C,
                         F_);
+      lap(timer_, Phase::Experts);
     }
     Buffer<Real>& next = (l + 1 < L_) ? acts_[l + 1].res : res_final_;
     residual_forward<Real>(a.res_mid, tmp_, next, NC);
@@ -142,6 +152,7 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
              logits_.data(), V_);
   cross_entropy_forward<Real>(logits_, targets_copy_, lse_, losses_, N, V_);
   stats.loss = double(sum<Real>(losses_, N_)) / double(N_);
+  lap(timer_, Phase::Rest);
   return stats;
 }
 
@@ -171,22 +182,27 @@ void Transformer<Real>::backward() {
       moe_[moe_of_block_[l]].layer->backward(ctx_, dres_, a.ln2, ffn(params_, b), ffn(grads_, b),
                                              dln_, N);
     } else {
+      lap(timer_, Phase::Rest);
       mlp_backward<Real>(dres_, a.ln2, a.pre, a.act, p(b.w1), p(b.w2), dpre_, dln_, g(b.w1),
                          g(b.b1), g(b.w2), g(b.b2), {0, N}, C, F_);
+      lap(timer_, Phase::Experts);
     }
     layernorm_backward<Real>(dln_, a.res_mid, p(b.ln2_g), a.ln2_mean, a.ln2_rstd, dres_,
                              g(b.ln2_g), g(b.ln2_b), N, C);
 
     fill_zero<Real>(slice(datty_, 0, NC), NC);
+    lap(timer_, Phase::Rest);
     linear_backward<Real>(dres_, a.atty, p(b.proj_w), datty_, g(b.proj_w), g(b.proj_b), N, C, C);
     fill_zero<Real>(slice(dqkv_, 0, 3 * NC), 3 * NC);
     attention_backward<Real>(datty_, a.qkv, a.att, datt_, dqkv_, B_, S_, C, H_);
     fill_zero<Real>(slice(dln_, 0, NC), NC);
     linear_backward<Real>(dqkv_, a.ln1, p(b.qkv_w), dln_, g(b.qkv_w), g(b.qkv_b), N, C, 3 * C);
+    lap(timer_, Phase::Attention);
     layernorm_backward<Real>(dln_, a.res, p(b.ln1_g), a.ln1_mean, a.ln1_rstd, dres_, g(b.ln1_g),
                              g(b.ln1_b), N, C);
   }
   embedding_backward<Real>(tokens_copy_, dres_, g(layout_.wte), g(layout_.wpe), N, S_, C);
+  lap(timer_, Phase::Rest);
 }
 
 template <class Real>

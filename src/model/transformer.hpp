@@ -53,6 +53,9 @@ class Transformer {
   // Per-token losses [B*S] of the last forward.
   View1<const Real> token_losses() const { return slice(losses_, 0, Index(B_) * S_); }
 
+  // Step-time breakdown: the model laps `t` at the end of each phase (null: no timing).
+  void set_timer(PhaseTimer* t);
+
   // Forward FLOPs of one forward over B*S tokens with the active (routed) parameters:
   // 2 * active matmul parameters * tokens + attention scores and mixing (full S x S).
   double forward_flops() const;
@@ -86,6 +89,7 @@ class Transformer {
   // Backward scratch.
   Buffer<Real> dres_, dln_, dqkv_, datt_, datty_, dpre_, dlogits_;
   RouteContext ctx_;
+  PhaseTimer* timer_ = nullptr;
 };
 
 }  // namespace moe

@@ -1,13 +1,21 @@
 // router.type -> strategy. The config layer has already refused unknown types.
 #include "routing/strategy.hpp"
+#include "routing/expert_choice_router.hpp"
+#include "routing/hash_router.hpp"
+#include "routing/maskmoe_router.hpp"
+#include "routing/moec_router.hpp"
 #include "routing/topk_router.hpp"
 
 namespace moe {
 
 template <class Real>
-std::unique_ptr<Router<Real>> make_router(const Config& cfg, const RouterSetup& /*setup*/) {
+std::unique_ptr<Router<Real>> make_router(const Config& cfg, const RouterSetup& setup) {
   const std::string& type = cfg.router.type;
-  if (type == "topk") return std::make_unique<TopKRouter<Real>>(cfg);
+  if (type == "topk") return std::make_unique<TopKRouter<Real>>(cfg, setup);
+  if (type == "hash") return std::make_unique<HashRouter<Real>>(cfg, setup);
+  if (type == "maskmoe") return std::make_unique<MaskMoERouter<Real>>(cfg, setup);
+  if (type == "moec") return std::make_unique<MoECRouter<Real>>(cfg, setup);
+  if (type == "expert_choice") return std::make_unique<ExpertChoiceRouter<Real>>(cfg, setup);
   MOE_CHECK(false, "router.type passed validation but has no strategy");
   return nullptr;
 }

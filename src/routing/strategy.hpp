@@ -53,6 +53,11 @@ class Router {
   virtual int slots_per_token() const = 0;
   // Per-expert capacity the dispatch applies for N tokens (0 = no limit).
   virtual int capacity(Index N) const = 0;
+  // Priority for dropping copies from an overfull expert (higher = kept first); an empty view
+  // drops by position (the later copies in token order).
+  virtual View1<const Real> drop_priority(const RoutingState<Real>&) const {
+    return View1<const Real>();
+  }
   // Expert MLPs a token passes through on average (k for top-k), for FLOP accounting.
   virtual double active_experts_per_token() const { return slots_per_token(); }
   // Fills st.probs, st.expert_of, st.gate, st.counts and st.losses from logits [N,E].

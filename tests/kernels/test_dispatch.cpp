@@ -1,5 +1,7 @@
-// Dispatch: the device plan against a plain stable counting sort on the host, the capacity
-// formula by hand, the gather against plain loops and its backward against finite differences.
+// Dispatch: the device plan against a plain stable counting sort on the host (drop by position
+// and drop by priority, ties included), the capacity formula by hand, the gather against plain
+// loops and its backward against finite differences.
+#include <algorithm>
 #include <cmath>
 
 #include "dispatch.hpp"
@@ -41,6 +43,39 @@ RefPlan ref_plan(const std::vector<int>& expert_of, int E, int capacity) {
       ++rank;
     }
   }
+  return p;
+}
+
+// Drop by priority: an overfull expert keeps the `capacity` copies of highest priority (ties to
+// the lower assignment index); kept copies keep assignment order within the expert. Plain host
+// code: sort each expert's copies by (priority desc, index asc), take the first `capacity`.
+RefPlan ref_plan_priority(const std::vector<int>& expert_of, const std::vector<double>& pri, int E,
+                          int capacity) {
+  const int A = int(expert_of.size());
+  RefPlan p;
+  p.requested.assign(E, 0);
+  p.counts.assign(E, 0);
+  p.offsets.assign(E + 1, 0);
+  p.slot_of.assign(A, -1);
+  std::vector<char> keep(A, 0);
+  for (int e = 0; e < E; ++e) {
+    std::vector<int> mine;
+    for (int a = 0; a < A; ++a)
+      if (expert_of[a] == e) mine.push_back(a);
+    p.requested[e] = int(mine.size());
+    std::stable_sort(mine.begin(), mine.end(), [&](int x, int y) { return pri[x] > pri[y]; });
+    const int c = capacity > 0 ? std::min(int(mine.size()), capacity) : int(mine.size());
+    for (int i = 0; i < c; ++i) keep[mine[i]] = 1;
+    p.counts[e] = c;
+    p.dropped += p.requested[e] - c;
+    p.offsets[e + 1] = p.offsets[e] + c;
+  }
+  for (int e = 0; e < E; ++e)
+    for (int a = 0; a < A; ++a)
+      if (expert_of[a] == e && keep[a]) {
+        p.slot_of[a] = int(p.assignment_of_slot.size());
+        p.assignment_of_slot.push_back(a);
+      }
   return p;
 }
 
@@ -184,4 +219,74 @@ TEST(Dispatch, BackwardMatchesFiniteDifferences) {
   auto got = to_host(g);
   for (std::size_t i = 0; i < got.size(); ++i) got[i] -= g0[i];
   EXPECT_LT(rel_error(got, numeric_gradient(x, forward)), 1e-6);
+}
+
+TEST(Dispatch, PriorityPlanMatchesReferenceWithTies) {
+  const int N = 47, K = 2, E = 5, A = N * K;
+  auto ex = random_assignments(N, K, E, 71);
+  // Priorities on a coarse grid (many exact ties), plus a few unused slots' junk values.
+  auto u = random_vector(A, 72, 0.0, 1.0);
+  std::vector<double> pri(A);
+  for (int a = 0; a < A; ++a) pri[a] = std::floor(u[a] * 6) / 6;
+  auto dex = to_device(ex);
+  auto dpri = to_device(pri);
+  const int cap1 = expert_capacity(N, K, E, 1.0);
+  for (int capacity : {0, cap1, 3, 1}) {
+    SCOPED_TRACE(capacity);
+    DispatchPlan plan;
+    dispatch_plan<double>(dex, dpri, A, E, capacity, plan);
+    auto ref = ref_plan_priority(ex, pri, E, capacity);
+    expect_plan_matches(plan, ref, E, A, capacity);
+    if (capacity > 0) {
+      EXPECT_GT(plan.dropped, 0);
+    }
+    // Independent statement of the property: a kept copy is never beaten by a dropped copy of
+    // the same expert (higher priority, or equal priority and lower index).
+    auto slot_of = to_host(plan.slot_of, A);
+    for (int a = 0; a < A; ++a)
+      for (int b = 0; b < A; ++b) {
+        if (ex[a] < 0 || ex[a] != ex[b] || slot_of[a] < 0 || slot_of[b] >= 0) continue;
+        const bool b_beats_a = pri[b] > pri[a] || (pri[b] == pri[a] && b < a);
+        EXPECT_FALSE(b_beats_a) << "kept " << a << " dropped " << b;
+      }
+  }
+}
+
+TEST(Dispatch, PriorityPlanAllTiesEqualsPositionAndEmptyPriorityFallsBack) {
+  const int N = 31, K = 3, E = 4, A = N * K;
+  auto ex = random_assignments(N, K, E, 73);
+  auto dex = to_device(ex);
+  const std::vector<double> same(A, 0.25);
+  for (int capacity : {0, 5, 2}) {
+    SCOPED_TRACE(capacity);
+    DispatchPlan a, b, c;
+    dispatch_plan<double>(dex, to_device(same), A, E, capacity, a);
+    dispatch_plan(dex, A, E, capacity, b);
+    dispatch_plan<double>(dex, View1<const double>(), A, E, capacity, c);
+    auto ref = ref_plan(ex, E, capacity);
+    expect_plan_matches(a, ref, E, A, capacity);  // all ties: lowest indices = first in order
+    expect_plan_matches(b, ref, E, A, capacity);
+    expect_plan_matches(c, ref, E, A, capacity);
+  }
+}
+
+TEST(Dispatch, PriorityPlanByHandAndBufferReuse) {
+  // E = 2, capacity 2. Expert 0 gets a = 0,2,3,5 with priorities .1 .9 .5 .9: keeps 2 and 5
+  // (the two .9s), in assignment order 2 then 5. Expert 1 gets a = 1,4 (not overfull).
+  const std::vector<int> ex = {0, 1, 0, 0, 1, 0, -1};
+  const std::vector<float> pri = {0.1f, 0.3f, 0.9f, 0.5f, 0.2f, 0.9f, 7.0f};
+  DispatchPlan plan;
+  auto big = random_assignments(40, 2, 2, 74);
+  dispatch_plan(to_device(big), Index(big.size()), 2, 0, plan);
+  const int* slot_ptr = plan.slot_of.data();
+  dispatch_plan<float>(to_device(ex), to_device(pri), Index(ex.size()), 2, 2, plan);
+  EXPECT_EQ(plan.slot_of.data(), slot_ptr);
+  EXPECT_EQ(to_host(plan.slot_of, 7), (std::vector<int>{-1, 2, 0, -1, 3, 1, -1}));
+  EXPECT_EQ(to_host(plan.assignment_of_slot, 7), (std::vector<int>{2, 5, 1, 4, -1, -1, -1}));
+  EXPECT_EQ(plan.host_offsets, (std::vector<int>{0, 2, 4}));
+  EXPECT_EQ(plan.dropped, 2);
+  // A NaN priority ranks below every number.
+  const std::vector<float> nan_pri = {std::nanf(""), 0.3f, 0.0f, 0.5f, 0.2f, -1.0f, 7.0f};
+  dispatch_plan<float>(to_device(ex), to_device(nan_pri), Index(ex.size()), 2, 3, plan);
+  EXPECT_EQ(to_host(plan.slot_of, 7), (std::vector<int>{-1, 3, 0, 1, 4, 2, -1}));
 }

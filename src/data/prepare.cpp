@@ -1,0 +1,199 @@
+// Text corpus preparation and its cache; see prepare.hpp.
+#include "data/prepare.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "data/text_source.hpp"
+#include "data/token_file.hpp"
+#include "data/tokenizer.hpp"
+
+namespace moe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Bump when the prepared files change meaning (including any SentencePiece trainer option in
+// tokenizer.cpp), so stale caches are not reused.
+constexpr const char* kFormatVersion = "moe-data prepared v2";
+
+std::uint64_t fnv1a(const std::string& s, std::uint64_t h = 1469598103934665603ULL) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+std::string hex16(std::uint64_t x) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
+  return buf;
+}
+
+const char* kFiles[] = {"tokenizer.model", "train.bin", "val.bin", "counts.tsv", "info.txt"};
+
+std::vector<std::string> dir_files(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const char* f : kFiles) out.push_back((fs::path(dir) / f).string());
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+// Reads info.txt back into `p` (the sizes; the rest is for people).
+void read_info(const std::string& dir, PreparedData& p) {
+  std::istringstream in(read_file((fs::path(dir) / "info.txt").string()));
+  std::string line;
+  while (std::getline(in, line)) {
+    const std::size_t eq = line.find(" = ");
+    if (eq == std::string::npos) continue;
+    const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+    if (key == "train_lines")
+      p.train_lines = std::stoll(value);
+    else if (key == "val_lines")
+      p.val_lines = std::stoll(value);
+    else if (key == "train_tokens")
+      p.train_tokens = std::stoll(value);
+    else if (key == "val_tokens")
+      p.val_tokens = std::stoll(value);
+    else if (key == "num_pieces")
+      p.num_pieces = std::stoi(value);
+  }
+}
+
+// Tokenizes and writes everything into `tmp` (a fresh directory); fills the sizes of `p`.
+void build(const Config& config, const std::vector<std::string>& lines, const std::string& inputs,
+           const std::string& tmp, PreparedData& p) {
+  const int V = config.model.vocab_size;
+  const std::int64_t n = std::int64_t(lines.size());
+  p.val_lines = validation_lines(n);
+  p.train_lines = n - p.val_lines;
+  const std::vector<std::string> train_lines(lines.begin(), lines.begin() + p.train_lines);
+
+  const std::string model = Tokenizer::train(train_lines, config.data.tokenizer, V);
+  const Tokenizer tok(model);
+  p.num_pieces = tok.num_pieces();
+  std::vector<std::int32_t> train, val;
+  for (std::int64_t i = 0; i < n; ++i) tok.encode_line(lines[i], i < p.train_lines ? train : val);
+  p.train_tokens = std::int64_t(train.size());
+  p.val_tokens = std::int64_t(val.size());
+
+  const fs::path dir(tmp);
+  write_file((dir / "tokenizer.model").string(), model);
+  write_token_file((dir / "train.bin").string(), train, V);
+  write_token_file((dir / "val.bin").string(), val, V);
+  std::vector<std::int64_t> counts(V, 0);
+  for (std::int32_t t : train) ++counts[t];
+  std::string table =
+      "# id\tcount\tpiece (training split of " + std::to_string(train.size()) + " tokens)\n";
+  for (int id = 0; id < V; ++id)
+    table += std::to_string(id) + "\t" + std::to_string(counts[id]) + "\t" +
+             (id < p.num_pieces ? tok.piece(id) : std::string()) + "\n";
+  write_file((dir / "counts.tsv").string(), table);
+  // info.txt last: its presence marks a complete directory (the rename makes it atomic anyway).
+  std::ostringstream info;
+  info << "# " << kFormatVersion << "\n"
+       << "source = " << config.data.source << "\n"
+       << "tokenizer = sentencepiece " << config.data.tokenizer << "\n"
+       << "vocab_size = " << V << "\n"
+       << "num_pieces = " << p.num_pieces << "\n"
+       << "lines = " << n << "\n"
+       << "train_lines = " << p.train_lines << "\n"
+       << "val_lines = " << p.val_lines << "\n"
+       << "train_tokens = " << p.train_tokens << "\n"
+       << "val_tokens = " << p.val_tokens << "\n";
+  std::istringstream in(inputs);
+  std::string line;
+  while (std::getline(in, line)) info << "input = " << line << "\n";
+  write_file((dir / "info.txt").string(), info.str());
+}
+
+}  // namespace
+
+std::int64_t validation_lines(std::int64_t n) {
+  const std::int64_t v = std::int64_t(std::ceil(double(n) * kValidationLineFraction));
+  return std::max<std::int64_t>(1, v);
+}
+
+PreparedData prepare_text_data(const Config& config) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const DataConfig& d = config.data;
+  if (d.source != "text" && d.source != "kjv")
+    throw ConfigError("data.source = \"" + d.source + "\" has no text to prepare");
+
+  // The key: the inputs' identity without reading text files; the KJV's text itself.
+  std::vector<std::string> lines;
+  std::string inputs;
+  if (d.source == "kjv") {
+    lines = kjv_lines();
+    std::uint64_t h = 1469598103934665603ULL;
+    for (const std::string& l : lines) h = fnv1a(l + "\n", h);
+    inputs = "bible -f Gen1:1-Rev22:21 (text hash " + hex16(h) + ")\n";
+  } else {
+    inputs = files_fingerprint(expand_data_path(d.path));
+  }
+  const std::string key_text = std::string(kFormatVersion) + "\n" + d.source + "\n" + d.tokenizer +
+                               "\n" + std::to_string(config.model.vocab_size) + "\n" + inputs;
+  const fs::path root(d.cache_dir.empty() ? "data/cache" : d.cache_dir);
+  const std::string name = d.source + "-" + d.tokenizer + std::to_string(config.model.vocab_size) +
+                           "-" + hex16(fnv1a(key_text));
+  PreparedData p;
+  p.dir = (root / name).string();
+  p.files = dir_files(p.dir);
+
+  if (fs::exists(fs::path(p.dir) / "info.txt")) {
+    read_info(p.dir, p);
+    p.reused = true;
+  } else {
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (ec)
+      throw ConfigError("data.cache_dir: cannot create " + root.string() + ": " + ec.message());
+    if (d.source == "text") lines = read_text_lines(expand_data_path(d.path));
+    if (lines.size() < 2)
+      throw ConfigError("data.path = \"" + d.path + "\" has " + std::to_string(lines.size()) +
+                        " non-blank lines (needs at least 2: training and validation)");
+    const fs::path tmp = root / (name + ".tmp." + std::to_string(::getpid()));
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp, ec);
+    if (ec)
+      throw ConfigError("data.cache_dir: cannot create " + tmp.string() + ": " + ec.message());
+    try {
+      build(config, lines, inputs, tmp.string(), p);
+    } catch (...) {
+      fs::remove_all(tmp, ec);
+      throw;
+    }
+    // rename(2) of a directory onto an existing non-empty one fails: someone else finished
+    // first, and their copy (same inputs, same result) is used.
+    if (std::rename(tmp.c_str(), p.dir.c_str()) != 0) {
+      fs::remove_all(tmp, ec);
+      if (!fs::exists(fs::path(p.dir) / "info.txt"))
+        throw ConfigError("data.cache_dir: cannot create " + p.dir);
+      read_info(p.dir, p);
+    }
+  }
+  p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return p;
+}
+
+}  // namespace moe

@@ -1,0 +1,84 @@
+#include "io/checkpoint.hpp"
+
+#include <hdf5.h>
+
+#include <cstdio>
+#include <sstream>
+#include <stdexcept>
+
+#include "io/h5_util.hpp"
+
+namespace moe {
+
+std::string checkpoint_path(const std::string& run_file) { return run_file + ".ckpt"; }
+
+void write_checkpoint(const std::string& path, const Checkpoint& ck) {
+  const std::string tmp = path + ".tmp";
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  hid_t f = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) throw std::runtime_error("cannot create checkpoint '" + tmp + "'");
+  try {
+    h5::write_int_attr(f, "next_step", ck.next_step);
+    h5::write_double_attr(f, "last_val_loss", ck.last_val_loss);
+    for (const auto& [key, value] : ck.shape) h5::write_int_attr(f, "shape." + key, value);
+    h5::write_string_dataset(f, "config", ck.config_text);
+    h5::write_vector(f, "params", ck.params);
+    h5::write_vector(f, "adam_m", ck.adam_m);
+    h5::write_vector(f, "adam_v", ck.adam_v);
+    std::string names;
+    std::vector<std::int32_t> rows;
+    for (const auto& [name, n] : ck.series_rows) {
+      names += name + "\n";
+      rows.push_back(std::int32_t(n));
+    }
+    h5::write_string_dataset(f, "series_names", names);
+    h5::write_vector(f, "series_rows", rows);
+    h5::write_int_attr(f, "probe_layers", std::int64_t(ck.probe_top1.size()));
+    for (std::size_t i = 0; i < ck.probe_top1.size(); ++i)
+      h5::write_vector(f, "probe_top1_" + std::to_string(i), ck.probe_top1[i]);
+    h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "flush " + tmp);
+  } catch (...) {
+    H5Fclose(f);
+    std::remove(tmp.c_str());
+    throw;
+  }
+  H5Fclose(f);
+  // rename(2) replaces the old checkpoint in one step: readers see the old or the new one.
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw std::runtime_error("cannot rename checkpoint '" + tmp + "' to '" + path + "'");
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) throw std::runtime_error("cannot read checkpoint '" + path + "'");
+  Checkpoint ck;
+  try {
+    ck.next_step = h5::read_int_attr(f, "next_step");
+    ck.last_val_loss = h5::read_double_attr(f, "last_val_loss");
+    for (const char* key : {"vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "seq_len",
+                            "num_experts", "top_k", "moe_every"}) {
+      const std::string name = std::string("shape.model.") + key;
+      if (h5::has_attr(f, name)) ck.shape[std::string("model.") + key] = h5::read_int_attr(f, name);
+    }
+    ck.config_text = h5::read_string_dataset(f, "config");
+    ck.params = h5::read_floats(f, "params");
+    ck.adam_m = h5::read_floats(f, "adam_m");
+    ck.adam_v = h5::read_floats(f, "adam_v");
+    std::istringstream names(h5::read_string_dataset(f, "series_names"));
+    const auto rows = h5::read_ints(f, "series_rows");
+    std::string name;
+    for (std::size_t i = 0; std::getline(names, name) && i < rows.size(); ++i)
+      ck.series_rows[name] = rows[i];
+    const auto layers = h5::read_int_attr(f, "probe_layers");
+    for (std::int64_t i = 0; i < layers; ++i)
+      ck.probe_top1.push_back(h5::read_ints(f, "probe_top1_" + std::to_string(i)));
+  } catch (const std::exception& e) {
+    H5Fclose(f);
+    throw std::runtime_error("checkpoint '" + path + "' is unreadable: " + e.what());
+  }
+  H5Fclose(f);
+  return ck;
+}
+
+}  // namespace moe

@@ -1,0 +1,168 @@
+#include "routing/maskmoe_router.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "dispatch.hpp"
+#include "gate_normalize.hpp"
+#include "router.hpp"
+#include "routing_mask.hpp"
+#include "util/rng.hpp"
+
+namespace moe {
+namespace {
+
+// Salt of the mask seeds ("maskmoe" in ASCII), so masks never share a stream with other draws.
+constexpr std::uint64_t kMaskSalt = 0x6d61736b6d6f65ULL;
+
+// Which tokens are infrequent under router.mask_by. Tokens are ordered by (count, id)
+// ascending; "vocab" takes the first floor(mask_ratio * vocab), "mass" the longest prefix whose
+// summed count is <= mask_ratio * total. mask_ratio <= 0 marks none.
+std::vector<unsigned char> infrequent_tokens(const std::vector<std::int64_t>& counts, double ratio,
+                                             const std::string& by) {
+  const std::size_t vocab = counts.size();
+  std::vector<unsigned char> out(vocab, 0);
+  if (ratio <= 0.0 || vocab == 0) return out;
+  std::vector<int> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return counts[std::size_t(a)] < counts[std::size_t(b)]; });
+  std::size_t take = 0;
+  if (by == "vocab") {
+    // The slack keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a token to round-off.
+    take = std::min(vocab, std::size_t(std::floor(ratio * double(vocab) + 1e-9)));
+  } else if (by == "mass") {
+    std::int64_t total = 0;
+    for (std::int64_t c : counts) total += c;
+    const double budget = ratio * double(total);
+    std::int64_t cum = 0;
+    while (take < vocab) {
+      const std::int64_t next = cum + counts[std::size_t(order[take])];
+      if (double(next) > budget) break;
+      cum = next;
+      ++take;
+    }
+  } else {
+    throw std::invalid_argument("router.mask_by = \"" + by + "\" (allowed: \"vocab\" or \"mass\")");
+  }
+  for (std::size_t i = 0; i < take; ++i) out[std::size_t(order[i])] = 1;
+  return out;
+}
+
+}  // namespace
+
+template <class Real>
+MaskMoERouter<Real>::MaskMoERouter(const Config& cfg, const RouterSetup& setup)
+    : E_(cfg.model.num_experts),
+      k_(cfg.model.top_k),
+      V_(cfg.router.visible_experts),
+      vocab_(cfg.model.vocab_size),
+      capacity_factor_(cfg.router.capacity_factor),
+      aux_weight_(cfg.router.aux_loss_weight),
+      z_weight_(cfg.router.z_loss_weight),
+      normalize_(cfg.router.normalize_gates) {
+  if (setup.token_counts == nullptr)
+    throw std::invalid_argument(
+        "router.type = \"maskmoe\" needs the training-split token counts "
+        "(RouterSetup::token_counts) to build its routing masks");
+  const std::vector<std::int64_t>& counts = *setup.token_counts;
+  if (vocab_ < 1 || counts.size() != std::size_t(vocab_))
+    throw std::invalid_argument("router.type = \"maskmoe\": token_counts has " +
+                                std::to_string(counts.size()) +
+                                " entries, model.vocab_size = " + std::to_string(vocab_));
+  if (V_ < 1 || V_ > E_)
+    throw std::invalid_argument("router.visible_experts = " + std::to_string(V_) +
+                                " (allowed: 1..num_experts = " + std::to_string(E_) + ")");
+  if (k_ < 1 || k_ > V_)
+    throw std::invalid_argument("model.top_k = " + std::to_string(k_) +
+                                " (allowed: 1..visible_experts = " + std::to_string(V_) + ")");
+
+  infrequent_ = infrequent_tokens(counts, cfg.router.mask_ratio, cfg.router.mask_by);
+  num_infrequent_ = int(std::count(infrequent_.begin(), infrequent_.end(), 1));
+
+  // One seed per layer (or one for all layers), then one stream per token: token t's visible
+  // experts are the first 1 or V of its own seeded shuffle of the experts, so a token's mask does
+  // not depend on how the other tokens were classified.
+  const std::uint64_t layer_mix =
+      cfg.router.mask_per_layer ? hash64(kMaskSalt, std::uint64_t(setup.layer)) : kMaskSalt;
+  const std::uint64_t layer_seed = hash64(cfg.train.seed, layer_mix);
+  visible_.assign(std::size_t(vocab_), {});
+  auto host_mask = Kokkos::View<unsigned char*, Kokkos::HostSpace>(
+      std::string("moe::maskmoe.mask_host"), std::size_t(vocab_) * std::size_t(E_));
+  std::vector<int> perm(static_cast<std::size_t>(E_));
+  for (int t = 0; t < vocab_; ++t) {
+    Rng rng(hash64(layer_seed, std::uint64_t(t)));
+    const int visible = infrequent_[std::size_t(t)] ? 1 : V_;
+    std::iota(perm.begin(), perm.end(), 0);
+    // Partial Fisher-Yates: the first `visible` entries are a uniform draw without replacement.
+    for (int i = 0; i < visible; ++i) {
+      const int j = i + int(rng.uniform_int(std::uint64_t(E_ - i)));
+      std::swap(perm[std::size_t(i)], perm[std::size_t(j)]);
+    }
+    std::vector<int>& set = visible_[std::size_t(t)];
+    set.assign(perm.begin(), perm.begin() + visible);
+    std::sort(set.begin(), set.end());
+    for (int e : set) host_mask(std::size_t(t) * std::size_t(E_) + std::size_t(e)) = 1;
+  }
+  mask_ = Buffer<unsigned char>(std::string("moe::maskmoe.mask"),
+                                std::size_t(vocab_) * std::size_t(E_));
+  Kokkos::deep_copy(mask_, host_mask);
+}
+
+template <class Real>
+int MaskMoERouter<Real>::capacity(Index N) const {
+  return expert_capacity(N, k_, E_, capacity_factor_);
+}
+
+template <class Real>
+void MaskMoERouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits,
+                                  RoutingState<Real>& st, int N) {
+  MOE_CHECK(Index(ctx.tokens.extent(0)) >= N, "maskmoe routing needs the token ids of the batch");
+  MOE_CHECK(routing_tokens_out_of_range(ctx.tokens, N, vocab_) == 0,
+            "maskmoe routing got a token id outside [0, vocab_size)");
+  const Index NE = Index(N) * E_;
+  if (Index(masked_.extent(0)) < NE)
+    masked_ = Buffer<Real>(std::string("moe::maskmoe.masked"), std::size_t(NE));
+  View1<Real> masked = slice(masked_, 0, NE);
+  routing_mask_logits<Real>(ctx.tokens, mask_, logits, masked, N, E_);
+  softmax_rows_forward<Real>(masked, st.probs, N, E_);
+  topk_rows<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
+  routing_empty_zero_slots<Real>(st.expert_of, st.gate, Index(N) * k_);
+  if (normalize_) gate_normalize_forward<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
+  st.losses = AuxLosses{};
+  st.losses.balance =
+      double(balance_loss_forward<Real>(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_));
+  st.losses.z = z_weight_ > 0 ? double(router_zloss_forward<Real>(masked, N, E_)) : 0.0;
+  st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z;
+}
+
+template <class Real>
+void MaskMoERouter<Real>::backward(const RouteContext&, View1<const Real>,
+                                   const RoutingState<Real>& st, View1<const Real> dgate,
+                                   View1<Real> dlogits, int N) {
+  const Index NE = Index(N) * E_;
+  MOE_CHECK(Index(masked_.extent(0)) >= NE, "maskmoe backward without a matching forward");
+  View1<const Real> masked = slice(masked_, 0, NE);
+  if (Index(dprobs_.extent(0)) < NE)
+    dprobs_ = Buffer<Real>(std::string("moe::maskmoe.dprobs"), std::size_t(NE));
+  View1<Real> dprobs = slice(dprobs_, 0, NE);
+  fill_zero<Real>(dprobs, NE);
+  // Empty slots (expert -1) are skipped by both.
+  if (normalize_)
+    gate_normalize_backward<Real>(st.probs, st.expert_of, dgate, dprobs, N, E_, k_);
+  else
+    topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
+  if (aux_weight_ > 0) balance_loss_backward<Real>(st.counts, Real(aux_weight_), dprobs, N, E_);
+  // Invisible experts have probability exactly 0, so the softmax backward gives them exactly 0;
+  // the z-loss on the masked logits gives them exp(-inf) = 0.
+  softmax_rows_backward<Real>(st.probs, dprobs, dlogits, N, E_);
+  if (z_weight_ > 0) router_zloss_backward<Real>(masked, Real(z_weight_), dlogits, N, E_);
+}
+
+template class MaskMoERouter<float>;
+template class MaskMoERouter<double>;
+
+}  // namespace moe

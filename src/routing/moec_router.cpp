@@ -1,0 +1,152 @@
+#include "routing/moec_router.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "dispatch.hpp"
+#include "expert_dropout.hpp"
+#include "router.hpp"
+#include "util/rng.hpp"
+
+namespace moe {
+namespace {
+
+// Makes `b` hold at least n elements (contents not kept) and returns its first n as a view.
+template <class T>
+View1<T> ensure(Buffer<T>& b, Index n, const char* label) {
+  if (Index(b.extent(0)) < n) b = Buffer<T>(std::string(label), std::size_t(n));
+  return slice(b, 0, n);
+}
+
+// Picks `count` distinct values of [0, n) (partial Fisher-Yates).
+std::vector<int> choose(Rng& rng, int n, int count) {
+  std::vector<int> pool(n);
+  for (int i = 0; i < n; ++i) pool[i] = i;
+  for (int i = 0; i < count; ++i) {
+    const int j = i + int(rng.uniform_int(std::uint64_t(n - i)));
+    std::swap(pool[i], pool[j]);
+  }
+  pool.resize(count);
+  return pool;
+}
+
+constexpr std::uint64_t kDropoutSalt = 0x4d6f45432d64726fULL;  // "MoEC-dro"
+
+}  // namespace
+
+template <class Real>
+MoECRouter<Real>::MoECRouter(const Config& cfg, const RouterSetup& setup)
+    : E_(cfg.model.num_experts),
+      k_(cfg.model.top_k),
+      cluster_size_(cfg.router.cluster_size),
+      capacity_factor_(cfg.router.capacity_factor),
+      aux_weight_(cfg.router.aux_loss_weight),
+      z_weight_(cfg.router.z_loss_weight),
+      cluster_weight_(cfg.router.cluster_loss_weight),
+      dropout_(cfg.router.expert_dropout),
+      dropout_interval_(cfg.router.dropout_interval),
+      cluster_mode_(cfg.router.dropout_mode == "cluster"),
+      form_(cfg.router.cluster_loss == "inter" ? ClusterLossForm::inter : ClusterLossForm::intra),
+      seed_(hash64(hash64(cfg.train.seed, kDropoutSalt), std::uint64_t(setup.layer))),
+      keep_(std::string("moe::moec.keep"), std::size_t(cfg.model.num_experts)),
+      P_(std::string("moe::moec.P"), std::size_t(cfg.model.num_experts)),
+      dP_(std::string("moe::moec.dP"), std::size_t(cfg.model.num_experts)) {
+  MOE_CHECK(cluster_size_ >= 1 && E_ % cluster_size_ == 0, "cluster_size must divide E");
+  MOE_CHECK(k_ >= 1 && k_ <= E_, "moec needs 1 <= top_k <= E");
+  MOE_CHECK(dropout_interval_ >= 1, "dropout_interval must be >= 1");
+  // The kept count does not depend on the draw, so any step tells whether dropout removes any.
+  drops_any_ = dropout_ > 0 && int(kept_experts(0).size()) < E_;
+}
+
+template <class Real>
+int MoECRouter<Real>::capacity(Index N) const {
+  return expert_capacity(N, k_, E_, capacity_factor_);
+}
+
+template <class Real>
+std::vector<int> MoECRouter<Real>::kept_experts(std::int64_t step) const {
+  std::vector<int> kept;
+  // Floor division, so a (never expected) negative step still maps to one interval.
+  std::int64_t interval = step / dropout_interval_;
+  if (step < 0 && step % dropout_interval_ != 0) --interval;
+  Rng rng(hash64(seed_, std::uint64_t(interval)));
+  if (!cluster_mode_) {
+    int n_keep = int(std::llround((1.0 - dropout_) * E_));
+    n_keep = std::min(E_, std::max(n_keep, k_));
+    kept = choose(rng, E_, n_keep);
+  } else {
+    const int c = cluster_size_, G = E_ / c;
+    int n_drop = int(std::llround(dropout_ * c));
+    n_drop = std::max(0, std::min(n_drop, c - 1));         // at least 1 kept per cluster
+    while (n_drop > 0 && G * (c - n_drop) < k_) --n_drop;  // at least k kept overall
+    for (int g = 0; g < G; ++g)
+      for (int i : choose(rng, c, c - n_drop)) kept.push_back(g * c + i);
+  }
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+template <class Real>
+void MoECRouter<Real>::update_mask(std::int64_t step) {
+  std::int64_t interval = step / dropout_interval_;
+  if (step < 0 && step % dropout_interval_ != 0) --interval;
+  if (interval == mask_interval_) return;
+  auto host = Kokkos::create_mirror_view(keep_);
+  for (int e = 0; e < E_; ++e) host(e) = 0;
+  for (int e : kept_experts(step)) host(e) = 1;
+  Kokkos::deep_copy(keep_, host);
+  mask_interval_ = interval;
+}
+
+template <class Real>
+void MoECRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits,
+                               RoutingState<Real>& st, int N) {
+  const Index NE = Index(N) * E_;
+  masked_ = ctx.training && drops_any_;
+  View1<const Real> used = logits;
+  if (masked_) {
+    update_mask(ctx.step);
+    auto masked = ensure(masked_logits_, NE, "moe::moec.masked_logits");
+    expert_mask_forward<Real>(logits, keep_, masked, N, E_);
+    used = masked;
+  }
+  softmax_rows_forward<Real>(used, st.probs, N, E_);
+  topk_rows<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
+  st.losses = AuxLosses{};
+  st.losses.balance =
+      double(balance_loss_forward<Real>(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_));
+  st.losses.z = z_weight_ > 0 ? double(router_zloss_forward<Real>(used, N, E_)) : 0.0;
+  st.losses.cluster = double(cluster_loss_forward<Real>(st.probs, P_, N, E_, cluster_size_, form_));
+  st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z +
+                       cluster_weight_ * st.losses.cluster;
+}
+
+template <class Real>
+void MoECRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
+                                const RoutingState<Real>& st, View1<const Real> dgate,
+                                View1<Real> dlogits, int N) {
+  const Index NE = Index(N) * E_;
+  View1<Real> dprobs = ensure(dprobs_, NE, "moe::moec.dprobs");
+  fill_zero<Real>(dprobs, NE);
+  topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
+  if (aux_weight_ > 0) balance_loss_backward<Real>(st.counts, Real(aux_weight_), dprobs, N, E_);
+  if (cluster_weight_ > 0)
+    cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dprobs, N, E_, cluster_size_,
+                                form_);
+  // The gradient w.r.t. the logits that entered the softmax: the masked ones after dropout.
+  View1<Real> dused = dlogits;
+  View1<const Real> used = logits;
+  if (masked_) {
+    dused = ensure(dmasked_, NE, "moe::moec.dmasked");
+    fill_zero<Real>(dused, NE);
+    used = slice(masked_logits_, 0, NE);
+  }
+  softmax_rows_backward<Real>(st.probs, dprobs, dused, N, E_);
+  if (z_weight_ > 0) router_zloss_backward<Real>(used, Real(z_weight_), dused, N, E_);
+  if (masked_) expert_mask_backward<Real>(dused, keep_, dlogits, N, E_);
+}
+
+template class MoECRouter<float>;
+template class MoECRouter<double>;
+
+}  // namespace moe

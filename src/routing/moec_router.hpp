@@ -1,0 +1,57 @@
+// MoEC: Mixture of Expert Clusters (Xie et al., AAAI 2023, arXiv 2207.09094).
+// Routing is top-k token choice over softmax(logits) exactly as TopKRouter (Switch balance loss,
+// ST-MoE z-loss, capacity = expert_capacity(N, k, E, capacity_factor)). On top of it:
+// - experts form G = E / cluster_size contiguous clusters, and a variance-based cluster loss
+//   (kernels/cluster_loss.hpp; "intra" = the public code, or "inter") joins the aux losses;
+// - expert dropout in training: a kept set of experts, redrawn every dropout_interval steps from
+//   (train.seed, layer, step / dropout_interval) alone (reproducible and resumable); dropped
+//   experts get logit -inf before the softmax, so tokens go to their best surviving experts.
+//   Evaluation sees every expert.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cluster_loss.hpp"
+#include "routing/strategy.hpp"
+
+namespace moe {
+
+template <class Real>
+class MoECRouter : public Router<Real> {
+ public:
+  MoECRouter(const Config& cfg, const RouterSetup& setup);
+  std::string name() const override { return "moec"; }
+  int slots_per_token() const override { return k_; }
+  int capacity(Index N) const override;
+  void forward(const RouteContext& ctx, View1<const Real> logits, RoutingState<Real>& st,
+               int N) override;
+  void backward(const RouteContext& ctx, View1<const Real> logits, const RoutingState<Real>& st,
+                View1<const Real> dgate, View1<Real> dlogits, int N) override;
+
+  // The experts kept by training-time dropout at `step`, ascending (all E when the rate is 0).
+  // A pure function of (train.seed, layer, step / dropout_interval).
+  std::vector<int> kept_experts(std::int64_t step) const;
+  int cluster_size() const { return cluster_size_; }
+
+ private:
+  // Makes keep_ hold the mask of the interval of `step` (host draw, one small copy per interval).
+  void update_mask(std::int64_t step);
+
+  int E_, k_, cluster_size_;
+  double capacity_factor_, aux_weight_, z_weight_, cluster_weight_, dropout_;
+  int dropout_interval_;
+  bool cluster_mode_;  // dropout_mode == "cluster"
+  ClusterLossForm form_;
+  std::uint64_t seed_;
+
+  std::int64_t mask_interval_ = -1;  // interval whose mask keep_ holds (-1 = none yet)
+  bool drops_any_ = false;           // the dropout rate removes at least one expert
+  bool masked_ = false;              // the last forward applied the dropout mask
+  Buffer<int> keep_;                 // [E] 1 = kept, 0 = dropped
+  Buffer<Real> masked_logits_;       // [N,E] logits with dropped experts at -inf
+  Buffer<Real> P_, dP_;              // [E] batch-summed probabilities and their gradient
+  Buffer<Real> dprobs_, dmasked_;    // scratch [N,E]
+};
+
+}  // namespace moe

@@ -1,0 +1,130 @@
+// MoEC cluster loss: a hand-computed example, a plain reference on random inputs, and the
+// backward pass against finite differences, for both forms (intra, inter).
+#include <cmath>
+#include <vector>
+
+#include "cluster_loss.hpp"
+#include "support.hpp"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+
+// Plain two-pass reference of kernels/cluster_loss.hpp's definitions.
+double ref_cluster_loss(const std::vector<double>& probs, int N, int E, int c, bool inter) {
+  const int G = E / c;
+  std::vector<double> P(E, 0.0), m(G, 0.0);
+  for (int n = 0; n < N; ++n)
+    for (int e = 0; e < E; ++e) P[e] += probs[n * E + e];
+  for (int e = 0; e < E; ++e) m[e / c] += P[e] / c;
+  if (!inter) {
+    if (c < 2) return 0;
+    double mean_var = 0;
+    for (int g = 0; g < G; ++g) {
+      double v = 0;
+      for (int i = 0; i < c; ++i) v += (P[g * c + i] - m[g]) * (P[g * c + i] - m[g]);
+      mean_var += v / (c - 1) / G;
+    }
+    return E * mean_var;
+  }
+  if (G < 2) return 0;
+  double mu = 0;
+  for (int g = 0; g < G; ++g) mu += m[g] / G;
+  double v = 0;
+  for (int g = 0; g < G; ++g) v += (m[g] - mu) * (m[g] - mu);
+  return E * v / (G - 1);
+}
+
+double device_loss(const std::vector<double>& probs, int N, int E, int c, ClusterLossForm form) {
+  auto p = to_device(probs);
+  Buffer<double> P("P", E);
+  return cluster_loss_forward<double>(p, P, N, E, c, form);
+}
+
+// Row-stochastic random probabilities.
+std::vector<double> random_probs(int N, int E, std::uint64_t seed) {
+  auto p = random_vector(std::size_t(N) * E, seed, 0.05, 1.0);
+  for (int n = 0; n < N; ++n) {
+    double s = 0;
+    for (int e = 0; e < E; ++e) s += p[n * E + e];
+    for (int e = 0; e < E; ++e) p[n * E + e] /= s;
+  }
+  return p;
+}
+
+// Hand example: N = 2 tokens, E = 4 experts, cluster_size c = 2 (G = 2 clusters {0,1} {2,3}).
+//   probs row 0 = [0.1, 0.2, 0.3, 0.4], row 1 = [0.5, 0.1, 0.3, 0.1]
+//   P = [0.6, 0.3, 0.6, 0.5]; cluster means m = [0.45, 0.55]; mu = 0.5
+//   intra: Var_0 = ((0.15)^2 + (0.15)^2) / 1 = 0.045, Var_1 = ((0.05)^2 + (0.05)^2) / 1 = 0.005
+//          L = E * mean(Var) = 4 * 0.025 = 0.1
+//          dL/dP_e = (E/G) * 2 (P_e - m_g) / (c-1) = 4 (P_e - m_g) = [0.6, -0.6, 0.2, -0.2]
+//   inter: L = E * ((0.45-0.5)^2 + (0.55-0.5)^2) / (G-1) = 4 * 0.005 = 0.02
+//          dL/dP_e = E * 2 (m_g - mu) / ((G-1) c) = 4 (m_g - mu) = [-0.2, -0.2, 0.2, 0.2]
+const std::vector<double> kHandProbs = {0.1, 0.2, 0.3, 0.4, 0.5, 0.1, 0.3, 0.1};
+
+void check_hand_gradient(ClusterLossForm form, const std::vector<double>& dP_expected) {
+  auto p = to_device(kHandProbs);
+  Buffer<double> P("P", 4), dP("dP", 4), dprobs("dprobs", 8);
+  cluster_loss_forward<double>(p, P, 2, 4, 2, form);
+  cluster_loss_backward<double>(P, 1.0, dP, dprobs, 2, 4, 2, form);
+  auto d = to_host(dprobs);
+  for (int n = 0; n < 2; ++n)
+    for (int e = 0; e < 4; ++e) EXPECT_NEAR(d[n * 4 + e], dP_expected[e], 1e-12);
+}
+
+}  // namespace
+
+TEST(ClusterLoss, IntraMatchesHandComputedExample) {
+  EXPECT_NEAR(device_loss(kHandProbs, 2, 4, 2, ClusterLossForm::intra), 0.1, 1e-12);
+  EXPECT_NEAR(ref_cluster_loss(kHandProbs, 2, 4, 2, false), 0.1, 1e-12);
+  check_hand_gradient(ClusterLossForm::intra, {0.6, -0.6, 0.2, -0.2});
+}
+
+TEST(ClusterLoss, InterMatchesHandComputedExample) {
+  EXPECT_NEAR(device_loss(kHandProbs, 2, 4, 2, ClusterLossForm::inter), 0.02, 1e-12);
+  EXPECT_NEAR(ref_cluster_loss(kHandProbs, 2, 4, 2, true), 0.02, 1e-12);
+  check_hand_gradient(ClusterLossForm::inter, {-0.2, -0.2, 0.2, 0.2});
+}
+
+TEST(ClusterLoss, MatchesReferenceOnRandomInputs) {
+  struct Shape {
+    int N, E, c;
+  };
+  for (Shape s : {Shape{7, 6, 3}, Shape{16, 8, 2}, Shape{5, 12, 4}, Shape{9, 8, 8}, Shape{3, 4, 1}})
+    for (bool inter : {false, true}) {
+      auto p = random_probs(s.N, s.E, 100 + s.E * 10 + s.c);
+      const auto form = inter ? ClusterLossForm::inter : ClusterLossForm::intra;
+      EXPECT_NEAR(device_loss(p, s.N, s.E, s.c, form), ref_cluster_loss(p, s.N, s.E, s.c, inter),
+                  1e-12)
+          << "N=" << s.N << " E=" << s.E << " c=" << s.c << " inter=" << inter;
+    }
+}
+
+TEST(ClusterLoss, BackwardMatchesFiniteDifferencesAndAccumulates) {
+  const int N = 5, E = 12, c = 3;
+  const double w = 0.7;
+  for (bool inter : {false, true}) {
+    const auto form = inter ? ClusterLossForm::inter : ClusterLossForm::intra;
+    auto p = random_probs(N, E, 42);
+    auto base = random_vector(std::size_t(N) * E, 43);  // dprobs already holds something
+    auto dp = to_device(p), dprobs = to_device(base);
+    Buffer<double> P("P", E), dP("dP", E);
+    cluster_loss_forward<double>(dp, P, N, E, c, form);
+    cluster_loss_backward<double>(P, w, dP, dprobs, N, E, c, form);
+    auto analytic = to_host(dprobs);
+    for (std::size_t i = 0; i < analytic.size(); ++i) analytic[i] -= base[i];
+    auto numeric = numeric_gradient(p, [&]() { return w * device_loss(p, N, E, c, form); });
+    EXPECT_LT(rel_error(analytic, numeric), 1e-8) << "inter=" << inter;
+    double norm = 0;
+    for (double v : analytic) norm += v * v;
+    EXPECT_GT(norm, 1e-12);
+  }
+}
+
+TEST(ClusterLoss, DegenerateFormsAreZero) {
+  auto p = random_probs(4, 4, 9);
+  // intra with one expert per cluster, inter with one cluster: no variance to take.
+  EXPECT_EQ(device_loss(p, 4, 4, 1, ClusterLossForm::intra), 0.0);
+  EXPECT_EQ(device_loss(p, 4, 4, 4, ClusterLossForm::inter), 0.0);
+}

@@ -1,0 +1,280 @@
+// MoECRouter (router.type = "moec"): the cluster loss through the router against a
+// hand-computed value, expert dropout (dropped experts get no tokens and no gradient during
+// training, the kept set is fixed within an interval and redrawn across intervals, evaluation
+// sees every expert, "cluster" mode drops the same count per cluster), and the whole MoeLayer
+// gradient against finite differences with cluster loss and dropout active.
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <vector>
+
+#include "config/config.hpp"
+#include "model/moe_layer.hpp"
+#include "routing/moec_router.hpp"
+#include "support.hpp"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+
+Config moec_config(int E, int cluster_size, int top_k, double dropout) {
+  Config c;
+  c.model.vocab_size = 16;
+  c.model.d_model = 8;
+  c.model.n_heads = 2;
+  c.model.d_ff = 6;
+  c.model.n_layers = 2;
+  c.model.seq_len = 4;
+  c.model.num_experts = E;
+  c.model.top_k = top_k;
+  c.router.type = "moec";
+  c.router.capacity_factor = 0.0;
+  c.router.cluster_size = cluster_size;
+  c.router.cluster_loss_weight = 0.01;
+  c.router.expert_dropout = dropout;
+  c.router.dropout_interval = 3;
+  return c;
+}
+
+// State buffers for a router-level forward on N tokens.
+struct RouterRun {
+  RoutingState<double> st;
+  Buffer<int> tokens;
+  RouterRun(int N, int E, int K) : tokens("tokens", N) {
+    st.probs = Buffer<double>("probs", N * E);
+    st.expert_of = Buffer<int>("expert_of", N * K);
+    st.gate = Buffer<double>("gate", N * K);
+    st.topk_idx = Buffer<int>("topk_idx", N * K);
+    st.counts = Buffer<int>("counts", E);
+  }
+};
+
+// Logits where token n strongly prefers expert n % E.
+std::vector<double> preferring_logits(int N, int E, std::uint64_t seed) {
+  auto x = random_vector(std::size_t(N) * E, seed, -0.5, 0.5);
+  for (int n = 0; n < N; ++n) x[n * E + n % E] += 4.0;
+  return x;
+}
+
+}  // namespace
+
+TEST(MoECRouter, ClusterLossMatchesHandComputedValue) {
+  // N = 2, E = 4, cluster_size = 2; logits = log(probs) so softmax returns these probs:
+  //   probs = [0.1 0.2 0.3 0.4; 0.5 0.1 0.3 0.1] -> P = [0.6 0.3 0.6 0.5], m = [0.45 0.55]
+  //   intra: E * mean(Var) = 4 * (0.045 + 0.005) / 2 = 0.1
+  //   inter: E * ((0.45-0.5)^2 + (0.55-0.5)^2) / (2-1) = 0.02
+  const std::vector<double> probs = {0.1, 0.2, 0.3, 0.4, 0.5, 0.1, 0.3, 0.1};
+  std::vector<double> logits(probs.size());
+  for (std::size_t i = 0; i < probs.size(); ++i) logits[i] = std::log(probs[i]);
+  for (const char* form : {"intra", "inter"}) {
+    Config cfg = moec_config(4, 2, 1, 0.0);
+    cfg.router.cluster_loss = form;
+    cfg.router.cluster_loss_weight = 0.5;
+    cfg.router.z_loss_weight = 0.0;
+    MoECRouter<double> router(cfg, RouterSetup{});
+    RouterRun run(2, 4, 1);
+    router.forward({run.tokens, 0, true}, to_device(logits), run.st, 2);
+    const double expected = std::string(form) == "intra" ? 0.1 : 0.02;
+    EXPECT_NEAR(run.st.losses.cluster, expected, 1e-12) << form;
+    EXPECT_NEAR(run.st.losses.weighted, 0.01 * run.st.losses.balance + 0.5 * expected, 1e-12);
+  }
+}
+
+TEST(MoECRouter, DroppedExpertsGetNoTokensWithinAnInterval) {
+  const int N = 64, E = 8, K = 1;
+  Config cfg = moec_config(E, 2, K, 0.5);
+  MoECRouter<double> router(cfg, RouterSetup{1, nullptr});
+  RouterRun run(N, E, K);
+  auto logits = to_device(preferring_logits(N, E, 3));
+  std::set<std::vector<int>> distinct;
+  for (std::int64_t step = 0; step < 30; ++step) {
+    const auto kept = router.kept_experts(step);
+    ASSERT_EQ(int(kept.size()), 4);  // round((1 - 0.5) * 8)
+    // Fixed within an interval of dropout_interval = 3 steps.
+    EXPECT_EQ(kept, router.kept_experts(step - step % 3)) << "step " << step;
+    distinct.insert(kept);
+    router.forward({run.tokens, step, true}, logits, run.st, N);
+    auto counts = to_host(run.st.counts);
+    auto expert = to_host(run.st.expert_of);
+    auto probs = to_host(run.st.probs);
+    for (int e = 0; e < E; ++e) {
+      const bool is_kept = std::binary_search(kept.begin(), kept.end(), e);
+      if (!is_kept) {
+        EXPECT_EQ(counts[e], 0) << "dropped expert " << e << " at step " << step;
+        for (int n = 0; n < N; ++n) EXPECT_EQ(probs[n * E + e], 0.0);
+      } else {
+        EXPECT_GT(counts[e], 0) << "kept expert " << e << " gets its preferring tokens";
+      }
+    }
+    for (int a : expert) EXPECT_TRUE(std::binary_search(kept.begin(), kept.end(), a));
+  }
+  EXPECT_GE(distinct.size(), 3u) << "the kept set is redrawn across intervals";
+  // Reproducible and resumable: a fresh router (same seed, same layer) draws the same sets;
+  // another layer or seed draws others.
+  MoECRouter<double> again(cfg, RouterSetup{1, nullptr});
+  MoECRouter<double> other_layer(cfg, RouterSetup{2, nullptr});
+  Config cfg_seed = cfg;
+  cfg_seed.train.seed += 1;
+  MoECRouter<double> other_seed(cfg_seed, RouterSetup{1, nullptr});
+  int differ_layer = 0, differ_seed = 0;
+  for (std::int64_t step = 0; step < 60; step += 3) {
+    EXPECT_EQ(again.kept_experts(step), router.kept_experts(step));
+    differ_layer += other_layer.kept_experts(step) != router.kept_experts(step);
+    differ_seed += other_seed.kept_experts(step) != router.kept_experts(step);
+  }
+  EXPECT_GT(differ_layer, 0);
+  EXPECT_GT(differ_seed, 0);
+}
+
+TEST(MoECRouter, DroppedExpertsGetExactlyZeroGradient) {
+  const int N = 16, E = 8, K = 2;
+  Config cfg = moec_config(E, 4, K, 0.5);
+  cfg.router.cluster_loss_weight = 0.3;
+  cfg.router.z_loss_weight = 0.01;
+  MoECRouter<double> router(cfg, RouterSetup{});
+  RouterRun run(N, E, K);
+  auto logits = to_device(random_vector(std::size_t(N) * E, 8));
+  const std::int64_t step = 5;
+  router.forward({run.tokens, step, true}, logits, run.st, N);
+  auto dgate = to_device(random_vector(std::size_t(N) * K, 9));
+  Buffer<double> dlogits("dlogits", N * E);
+  router.backward({run.tokens, step, true}, logits, run.st, dgate, dlogits, N);
+  const auto kept = router.kept_experts(step);
+  auto d = to_host(dlogits);
+  double kept_norm = 0;
+  for (int n = 0; n < N; ++n)
+    for (int e = 0; e < E; ++e) {
+      if (std::binary_search(kept.begin(), kept.end(), e))
+        kept_norm += d[n * E + e] * d[n * E + e];
+      else
+        EXPECT_EQ(d[n * E + e], 0.0) << "dropped expert " << e;
+    }
+  EXPECT_GT(kept_norm, 0.0);
+}
+
+TEST(MoECRouter, EvaluationSeesEveryExpert) {
+  const int N = 32, E = 8, K = 1;
+  Config cfg = moec_config(E, 2, K, 0.5);
+  MoECRouter<double> router(cfg, RouterSetup{});
+  RouterRun run(N, E, K);
+  auto logits = to_device(preferring_logits(N, E, 4));
+  for (std::int64_t step : {0, 4, 7}) {
+    router.forward({run.tokens, step, false}, logits, run.st, N);
+    auto counts = to_host(run.st.counts);
+    auto probs = to_host(run.st.probs);
+    for (int e = 0; e < E; ++e) EXPECT_EQ(counts[e], N / E) << "expert " << e << " in eval";
+    for (double p : probs) EXPECT_GT(p, 0.0);
+    // The same step in training drops half of them.
+    router.forward({run.tokens, step, true}, logits, run.st, N);
+    int empty = 0;
+    for (int c : to_host(run.st.counts)) empty += c == 0;
+    EXPECT_EQ(empty, 4);
+  }
+}
+
+TEST(MoECRouter, ClusterModeDropsTheSameCountInEveryCluster) {
+  struct Case {
+    int E, c, k;
+    double p;
+    int dropped_per_cluster;
+  };
+  // round(0.5*4) = 2; round(0.9*4) = 4 -> capped at 3 (one kept per cluster);
+  // round(0.3*3) = 1; E = 4, c = 2, k = 2, p = 0.9: round(1.8) = 2 -> 1 (keep one per cluster).
+  for (Case t : {Case{12, 4, 1, 0.5, 2}, Case{12, 4, 1, 0.9, 3}, Case{9, 3, 2, 0.3, 1},
+                 Case{4, 2, 2, 0.9, 1}}) {
+    Config cfg = moec_config(t.E, t.c, t.k, t.p);
+    cfg.router.dropout_mode = "cluster";
+    MoECRouter<double> router(cfg, RouterSetup{});
+    std::set<std::vector<int>> distinct;
+    for (std::int64_t step = 0; step < 60; step += 3) {
+      const auto kept = router.kept_experts(step);
+      distinct.insert(kept);
+      std::vector<int> per_cluster(t.E / t.c, 0);
+      for (int e : kept) ++per_cluster[e / t.c];
+      for (int g = 0; g < t.E / t.c; ++g)
+        EXPECT_EQ(per_cluster[g], t.c - t.dropped_per_cluster) << "cluster " << g;
+      EXPECT_GE(int(kept.size()), t.k);
+    }
+    EXPECT_GT(distinct.size(), 1u);
+  }
+}
+
+TEST(MoECRouter, UniformModeKeepsAtLeastTopK) {
+  Config cfg = moec_config(4, 2, 2, 0.9);  // round(0.1 * 4) = 0 kept -> raised to top_k = 2
+  MoECRouter<double> router(cfg, RouterSetup{});
+  for (std::int64_t step = 0; step < 30; ++step) EXPECT_EQ(router.kept_experts(step).size(), 2u);
+}
+
+TEST(MoECRouter, MoeLayerBackwardMatchesFiniteDifferencesWithDropout) {
+  const int N = 6, C = 8, F = 6, E = 4;
+  for (const char* form : {"intra", "inter"})
+    for (const char* mode : {"uniform", "cluster"}) {
+      Config cfg = moec_config(E, 2, 1, 0.5);
+      cfg.router.cluster_loss = form;
+      cfg.router.dropout_mode = mode;
+      cfg.router.cluster_loss_weight = 0.5;  // large so its gradient matters in the check
+      cfg.router.aux_loss_weight = 0.05;
+      cfg.router.z_loss_weight = 0.01;
+      MoeLayer<double> layer(cfg, std::make_unique<MoECRouter<double>>(cfg, RouterSetup{}));
+      const auto& router = static_cast<const MoECRouter<double>&>(layer.router());
+      // In uniform mode, a step whose kept pair lies in one cluster (a set cluster mode cannot
+      // draw), so the two modes exercise different masks.
+      std::int64_t step = 7;
+      if (std::string(mode) == "uniform") {
+        step = -1;
+        for (std::int64_t s = 0; s < 300 && step < 0; s += cfg.router.dropout_interval) {
+          const auto k = router.kept_experts(s);
+          if (k.front() / 2 == k.back() / 2) step = s;
+        }
+        ASSERT_GE(step, 0);
+      }
+      ASSERT_LT(int(router.kept_experts(step).size()), E) << "the case must drop experts";
+
+      std::vector<double> x = random_vector(N * C, 21), rw = random_vector(C * E, 22),
+                          w1 = random_vector(E * C * F, 23, -0.5, 0.5),
+                          b1 = random_vector(E * F, 24, -0.1, 0.1),
+                          w2 = random_vector(E * F * C, 25, -0.5, 0.5),
+                          b2 = random_vector(E * C, 26, -0.1, 0.1), r = random_vector(N * C, 27);
+      std::vector<int> ids(N, 0);
+      auto tokens = to_device(ids);
+      RouteContext ctx{tokens, step, true};
+      auto loss = [&]() {
+        auto dx_ = to_device(x), drw_ = to_device(rw), dw1_ = to_device(w1), db1_ = to_device(b1),
+             dw2_ = to_device(w2), db2_ = to_device(b2);
+        Buffer<double> out("out", N * C);
+        layer.forward(ctx, dx_, {drw_, dw1_, db1_, dw2_, db2_}, out, N);
+        return dot(to_host(out), r) + layer.losses().weighted;
+      };
+      auto dxv = to_device(x), drwv = to_device(rw), dw1v = to_device(w1), db1v = to_device(b1),
+           dw2v = to_device(w2), db2v = to_device(b2), drv = to_device(r);
+      Buffer<double> out("out", N * C), gx("gx", N * C), grw("grw", C * E), gw1("gw1", w1.size()),
+          gb1("gb1", b1.size()), gw2("gw2", w2.size()), gb2("gb2", b2.size());
+      layer.forward(ctx, dxv, {drwv, dw1v, db1v, dw2v, db2v}, out, N);
+      EXPECT_GT(layer.losses().cluster, 0.0);
+      layer.backward(ctx, drv, dxv, {drwv, dw1v, db1v, dw2v, db2v}, {grw, gw1, gb1, gw2, gb2}, gx,
+                     N);
+      std::string kept_text;
+      for (int e : router.kept_experts(step)) kept_text += " " + std::to_string(e);
+      SCOPED_TRACE(std::string(form) + " " + mode + ", kept:" + kept_text + ", cluster loss " +
+                   std::to_string(layer.losses().cluster));
+      EXPECT_LT(rel_error(to_host(gx), numeric_gradient(x, loss)), 1e-6);
+      EXPECT_LT(rel_error(to_host(grw), numeric_gradient(rw, loss)), 1e-6);
+      EXPECT_LT(rel_error(to_host(gw1), numeric_gradient(w1, loss)), 1e-6);
+      EXPECT_LT(rel_error(to_host(gb1), numeric_gradient(b1, loss)), 1e-6);
+      EXPECT_LT(rel_error(to_host(gw2), numeric_gradient(w2, loss)), 1e-6);
+      EXPECT_LT(rel_error(to_host(gb2), numeric_gradient(b2, loss)), 1e-6);
+      // Router weight columns of dropped experts get exactly zero gradient.
+      const auto kept = router.kept_experts(step);
+      auto g = to_host(grw);
+      double router_norm = 0;
+      for (int c = 0; c < C; ++c)
+        for (int e = 0; e < E; ++e) {
+          if (!std::binary_search(kept.begin(), kept.end(), e)) {
+            EXPECT_EQ(g[c * E + e], 0.0);
+          }
+          router_norm += g[c * E + e] * g[c * E + e];
+        }
+      EXPECT_GT(router_norm, 1e-8);
+    }
+}

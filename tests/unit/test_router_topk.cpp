@@ -1,0 +1,314 @@
+// Top-k router (Switch / GShard token choice): the drop policies (an overfull expert keeps its
+// highest-gate copies under "probability", its first copies in token order under "position"),
+// gate renormalisation, the balance loss counting the N*k assignments by hand, and gradients
+// against finite differences: through MoeLayer with normalize_gates, and through a copy of the
+// layer's pipeline that dispatches by priority (the layer itself dispatches by position until
+// it asks the router for a drop priority).
+#include <algorithm>
+#include <cmath>
+
+#include "combine.hpp"
+#include "config/config.hpp"
+#include "dispatch.hpp"
+#include "matmul.hpp"
+#include "mlp.hpp"
+#include "model/moe_layer.hpp"
+#include "routing/topk_router.hpp"
+#include "support.hpp"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+
+Config topk_config(int E, int k, double capacity_factor, const std::string& policy,
+                   bool normalize) {
+  Config c;
+  c.model.vocab_size = 16;
+  c.model.d_model = 8;
+  c.model.n_heads = 2;
+  c.model.d_ff = 6;
+  c.model.n_layers = 2;
+  c.model.seq_len = 4;
+  c.model.num_experts = E;
+  c.model.top_k = k;
+  c.router.type = "topk";
+  c.router.capacity_factor = capacity_factor;
+  c.router.drop_policy = policy;
+  c.router.normalize_gates = normalize;
+  c.router.aux_loss_weight = 0.05;
+  c.router.z_loss_weight = 0.01;
+  return c;
+}
+
+template <class Real>
+RoutingState<Real> make_state(int N, int E, int K) {
+  RoutingState<Real> st;
+  st.probs = Buffer<Real>("probs", std::size_t(N) * E);
+  st.expert_of = Buffer<int>("expert_of", std::size_t(N) * K);
+  st.gate = Buffer<Real>("gate", std::size_t(N) * K);
+  st.counts = Buffer<int>("counts", std::size_t(E));
+  return st;
+}
+
+// Logits with a strong pull toward expert 0 so that it overflows any capacity near 1.
+std::vector<double> skewed_logits(int N, int E, std::uint64_t seed) {
+  auto l = random_vector(std::size_t(N) * E, seed, -1.0, 1.0);
+  for (int n = 0; n < N; ++n) l[n * E] += 1.5;
+  return l;
+}
+
+// The set of copies each expert keeps: the `cap` best by (gate desc, index asc) under
+// "probability", the first `cap` in assignment order under "position".
+std::vector<char> reference_kept(const std::vector<int>& ex, const std::vector<double>& gate, int E,
+                                 int cap, bool by_probability) {
+  std::vector<char> keep(ex.size(), 0);
+  for (int e = 0; e < E; ++e) {
+    std::vector<int> mine;
+    for (int a = 0; a < int(ex.size()); ++a)
+      if (ex[a] == e) mine.push_back(a);
+    if (by_probability)
+      std::stable_sort(mine.begin(), mine.end(), [&](int x, int y) { return gate[x] > gate[y]; });
+    for (int i = 0; i < int(mine.size()) && (cap <= 0 || i < cap); ++i) keep[mine[i]] = 1;
+  }
+  return keep;
+}
+
+struct LayerCase {
+  int N, C = 8, F = 6, E;
+  std::vector<double> x, rw, w1, b1, w2, b2, r;
+  LayerCase(int N_, int E_, std::uint64_t seed) : N(N_), E(E_) {
+    x = random_vector(N * C, seed + 1);
+    rw = random_vector(C * E, seed + 2, -1.5, 1.5);
+    w1 = random_vector(E * C * F, seed + 3, -0.5, 0.5);
+    b1 = random_vector(E * F, seed + 4, -0.1, 0.1);
+    w2 = random_vector(E * F * C, seed + 5, -0.5, 0.5);
+    b2 = random_vector(E * C, seed + 6, -0.1, 0.1);
+    r = random_vector(N * C, seed + 7);
+  }
+};
+
+// What MoeLayer does, with the router's drop priority passed to the dispatch.
+struct PriorityPipeline {
+  TopKRouter<double> router;
+  int N, C, F, E, K;
+  RoutingState<double> st;
+  DispatchPlan plan;
+  Buffer<double> logits, xg, pre, act, yg;
+  PriorityPipeline(const Config& cfg, int N_)
+      : router(cfg, RouterSetup{}),
+        N(N_),
+        C(cfg.model.d_model),
+        F(cfg.model.d_ff),
+        E(cfg.model.num_experts),
+        K(cfg.model.top_k),
+        st(make_state<double>(N_, cfg.model.num_experts, cfg.model.top_k)),
+        logits("logits", std::size_t(N_) * cfg.model.num_experts) {}
+
+  double forward(const RouteContext& ctx, const FfnTensors<double>& p, View1<const double> x,
+                 View1<double> out) {
+    linear_forward<double>(x, p.router_w, View1<const double>(), logits, N, C, E);
+    router.forward(ctx, logits, st, N);
+    dispatch_plan<double>(st.expert_of, router.drop_priority(st), Index(N) * K, E,
+                          router.capacity(N), plan);
+    const Index M = plan.total_kept;
+    xg = Buffer<double>("xg", std::max<Index>(1, M * C));
+    pre = Buffer<double>("pre", std::max<Index>(1, M * F));
+    act = Buffer<double>("act", std::max<Index>(1, M * F));
+    yg = Buffer<double>("yg", std::max<Index>(1, M * C));
+    dispatch_forward<double>(x, plan, xg, K, C);
+    mlp_forward<double>(xg, p.w1, p.b1, p.w2, p.b2, pre, act, yg, plan.host_offsets, C, F);
+    combine_forward<double>(yg, plan.slot_of, st.gate, out, N, K, C);
+    return st.losses.weighted;
+  }
+
+  void backward(const RouteContext& ctx, View1<const double> dout, View1<const double> x,
+                const FfnTensors<double>& p, const FfnTensors<double>& g, View1<double> dx) {
+    const Index M = plan.total_kept;
+    Buffer<double> dgate("dgate", std::size_t(N) * K), dyg("dyg", std::max<Index>(1, M * C)),
+        dxg("dxg", std::max<Index>(1, M * C)), dpre("dpre", std::max<Index>(1, M * F)),
+        dlogits("dlogits", std::size_t(N) * E);
+    combine_backward<double>(dout, yg, plan.slot_of, st.gate, dyg, dgate, N, K, C);
+    mlp_backward<double>(dyg, xg, pre, act, p.w1, p.w2, dpre, dxg, g.w1, g.b1, g.w2, g.b2,
+                         plan.host_offsets, C, F);
+    dispatch_backward<double>(dxg, plan, dx, N, K, C);
+    router.backward(ctx, logits, st, dgate, dlogits, N);
+    linear_backward<double>(dlogits, x, p.router_w, dx, g.router_w, View1<double>(), N, C, E);
+  }
+};
+
+}  // namespace
+
+TEST(TopKRouter, DropPolicyProbabilityKeepsHighestGateCopies) {
+  const int N = 24, E = 4;
+  for (bool normalize : {false, true})
+    for (int k : {1, 2}) {
+      SCOPED_TRACE(testing::Message() << "k=" << k << " normalize=" << normalize);
+      const Config cfg = topk_config(E, k, 1.0, "probability", normalize);
+      TopKRouter<double> router(cfg, RouterSetup{});
+      EXPECT_TRUE(router.drops_by_probability());
+      auto st = make_state<double>(N, E, k);
+      auto logits = skewed_logits(N, E, 91 + k);
+      std::vector<int> ids(N, 0);
+      RouteContext ctx{to_device(ids), 0, true};
+      router.forward(ctx, to_device(logits), st, N);
+      const int cap = router.capacity(N);
+      const auto prio = router.drop_priority(st);
+      ASSERT_EQ(prio.data(), st.gate.data());  // the final gates
+      DispatchPlan plan;
+      dispatch_plan<double>(st.expert_of, prio, Index(N) * k, E, cap, plan);
+      ASSERT_GT(plan.dropped, 0) << "expert 0 must overflow";
+      auto ex = to_host(st.expert_of), slot = to_host(plan.slot_of, Index(N) * k);
+      auto gate = to_host(st.gate);
+      auto want = reference_kept(ex, gate, E, cap, true);
+      for (int a = 0; a < N * k; ++a) EXPECT_EQ(slot[a] >= 0, bool(want[a])) << "a=" << a;
+      // The choice really differs from dropping by position here.
+      EXPECT_NE(want, reference_kept(ex, gate, E, cap, false));
+    }
+}
+
+TEST(TopKRouter, DropPolicyPositionKeepsFirstCopiesInTokenOrder) {
+  const int N = 24, E = 4, k = 2;
+  const Config cfg = topk_config(E, k, 1.0, "position", false);
+  TopKRouter<double> router(cfg, RouterSetup{});
+  EXPECT_FALSE(router.drops_by_probability());
+  auto st = make_state<double>(N, E, k);
+  std::vector<int> ids(N, 0);
+  RouteContext ctx{to_device(ids), 0, true};
+  router.forward(ctx, to_device(skewed_logits(N, E, 95)), st, N);
+  EXPECT_EQ(router.drop_priority(st).extent(0), 0u);
+  const int cap = router.capacity(N);
+  DispatchPlan via_priority, plain;
+  dispatch_plan<double>(st.expert_of, router.drop_priority(st), Index(N) * k, E, cap, via_priority);
+  dispatch_plan(st.expert_of, Index(N) * k, E, cap, plain);
+  ASSERT_GT(plain.dropped, 0);
+  auto ex = to_host(st.expert_of);
+  auto gate = to_host(st.gate);
+  auto want = reference_kept(ex, gate, E, cap, false);
+  auto s1 = to_host(via_priority.slot_of, Index(N) * k), s2 = to_host(plain.slot_of, Index(N) * k);
+  EXPECT_EQ(s1, s2);
+  for (int a = 0; a < N * k; ++a) EXPECT_EQ(s1[a] >= 0, bool(want[a])) << "a=" << a;
+}
+
+TEST(TopKRouter, NormalizedGatesSumToOneAndKeepRatios) {
+  const int N = 17, E = 5, k = 2;
+  const Config cfg = topk_config(E, k, 0.0, "position", true);
+  TopKRouter<double> router(cfg, RouterSetup{});
+  EXPECT_TRUE(router.normalizes_gates());
+  auto st = make_state<double>(N, E, k);
+  std::vector<int> ids(N, 0);
+  RouteContext ctx{to_device(ids), 0, true};
+  router.forward(ctx, to_device(random_vector(N * E, 96, -2.0, 2.0)), st, N);
+  auto gate = to_host(st.gate), probs = to_host(st.probs);
+  auto ex = to_host(st.expert_of);
+  for (int n = 0; n < N; ++n) {
+    EXPECT_NEAR(gate[n * k] + gate[n * k + 1], 1.0, 1e-14) << "token " << n;
+    const double p0 = probs[n * E + ex[n * k]], p1 = probs[n * E + ex[n * k + 1]];
+    EXPECT_GE(p0, p1);
+    EXPECT_NEAR(gate[n * k], p0 / (p0 + p1), 1e-14);
+  }
+}
+
+TEST(TopKRouter, BalanceLossCountsTopKAssignmentsByHand) {
+  // N = 2 tokens, E = 3, k = 2. Token 0 logits (2,1,0) picks experts 0,1; token 1 (0,3,1)
+  // picks 1,2. f over the T*k = 4 assignments = (1/4, 2/4, 1/4); P = column means of softmax.
+  const int N = 2, E = 3, k = 2;
+  Config cfg = topk_config(E, k, 0.0, "position", false);
+  TopKRouter<double> router(cfg, RouterSetup{});
+  auto st = make_state<double>(N, E, k);
+  const std::vector<double> logits = {2, 1, 0, 0, 3, 1};
+  std::vector<int> ids(N, 0);
+  router.forward({to_device(ids), 0, true}, to_device(logits), st, N);
+  EXPECT_EQ(to_host(st.expert_of), (std::vector<int>{0, 1, 1, 2}));
+  EXPECT_EQ(to_host(st.counts), (std::vector<int>{1, 2, 1}));
+  const double z0 = std::exp(2.0) + std::exp(1.0) + 1.0, z1 = 1.0 + std::exp(3.0) + std::exp(1.0);
+  const double P[3] = {(std::exp(2.0) / z0 + 1.0 / z1) / 2,
+                       (std::exp(1.0) / z0 + std::exp(3.0) / z1) / 2,
+                       (1.0 / z0 + std::exp(1.0) / z1) / 2};
+  const double want = 3 * (0.25 * P[0] + 0.5 * P[1] + 0.25 * P[2]);
+  EXPECT_NEAR(st.losses.balance, want, 1e-14);
+  // Counting only the top-1 choices (f = (1/2, 1/2, 0)) would give a different value.
+  EXPECT_GT(std::abs(st.losses.balance - 3 * (0.5 * P[0] + 0.5 * P[1])), 1e-3);
+  EXPECT_NEAR(st.losses.weighted, 0.05 * want + 0.01 * st.losses.z, 1e-14);
+}
+
+TEST(TopKRouter, MoeLayerBackwardMatchesFiniteDifferencesWithNormalizedGates) {
+  for (double cf : {0.0, 0.75}) {
+    SCOPED_TRACE(cf);
+    const Config cfg = topk_config(4, 2, cf, "position", true);
+    LayerCase t(6, 4, 21);
+    MoeLayer<double> layer(cfg, std::make_unique<TopKRouter<double>>(cfg, RouterSetup{}));
+    std::vector<int> ids(t.N, 0);
+    auto tokens = to_device(ids);
+    RouteContext ctx{tokens, 0, true};
+    auto loss = [&]() {
+      auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
+           w2 = to_device(t.w2), b2 = to_device(t.b2);
+      Buffer<double> out("out", t.N * t.C);
+      layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, t.N);
+      return dot(to_host(out), t.r) + layer.losses().weighted;
+    };
+    loss();
+    if (cf > 0) {
+      ASSERT_GT(layer.plan().dropped, 0);
+    }
+    auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
+         w2 = to_device(t.w2), b2 = to_device(t.b2), r = to_device(t.r);
+    Buffer<double> out("out", t.N * t.C), dx("dx", t.N * t.C), drw("drw", t.C * t.E),
+        dw1("dw1", t.w1.size()), db1("db1", t.b1.size()), dw2("dw2", t.w2.size()),
+        db2("db2", t.b2.size());
+    layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, t.N);
+    layer.backward(ctx, r, x, {rw, w1, b1, w2, b2}, {drw, dw1, db1, dw2, db2}, dx, t.N);
+    auto gate = to_host(layer.routing().gate);
+    for (int n = 0; n < t.N; ++n) EXPECT_NEAR(gate[2 * n] + gate[2 * n + 1], 1.0, 1e-14);
+    EXPECT_LT(rel_error(to_host(dx), numeric_gradient(t.x, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(drw), numeric_gradient(t.rw, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(dw1), numeric_gradient(t.w1, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(db1), numeric_gradient(t.b1, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(dw2), numeric_gradient(t.w2, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(db2), numeric_gradient(t.b2, loss)), 1e-6);
+  }
+}
+
+TEST(TopKRouter, PriorityDispatchPipelineBackwardMatchesFiniteDifferences) {
+  for (bool normalize : {false, true}) {
+    SCOPED_TRACE(normalize);
+    const Config cfg = topk_config(4, 2, 0.75, "probability", normalize);
+    LayerCase t(8, 4, 31);
+    PriorityPipeline pipe(cfg, t.N);
+    std::vector<int> ids(t.N, 0);
+    auto tokens = to_device(ids);
+    RouteContext ctx{tokens, 0, true};
+    auto loss = [&]() {
+      auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
+           w2 = to_device(t.w2), b2 = to_device(t.b2);
+      Buffer<double> out("out", t.N * t.C);
+      const double aux = pipe.forward(ctx, {rw, w1, b1, w2, b2}, x, out);
+      return dot(to_host(out), t.r) + aux;
+    };
+    loss();
+    ASSERT_GT(pipe.plan.dropped, 0);
+    // The kept set is the highest-gate one, and differs from drop by position.
+    auto ex = to_host(pipe.st.expert_of);
+    auto gate = to_host(pipe.st.gate);
+    auto slot = to_host(pipe.plan.slot_of, t.N * 2);
+    const int cap = pipe.router.capacity(t.N);
+    auto want = reference_kept(ex, gate, t.E, cap, true);
+    for (int a = 0; a < t.N * 2; ++a) EXPECT_EQ(slot[a] >= 0, bool(want[a])) << "a=" << a;
+    EXPECT_NE(want, reference_kept(ex, gate, t.E, cap, false));
+
+    auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
+         w2 = to_device(t.w2), b2 = to_device(t.b2), r = to_device(t.r);
+    Buffer<double> out("out", t.N * t.C), dx("dx", t.N * t.C), drw("drw", t.C * t.E),
+        dw1("dw1", t.w1.size()), db1("db1", t.b1.size()), dw2("dw2", t.w2.size()),
+        db2("db2", t.b2.size());
+    pipe.forward(ctx, {rw, w1, b1, w2, b2}, x, out);
+    pipe.backward(ctx, r, x, {rw, w1, b1, w2, b2}, {drw, dw1, db1, dw2, db2}, dx);
+    EXPECT_LT(rel_error(to_host(dx), numeric_gradient(t.x, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(drw), numeric_gradient(t.rw, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(dw1), numeric_gradient(t.w1, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(db1), numeric_gradient(t.b1, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(dw2), numeric_gradient(t.w2, loss)), 1e-6);
+    EXPECT_LT(rel_error(to_host(db2), numeric_gradient(t.b2, loss)), 1e-6);
+  }
+}
