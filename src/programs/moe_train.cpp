@@ -77,10 +77,11 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  moe::install_stop_signal_handlers();
   int rc;
   {
     moe::Runtime rt(argc, argv);
+    // After MPI_Init, which may install handlers of its own.
+    moe::install_stop_signal_handlers();
     rc = run(argc, argv);
   }
   return rc;

@@ -116,7 +116,18 @@ void MoECRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits
   st.losses.balance =
       double(balance_loss_forward<Real>(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_));
   st.losses.z = z_weight_ > 0 ? double(router_zloss_forward<Real>(used, N, E_)) : 0.0;
-  st.losses.cluster = double(cluster_loss_forward<Real>(st.probs, P_, N, E_, cluster_size_, form_));
+  // The cluster loss regularises the router's distribution. Under dropout the masked
+  // distribution gives dropped experts P_e = 0, a within-cluster variance no router can remove
+  // (its gradient would only push the surviving experts towards zero), so the loss reads the
+  // softmax over all experts instead.
+  View1<const Real> cluster_probs = st.probs;
+  if (masked_) {
+    auto full = ensure(full_probs_, NE, "moe::moec.full_probs");
+    softmax_rows_forward<Real>(logits, full, N, E_);
+    cluster_probs = full;
+  }
+  st.losses.cluster =
+      double(cluster_loss_forward<Real>(cluster_probs, P_, N, E_, cluster_size_, form_));
   st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z +
                        cluster_weight_ * st.losses.cluster;
 }
@@ -130,7 +141,7 @@ void MoECRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
   fill_zero<Real>(dprobs, NE);
   topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
   if (aux_weight_ > 0) balance_loss_backward<Real>(st.counts, Real(aux_weight_), dprobs, N, E_);
-  if (cluster_weight_ > 0)
+  if (cluster_weight_ > 0 && !masked_)
     cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dprobs, N, E_, cluster_size_,
                                 form_);
   // The gradient w.r.t. the logits that entered the softmax: the masked ones after dropout.
@@ -144,6 +155,14 @@ void MoECRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
   softmax_rows_backward<Real>(st.probs, dprobs, dused, N, E_);
   if (z_weight_ > 0) router_zloss_backward<Real>(used, Real(z_weight_), dused, N, E_);
   if (masked_) expert_mask_backward<Real>(dused, keep_, dlogits, N, E_);
+  if (masked_ && cluster_weight_ > 0) {
+    // The cluster loss's own path: through the unmasked softmax, to every expert's logit.
+    auto dfull = ensure(dfull_, NE, "moe::moec.dfull");
+    fill_zero<Real>(dfull, NE);
+    cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dfull, N, E_, cluster_size_,
+                                form_);
+    softmax_rows_backward<Real>(slice(full_probs_, 0, NE), dfull, dlogits, N, E_);
+  }
 }
 
 template class MoECRouter<float>;

@@ -52,6 +52,9 @@ class MoECRouter : public Router<Real> {
   Buffer<Real> masked_logits_;       // [N,E] logits with dropped experts at -inf
   Buffer<Real> P_, dP_;              // [E] batch-summed probabilities and their gradient
   Buffer<Real> dprobs_, dmasked_;    // scratch [N,E]
+  // Under expert dropout the cluster loss reads the router's own distribution over all experts
+  // (softmax of the unmasked logits), not the masked one the routing uses.
+  Buffer<Real> full_probs_, dfull_;  // [N,E]
 };
 
 }  // namespace moe
