@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
 
 namespace moe {
 
@@ -15,20 +16,28 @@ std::vector<int> tokens_by_rising_count(const std::vector<std::int64_t>& counts)
 
 std::vector<bool> infrequent_tokens(const std::vector<std::int64_t>& counts, double ratio,
                                     const std::string& by) {
-  std::vector<bool> out(counts.size(), false);
+  const std::size_t vocab = counts.size();
+  std::vector<bool> out(vocab, false);
+  if (by != "vocab" && by != "mass")
+    throw std::invalid_argument("router.mask_by = \"" + by + "\" (allowed: \"vocab\" or \"mass\")");
+  if (ratio <= 0.0 || vocab == 0) return out;
   const std::vector<int> order = tokens_by_rising_count(counts);
-  if (by == "mass") {
-    const double total = double(std::accumulate(counts.begin(), counts.end(), std::int64_t(0)));
-    double cum = 0;
-    for (int t : order) {
-      cum += double(counts[t]);
-      if (cum > ratio * total) break;
-      out[t] = true;
-    }
+  std::size_t take = 0;
+  if (by == "vocab") {
+    // The slack keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a token to round-off.
+    take = std::min(vocab, std::size_t(std::floor(ratio * double(vocab) + 1e-9)));
   } else {
-    const auto n = std::size_t(std::floor(ratio * double(counts.size())));
-    for (std::size_t i = 0; i < n && i < order.size(); ++i) out[order[i]] = true;
+    const double budget =
+        ratio * double(std::accumulate(counts.begin(), counts.end(), std::int64_t(0)));
+    std::int64_t cum = 0;
+    while (take < vocab) {
+      const std::int64_t next = cum + counts[std::size_t(order[take])];
+      if (double(next) > budget) break;
+      cum = next;
+      ++take;
+    }
   }
+  for (std::size_t i = 0; i < take; ++i) out[std::size_t(order[i])] = true;
   return out;
 }
 

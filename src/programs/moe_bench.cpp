@@ -1,5 +1,7 @@
 // moe-bench: training-step throughput of the reference model against the machine's own sgemm.
-//   moe-bench [--config F] [--set section.key=value ...] [--steps N]
+//   moe-bench [--config F] [--set section.key=value ...] [--steps N] [--output RUN.h5]
+// With --output the steps also record every metric to a run file, and metrics_overhead= is the
+// share of step time spent writing them.
 // The reference model (overridable): d_model 512, d_ff 2048, 8 experts top-2, seq_len 256,
 // 4 layers, 8 heads, vocab 8192, 16 sequences = 4096 tokens per step. Both figures come from
 // the same process on the same core(s): sgemm through the suite's own gemm path, at the
@@ -16,6 +18,7 @@
 
 #include "config/config.hpp"
 #include "data/corpus.hpp"
+#include "io/run_file.hpp"
 #include "matmul.hpp"
 #include "parallel/runtime.hpp"
 #include "train/trainer.hpp"
@@ -46,7 +49,7 @@ double sgemm_gflops(int M, int N, int K, int reps) {
 }
 
 int run(int argc, char** argv) {
-  std::string config_path;
+  std::string config_path, output;
   std::vector<std::string> sets = kReference;
   int steps = 3;
   try {
@@ -59,6 +62,7 @@ int run(int argc, char** argv) {
       if (a == "--config") config_path = value();
       else if (a == "--set") sets.push_back(value());
       else if (a == "--steps") steps = std::stoi(value());
+      else if (a == "--output") output = value();
       else if (a.rfind("--kokkos-", 0) == 0) continue;
       else throw std::runtime_error("unknown argument '" + a +
                                     "' (usage: moe-bench [--config F] [--set k=v ...] [--steps N])");
@@ -69,22 +73,36 @@ int run(int argc, char** argv) {
     const moe::Config cfg = moe::load_config(config_path, sets);
     const moe::Corpus corpus = moe::load_corpus(cfg);
 
-    moe::Trainer trainer(cfg, corpus, nullptr, nullptr);
+    std::unique_ptr<moe::RunFile> file;
+    if (!output.empty()) file = std::make_unique<moe::RunFile>(output);
+    moe::Trainer trainer(cfg, corpus, file.get(), nullptr);
     trainer.step(0);  // warm-up: first-touch allocations, BLAS thread start
+    if (file) trainer.record_step(0, 0.0);
     moe::ExecSpace().fence();
+    double record_secs = 0;
     const auto t0 = clock_type::now();
-    for (int s = 1; s <= steps; ++s) trainer.step(s);
+    for (int s = 1; s <= steps; ++s) {
+      trainer.step(s);
+      if (!file) continue;
+      const auto r0 = clock_type::now();
+      trainer.record_step(s, 0.0);  // every per-step metric the training loop writes
+      file->flush();                // and the flush it does (at most once a second) each step
+      record_secs += std::chrono::duration<double>(clock_type::now() - r0).count();
+    }
     moe::ExecSpace().fence();
     const double secs = std::chrono::duration<double>(clock_type::now() - t0).count() / steps;
+    const double overhead = record_secs / steps / secs;
 
     const double tokens = double(cfg.train.batch_size) * cfg.model.seq_len;
     const double model_gflops = 3.0 * trainer.model().forward_flops() / secs / 1e9;
     const double sgemm = sgemm_gflops(int(tokens) * cfg.model.top_k / cfg.model.num_experts,
                                       cfg.model.d_ff, cfg.model.d_model, 5);
     std::printf("tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
-                "gemm=%s\n",
+                "gemm=%s",
                 tokens / secs, model_gflops, sgemm, model_gflops / sgemm, secs,
                 moe::gemm_backend());
+    if (file) std::printf(" metrics_overhead=%.5f", overhead);
+    std::printf("\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "moe-bench: %s\n", e.what());
     return 2;

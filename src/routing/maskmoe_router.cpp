@@ -1,5 +1,7 @@
 #include "routing/maskmoe_router.hpp"
 
+#include "data/frequency.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -18,39 +20,6 @@ namespace {
 // Salt of the mask seeds ("maskmoe" in ASCII), so masks never share a stream with other draws.
 constexpr std::uint64_t kMaskSalt = 0x6d61736b6d6f65ULL;
 
-// Which tokens are infrequent under router.mask_by. Tokens are ordered by (count, id)
-// ascending; "vocab" takes the first floor(mask_ratio * vocab), "mass" the longest prefix whose
-// summed count is <= mask_ratio * total. mask_ratio <= 0 marks none.
-std::vector<unsigned char> infrequent_tokens(const std::vector<std::int64_t>& counts, double ratio,
-                                             const std::string& by) {
-  const std::size_t vocab = counts.size();
-  std::vector<unsigned char> out(vocab, 0);
-  if (ratio <= 0.0 || vocab == 0) return out;
-  std::vector<int> order(vocab);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return counts[std::size_t(a)] < counts[std::size_t(b)]; });
-  std::size_t take = 0;
-  if (by == "vocab") {
-    // The slack keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a token to round-off.
-    take = std::min(vocab, std::size_t(std::floor(ratio * double(vocab) + 1e-9)));
-  } else if (by == "mass") {
-    std::int64_t total = 0;
-    for (std::int64_t c : counts) total += c;
-    const double budget = ratio * double(total);
-    std::int64_t cum = 0;
-    while (take < vocab) {
-      const std::int64_t next = cum + counts[std::size_t(order[take])];
-      if (double(next) > budget) break;
-      cum = next;
-      ++take;
-    }
-  } else {
-    throw std::invalid_argument("router.mask_by = \"" + by + "\" (allowed: \"vocab\" or \"mass\")");
-  }
-  for (std::size_t i = 0; i < take; ++i) out[std::size_t(order[i])] = 1;
-  return out;
-}
 
 }  // namespace
 
@@ -81,7 +50,7 @@ MaskMoERouter<Real>::MaskMoERouter(const Config& cfg, const RouterSetup& setup)
                                 " (allowed: 1..visible_experts = " + std::to_string(V_) + ")");
 
   infrequent_ = infrequent_tokens(counts, cfg.router.mask_ratio, cfg.router.mask_by);
-  num_infrequent_ = int(std::count(infrequent_.begin(), infrequent_.end(), 1));
+  num_infrequent_ = int(std::count(infrequent_.begin(), infrequent_.end(), true));
 
   // One seed per layer (or one for all layers), then one stream per token: token t's visible
   // experts are the first 1 or V of its own seeded shuffle of the experts, so a token's mask does

@@ -31,7 +31,7 @@ class MaskMoERouter : public Router<Real> {
   // Host copy of the masks: token -> its visible experts, ascending.
   const std::vector<std::vector<int>>& visible_sets() const { return visible_; }
   // True for the tokens that see one expert.
-  bool is_infrequent(int token) const { return infrequent_.at(std::size_t(token)) != 0; }
+  bool is_infrequent(int token) const { return infrequent_.at(std::size_t(token)); }
   int num_infrequent() const { return num_infrequent_; }
 
  private:
@@ -40,7 +40,7 @@ class MaskMoERouter : public Router<Real> {
   bool normalize_;
   int num_infrequent_ = 0;
   std::vector<std::vector<int>> visible_;
-  std::vector<unsigned char> infrequent_;
+  std::vector<bool> infrequent_;
   Buffer<unsigned char> mask_;  // [vocab, E] on the device: 1 = visible
   Buffer<Real> masked_;         // [N,E] masked logits of the last forward (kept for backward)
   Buffer<Real> dprobs_;         // scratch [N,E]

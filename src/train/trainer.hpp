@@ -47,12 +47,14 @@ class Trainer {
   // Restores parameters, optimizer and fluctuation state; returns the next step.
   std::int64_t restore(const Checkpoint& ck);
 
+  // Appends the last step's metrics to the run file (train() does this after every step).
+  void record_step(std::int64_t step, double tokens_per_s);
+
   Transformer<float>& model() { return model_; }
   // Seconds spent appending metrics and traces to the run file, and in whole steps.
   double record_seconds() const { return record_seconds_; }
 
  private:
-  void record_step(std::int64_t step, double tokens_per_s);
   void record_trace(const std::string& group, std::int64_t step);
   void upload(const Batch& b);
   std::vector<std::vector<std::int32_t>> probe_top1();
