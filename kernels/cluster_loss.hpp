@@ -19,17 +19,11 @@ namespace moe {
 
 enum class ClusterLossForm { intra, inter };
 
-// P[e] = sum_n probs[n,e] (tokens summed in row order), then the loss of `form`, returned.
+// The loss of `form` from given batch-summed probabilities P[e] (with data parallelism: the
+// sums over every rank's tokens).
 template <class Real>
-Real cluster_loss_forward(View1<const Real> probs, View1<Real> P, int N, int E, int cluster_size,
-                          ClusterLossForm form) {
+Real cluster_loss_from_sums(View1<const Real> P, int E, int cluster_size, ClusterLossForm form) {
   MOE_CHECK(cluster_size >= 1 && E % cluster_size == 0, "cluster_size must divide E");
-  Kokkos::parallel_for(
-      "moe::cluster_prob_sums", range(E), KOKKOS_LAMBDA(const Index e) {
-        Real s = 0;
-        for (Index n = 0; n < N; ++n) s += probs(n * E + e);
-        P(e) = s;
-      });
   const int c = cluster_size, G = E / cluster_size;
   Real total = 0;
   if (form == ClusterLossForm::intra) {
@@ -64,6 +58,20 @@ Real cluster_loss_forward(View1<const Real> probs, View1<Real> P, int N, int E, 
       },
       total);
   return Real(E) * total / Real(G - 1);
+}
+
+// P[e] = sum_n probs[n,e] (tokens summed in row order), then the loss of `form`, returned.
+template <class Real>
+Real cluster_loss_forward(View1<const Real> probs, View1<Real> P, int N, int E, int cluster_size,
+                          ClusterLossForm form) {
+  MOE_CHECK(cluster_size >= 1 && E % cluster_size == 0, "cluster_size must divide E");
+  Kokkos::parallel_for(
+      "moe::cluster_prob_sums", range(E), KOKKOS_LAMBDA(const Index e) {
+        Real s = 0;
+        for (Index n = 0; n < N; ++n) s += probs(n * E + e);
+        P(e) = s;
+      });
+  return cluster_loss_from_sums<Real>(P, E, cluster_size, form);
 }
 
 // dprobs[n,e] += weight * dL/dP_e, with P [E] from cluster_loss_forward. dP [E] is scratch.

@@ -69,10 +69,12 @@ inline void exclusive_scan_experts(const Buffer<int>& in, const Buffer<int>& out
 //     puts copy a at row offsets[expert_of[a]] + slot_of[a]. The rank comes from one scan over
 //     the expert-major indicator i = e * A + a: the running prefix at a copy minus the number
 //     of copies of lower experts is its rank.
-//  3. counts[e] = min(requested[e], capacity) (capacity <= 0: requested[e]); returns the
-//     number of dropped copies.
+//  3. counts[e] = min(requested[e], capacity - rank_offset[e]) clamped at 0 (capacity <= 0:
+//     requested[e]); returns the number of dropped copies. rank_offset[e] (empty: 0) is the
+//     number of copies of e that come before this batch in the global order (the data-parallel
+//     ranks before this one), so the capacity cut is by position in the global batch.
 inline Index requested_and_rank(View1<const int> expert_of, Index A, int E, int capacity,
-                                DispatchPlan& plan) {
+                                DispatchPlan& plan, View1<const int> rank_offset = {}) {
   MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
   ensure_size(plan.requested, E, "moe::dispatch_requested");
   ensure_size(plan.counts, E, "moe::dispatch_counts");
@@ -103,10 +105,12 @@ inline Index requested_and_rank(View1<const int> expert_of, Index A, int E, int 
         }
       });
 
+  const bool shifted = rank_offset.extent(0) > 0;
   Kokkos::parallel_for(
       "moe::dispatch_counts", range(E), KOKKOS_LAMBDA(const Index e) {
         const int r = requested(e);
-        counts(e) = (capacity > 0 && r > capacity) ? capacity : r;
+        const int room = capacity - (shifted ? rank_offset(e) : 0);
+        counts(e) = capacity <= 0 ? r : (room <= 0 ? 0 : (r > room ? room : r));
       });
   Index dropped = 0;
   Kokkos::parallel_reduce(
@@ -135,9 +139,12 @@ inline void finish(DispatchPlan& plan, Index A, int E, Index dropped) {
 // Builds the plan from expert_of[0..A) (entries in [0,E) or -1). capacity <= 0: keep all.
 // Drop by position: an overfull expert keeps its first `capacity` copies in assignment order.
 // Only the E+1 offsets and the dropped count come back to the host.
+// rank_offset (optional, [E]): copies of each expert in the global batch before this one.
 inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capacity,
-                          DispatchPlan& plan) {
-  const Index dropped = dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan);
+                          DispatchPlan& plan, View1<const int> rank_offset = {}) {
+  const Index dropped =
+      dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan, rank_offset);
+  const bool shifted = rank_offset.extent(0) > 0;
   const Buffer<int> offsets = plan.offsets, counts = plan.counts;
   const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
   dispatch_detail::exclusive_scan_experts(counts, offsets, E, "moe::dispatch_offsets");
@@ -148,7 +155,8 @@ inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capaci
       "moe::dispatch_slots", range(A), KOKKOS_LAMBDA(const Index a) {
         const int rank = slot_of(a);
         if (rank < 0) return;
-        if (capacity > 0 && rank >= capacity) {
+        const int global_rank = rank + (shifted ? rank_offset(expert_of(a)) : 0);
+        if (capacity > 0 && global_rank >= capacity) {
           slot_of(a) = -1;
           return;
         }

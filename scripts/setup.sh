@@ -13,6 +13,7 @@ PACKAGES=(
   libgtest-dev                           # unit tests
   libsentencepiece-dev bible-kjv         # tokenizers, the KJV corpus
   python3 python3-h5py python3-numpy python3-matplotlib  # analysis scripts and file checks
+  slurm-wlm munge                        # the local SLURM cluster of tests/slurm
 )
 
 missing=()

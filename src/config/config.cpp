@@ -138,6 +138,8 @@ const Key kSchema[] = {
      "steps between routing traces (0 = off)"},
     {MOE_FIELD(output, checkpoint_every), at_least(0), nullptr,
      "steps between checkpoints (0 = off)"},
+    {MOE_FIELD(parallel, expert_parallel), at_least(0), nullptr,
+     "ranks per expert-parallel group, dividing the rank count (0 = all ranks)"},
 };
 
 #undef MOE_FIELD

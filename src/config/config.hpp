@@ -72,12 +72,17 @@ struct OutputConfig {
   int checkpoint_every = 0;
 };
 
+struct ParallelConfig {
+  int expert_parallel = 0;  // ranks per expert-parallel group (0 = all ranks of the run)
+};
+
 struct Config {
   ModelConfig model;
   RouterConfig router;
   TrainConfig train;
   DataConfig data;
   OutputConfig output;
+  ParallelConfig parallel;
 };
 
 // Bad configuration input. what() is one line naming the key or file and what is allowed.

@@ -22,6 +22,7 @@ MoeLayer<Real>::MoeLayer(const Config& cfg, const RouterSetup& setup)
       C_(cfg.model.d_model),
       F_(cfg.model.d_ff),
       layer_(setup.layer),
+      comm_(setup.comm),
       jitter_(cfg.router.jitter_noise),
       seed_(cfg.train.seed),
       router_(make_router<Real>(cfg, setup)) {}
@@ -55,6 +56,48 @@ View1<const Real> MoeLayer<Real>::router_input(const RouteContext& ctx, View1<co
 }
 
 template <class Real>
+bool MoeLayer<Real>::expert_parallel() const {
+  return comm_ && comm_->ep_size() > 1;
+}
+
+template <class Real>
+FfnTensors<Real> MoeLayer<Real>::local_experts(const FfnTensors<Real>& t) const {
+  const Index first = exchange_.first_expert(), n = exchange_.local_experts();
+  const Index CF = Index(C_) * F_;
+  return {t.router_w, slice(t.w1, first * CF, n * CF), slice(t.b1, first * F_, n * F_),
+          slice(t.w2, first * CF, n * CF), slice(t.b2, first * C_, n * C_)};
+}
+
+template <class Real>
+void MoeLayer<Real>::make_plan(int N, Index NK) {
+  // With data parallelism the capacity is per expert over the global batch, cut by position in
+  // the global token order (rank 0's tokens first): a copy is kept iff the copies of its expert
+  // on earlier ranks plus its rank here are below the capacity, exactly as on one rank.
+  const bool dp = comm_ && comm_->distributed();
+  const int capacity = router_->capacity(dp ? Index(N) * comm_->size() : Index(N));
+  View1<const Real> priority = router_->drop_priority(state_);
+  if (priority.extent(0) > 0) {
+    MOE_CHECK(!dp, "drop by probability is refused with several ranks before training");
+    dispatch_plan<Real>(state_.expert_of, priority, NK, E_, capacity, plan_);
+    return;
+  }
+  View1<const int> offsets;
+  if (dp && capacity > 0) {
+    std::vector<std::int64_t> mine(E_), before(E_);
+    auto h = Kokkos::create_mirror_view(Kokkos::subview(state_.counts, std::make_pair(0, E_)));
+    Kokkos::deep_copy(h, Kokkos::subview(state_.counts, std::make_pair(0, E_)));
+    for (int e = 0; e < E_; ++e) mine[e] = h(e);
+    comm_->exscan(mine.data(), before.data(), E_);
+    auto off = ensure(rank_offset_, E_, "moe::moe.rank_offset");
+    auto ho = Kokkos::create_mirror_view(rank_offset_);
+    for (int e = 0; e < E_; ++e) ho(e) = int(before[e]);
+    Kokkos::deep_copy(rank_offset_, ho);
+    offsets = off;
+  }
+  dispatch_plan(state_.expert_of, NK, E_, capacity, plan_, offsets);
+}
+
+template <class Real>
 void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
                              const FfnTensors<Real>& p, View1<Real> out, int N) {
   const int K = router_->slots_per_token();
@@ -70,17 +113,34 @@ void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
   router_->forward(ctx, logits, state_, N);
   lap(timer_, Phase::Router);
 
-  dispatch_plan<Real>(state_.expert_of, router_->drop_priority(state_), NK, E_,
-                      router_->capacity(N), plan_);
+  make_plan(N, NK);
   const Index M = plan_.total_kept;
   auto xg = ensure(xg_, M * C_, "moe::moe.xg");
-  auto pre = ensure(pre_, M * F_, "moe::moe.pre");
-  auto act = ensure(act_, M * F_, "moe::moe.act");
   auto yg = ensure(yg_, M * C_, "moe::moe.yg");
   dispatch_forward<Real>(x, plan_, xg, K, C_);
-  lap(timer_, Phase::Dispatch);
-  mlp_forward<Real>(xg, p.w1, p.b1, p.w2, p.b2, pre, act, yg, plan_.host_offsets, C_, F_);
-  lap(timer_, Phase::Experts);
+  if (!expert_parallel()) {
+    auto pre = ensure(pre_, M * F_, "moe::moe.pre");
+    auto act = ensure(act_, M * F_, "moe::moe.act");
+    lap(timer_, Phase::Dispatch);
+    mlp_forward<Real>(xg, p.w1, p.b1, p.w2, p.b2, pre, act, yg, plan_.host_offsets, C_, F_);
+    lap(timer_, Phase::Experts);
+  } else {
+    // Copies travel to their expert's owner, run there, and come back.
+    exchange_.plan(plan_.host_offsets, E_, *comm_);
+    const Index R = exchange_.received();
+    auto xe = ensure(xe_, R * C_, "moe::moe.xe");
+    auto ye = ensure(ye_, R * C_, "moe::moe.ye");
+    auto pre = ensure(pre_, R * F_, "moe::moe.pre");
+    auto act = ensure(act_, R * F_, "moe::moe.act");
+    exchange_.forward(xg, xe, C_);
+    lap(timer_, Phase::Dispatch);
+    const FfnTensors<Real> mine = local_experts(p);
+    mlp_forward<Real>(xe, mine.w1, mine.b1, mine.w2, mine.b2, pre, act, ye,
+                      exchange_.local_offsets(), C_, F_);
+    lap(timer_, Phase::Experts);
+    exchange_.reverse(ye, yg, C_);
+    lap(timer_, Phase::Dispatch);
+  }
   combine_forward<Real>(yg, plan_.slot_of, state_.gate, out, N, K, C_);
   lap(timer_, Phase::Combine);
 }
@@ -94,7 +154,6 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout,
   auto dgate = ensure(dgate_, NK, "moe::moe.dgate");
   auto dyg = ensure(dyg_, M * C_, "moe::moe.dyg");
   auto dxg = ensure(dxg_, M * C_, "moe::moe.dxg");
-  auto dpre = ensure(dpre_, M * F_, "moe::moe.dpre");
   fill_zero<Real>(dgate, NK);
   fill_zero<Real>(dyg, M * C_);
   fill_zero<Real>(dxg, M * C_);
@@ -103,9 +162,27 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout,
   lap(timer_, Phase::Rest);
   combine_backward<Real>(dout, yg, plan_.slot_of, state_.gate, dyg, dgate, N, K, C_);
   lap(timer_, Phase::Combine);
-  mlp_backward<Real>(dyg, xg, slice(pre_, 0, M * F_), slice(act_, 0, M * F_), p.w1, p.w2, dpre,
-                     dxg, g.w1, g.b1, g.w2, g.b2, plan_.host_offsets, C_, F_);
-  lap(timer_, Phase::Experts);
+  if (!expert_parallel()) {
+    auto dpre = ensure(dpre_, M * F_, "moe::moe.dpre");
+    mlp_backward<Real>(dyg, xg, slice(pre_, 0, M * F_), slice(act_, 0, M * F_), p.w1, p.w2,
+                       dpre, dxg, g.w1, g.b1, g.w2, g.b2, plan_.host_offsets, C_, F_);
+    lap(timer_, Phase::Experts);
+  } else {
+    // Output gradients go to the owners, input gradients come back.
+    const Index R = exchange_.received();
+    auto dye = ensure(dye_, R * C_, "moe::moe.dye");
+    auto dxe = ensure(dxe_, R * C_, "moe::moe.dxe");
+    auto dpre = ensure(dpre_, R * F_, "moe::moe.dpre");
+    fill_zero<Real>(dxe, R * C_);
+    exchange_.forward(dyg, dye, C_);
+    lap(timer_, Phase::Dispatch);
+    const FfnTensors<Real> mine = local_experts(p), mine_g = local_experts(g);
+    mlp_backward<Real>(dye, slice(xe_, 0, R * C_), slice(pre_, 0, R * F_), slice(act_, 0, R * F_),
+                       mine.w1, mine.w2, dpre, dxe, mine_g.w1, mine_g.b1, mine_g.w2, mine_g.b2,
+                       exchange_.local_offsets(), C_, F_);
+    lap(timer_, Phase::Experts);
+    exchange_.reverse(dxe, dxg, C_);
+  }
   dispatch_backward<Real>(dxg, plan_, dx, N, K, C_);
   lap(timer_, Phase::Dispatch);
 

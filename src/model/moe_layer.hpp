@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "dispatch.hpp"
 #include "model/phase_timer.hpp"
+#include "parallel/expert_exchange.hpp"
 #include "routing/strategy.hpp"
 
 namespace moe {
@@ -51,8 +52,18 @@ class MoeLayer {
   View1<const Real> router_input(const RouteContext& ctx, View1<const Real> x, int N);
 
   PhaseTimer* timer_ = nullptr;
+  bool expert_parallel() const;
+  // This rank's experts' tensors (expert parallelism) within the full per-layer tensors.
+  FfnTensors<Real> local_experts(const FfnTensors<Real>& t) const;
+  // The dispatch plan, with the capacity cut by position in the global batch.
+  void make_plan(int N, Index NK);
+
   int E_, C_, F_;
   int layer_ = 0;
+  const Comm* comm_ = nullptr;
+  ExpertExchange<Real> exchange_;
+  Buffer<Real> xe_, ye_, dye_, dxe_;  // expert-side rows (expert parallelism)
+  Buffer<int> rank_offset_;
   double jitter_ = 0;
   std::uint64_t seed_ = 0;
   bool jittered_ = false;                             // last forward used xr_/noise_

@@ -20,7 +20,7 @@ Buffer<T> alloc(const char* label, Index n) {
 
 template <class Real>
 Transformer<Real>::Transformer(const Config& cfg, int B, bool force_moe,
-                               const std::vector<std::int64_t>* token_counts)
+                               const std::vector<std::int64_t>* token_counts, const Comm* comm)
     : cfg_(cfg),
       B_(B),
       S_(cfg.model.seq_len),
@@ -30,6 +30,7 @@ Transformer<Real>::Transformer(const Config& cfg, int B, bool force_moe,
       F_(cfg.model.d_ff),
       L_(cfg.model.n_layers),
       N_(Index(B) * cfg.model.seq_len),
+      global_tokens_(double(N_) * (comm ? comm->size() : 1)),
       layout_(make_param_layout(cfg.model, force_moe)) {
   params_ = alloc<Real>("moe::params", layout_.total);
   grads_ = alloc<Real>("moe::grads", layout_.total);
@@ -37,7 +38,7 @@ Transformer<Real>::Transformer(const Config& cfg, int B, bool force_moe,
   for (int l = 0; l < L_; ++l) {
     if (!layout_.blocks[l].moe) continue;
     moe_of_block_[l] = int(moe_.size());
-    moe_.push_back({l, std::make_unique<MoeLayer<Real>>(cfg, RouterSetup{l, token_counts})});
+    moe_.push_back({l, std::make_unique<MoeLayer<Real>>(cfg, RouterSetup{l, token_counts, comm})});
   }
   const Index N = N_, C = C_;
   acts_.resize(L_);
@@ -162,8 +163,8 @@ void Transformer<Real>::backward() {
   const Index NC = N_ * C;
   // Loss head: d(mean CE)/dlogits, then through the tied embedding.
   fill_zero<Real>(slice(dlogits_, 0, N_ * V_), N_ * V_);
-  cross_entropy_backward<Real>(logits_, targets_copy_, lse_, Real(1.0 / double(N_)), dlogits_, N,
-                               V_);
+  cross_entropy_backward<Real>(logits_, targets_copy_, lse_, Real(1.0 / global_tokens_), dlogits_,
+                               N, V_);
   fill_zero<Real>(slice(dln_, 0, NC), NC);
   gemm<Real>(false, false, N, C, V_, Real(1), dlogits_.data(), V_, p(layout_.wte).data(), C,
              Real(1), dln_.data(), C);

@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "model/moe_layer.hpp"
 #include "model/params.hpp"
+#include "parallel/comm.hpp"
 
 namespace moe {
 
@@ -27,8 +28,11 @@ class Transformer {
   // path (for the MoE-equals-dense check).
   // token_counts: training-split count per vocabulary token, for routers that build tables
   // from it (hash, maskmoe); may be null for the others.
+  // comm: the run's ranks (null: one rank); B is then this rank's share of the batch and the
+  // loss is the mean over the global batch of all ranks.
   Transformer(const Config& cfg, int B, bool force_moe = false,
-              const std::vector<std::int64_t>* token_counts = nullptr);
+              const std::vector<std::int64_t>* token_counts = nullptr,
+              const Comm* comm = nullptr);
 
   const ParamLayout& layout() const { return layout_; }
   Index num_params() const { return layout_.total; }
@@ -68,6 +72,7 @@ class Transformer {
   Config cfg_;
   int B_, S_, C_, V_, H_, F_, L_;
   Index N_;
+  double global_tokens_;  // tokens of the global batch (N_ times the ranks)
   ParamLayout layout_;
   Buffer<Real> params_, grads_;
 

@@ -4,6 +4,8 @@
 // Bad input (options, config, data) -> one line on stderr, exit 2, no output file.
 // Exit 0 when complete or stopped with a checkpoint (--stop-after, SIGTERM, SIGUSR1),
 // 1 when the run failed (the file keeps status = failed and the reason).
+#include <mpi.h>
+
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
@@ -68,7 +70,10 @@ int run(int argc, char** argv) {
       case moe::RunOutcome::Failed: return 1;
     }
   } catch (const std::exception& e) {  // InputError, ConfigError: bad input
-    std::fprintf(stderr, "moe-train: %s\n", e.what());
+    // Every rank checks the same input and exits 2; one of them says why.
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) std::fprintf(stderr, "moe-train: %s\n", e.what());
     return 2;
   }
   return 1;

@@ -10,10 +10,11 @@
 namespace moe {
 
 template <class Real>
-ExpertChoiceRouter<Real>::ExpertChoiceRouter(const Config& cfg, const RouterSetup& /*setup*/)
+ExpertChoiceRouter<Real>::ExpertChoiceRouter(const Config& cfg, const RouterSetup& setup)
     : E_(cfg.model.num_experts),
       capacity_factor_(cfg.router.capacity_factor),
       z_weight_(cfg.router.z_loss_weight) {
+  stats_ = GlobalRouterStats<Real>(setup.comm);
   if (!(capacity_factor_ > 0))
     throw std::invalid_argument(
         "router.type = expert_choice needs router.capacity_factor > 0 (tokens per expert)");
@@ -33,10 +34,46 @@ template <class Real>
 void ExpertChoiceRouter<Real>::forward(const RouteContext&, View1<const Real> logits,
                                        RoutingState<Real>& st, int N) {
   softmax_rows_forward<Real>(logits, st.probs, N, E_);
-  expert_choice_forward<Real>(st.probs, st.expert_of, st.gate, st.counts, N, E_,
-                              tokens_per_expert(N));
+  const Comm* comm = stats_.comm();
+  if (!comm || !comm->distributed()) {
+    expert_choice_forward<Real>(st.probs, st.expert_of, st.gate, st.counts, N, E_,
+                                tokens_per_expert(N));
+  } else {
+    const Index NE = Index(N) * E_, P = comm->size(), all = NE * P;
+    auto grow = [](auto& b, Index n, const char* label) {
+      if (Index(b.extent(0)) < n) b = std::decay_t<decltype(b)>(std::string(label), std::size_t(n));
+    };
+    grow(all_probs_, all, "moe::ec.all_probs");
+    grow(all_gate_, all, "moe::ec.all_gate");
+    grow(all_expert_, all, "moe::ec.all_expert");
+    grow(all_counts_, E_, "moe::ec.all_counts");
+    ExecSpace().fence();
+    auto mine = Kokkos::create_mirror_view(Kokkos::subview(st.probs, std::make_pair(Index(0), NE)));
+    Kokkos::deep_copy(mine, Kokkos::subview(st.probs, std::make_pair(Index(0), NE)));
+    auto every = Kokkos::create_mirror_view(all_probs_);
+    MPI_Allgather(mine.data(), int(NE), mpi_type<Real>(), every.data(), int(NE), mpi_type<Real>(),
+                  comm->world());
+    Kokkos::deep_copy(all_probs_, every);
+    expert_choice_forward<Real>(all_probs_, all_expert_, all_gate_, all_counts_, int(N * P), E_,
+                                tokens_per_expert(N * P));
+    const Index first = NE * comm->rank();
+    Kokkos::deep_copy(Kokkos::subview(st.expert_of, std::make_pair(Index(0), NE)),
+                      Kokkos::subview(all_expert_, std::make_pair(first, first + NE)));
+    Kokkos::deep_copy(Kokkos::subview(st.gate, std::make_pair(Index(0), NE)),
+                      Kokkos::subview(all_gate_, std::make_pair(first, first + NE)));
+    // This rank's share of each expert's tokens (slot e of a token holds e when chosen).
+    const int E = E_;
+    View1<const int> expert_of = st.expert_of;
+    View1<int> counts = st.counts;
+    Kokkos::parallel_for(
+        "moe::ec_local_counts", range(E), KOKKOS_LAMBDA(const Index e) {
+          int c = 0;
+          for (Index n = 0; n < N; ++n) c += expert_of(n * E + e) >= 0 ? 1 : 0;
+          counts(e) = c;
+        });
+  }
   st.losses = AuxLosses{};
-  st.losses.z = z_weight_ > 0 ? double(router_zloss_forward<Real>(logits, N, E_)) : 0.0;
+  st.losses.z = z_weight_ > 0 ? stats_.zloss(logits, N, E_) : 0.0;
   st.losses.weighted = z_weight_ * st.losses.z;
 }
 
@@ -51,7 +88,7 @@ void ExpertChoiceRouter<Real>::backward(const RouteContext&, View1<const Real> l
   fill_zero<Real>(dprobs, NE);
   expert_choice_backward<Real>(st.expert_of, dgate, dprobs, N, E_);
   softmax_rows_backward<Real>(st.probs, dprobs, dlogits, N, E_);
-  if (z_weight_ > 0) router_zloss_backward<Real>(logits, Real(z_weight_), dlogits, N, E_);
+  if (z_weight_ > 0) stats_.zloss_backward(logits, Real(z_weight_), dlogits, N, E_);
 }
 
 template class ExpertChoiceRouter<float>;

@@ -7,6 +7,7 @@
 // The ST-MoE z-loss on the logits is added when router.z_loss_weight > 0.
 #pragma once
 
+#include "routing/global_stats.hpp"
 #include "routing/strategy.hpp"
 
 namespace moe {
@@ -32,6 +33,11 @@ class ExpertChoiceRouter : public Router<Real> {
   int E_;
   double capacity_factor_, z_weight_;
   Buffer<Real> dprobs_;  // scratch [N,E]
+  // Data parallelism: every expert chooses among the tokens of all ranks, so each rank
+  // selects on the gathered [N_global, E] probabilities and keeps its own rows.
+  Buffer<Real> all_probs_, all_gate_;
+  Buffer<int> all_expert_, all_counts_;
+  GlobalRouterStats<Real> stats_{nullptr};  // losses over the global batch
 };
 
 }  // namespace moe

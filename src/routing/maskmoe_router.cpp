@@ -33,6 +33,7 @@ MaskMoERouter<Real>::MaskMoERouter(const Config& cfg, const RouterSetup& setup)
       aux_weight_(cfg.router.aux_loss_weight),
       z_weight_(cfg.router.z_loss_weight),
       normalize_(cfg.router.normalize_gates) {
+  stats_ = GlobalRouterStats<Real>(setup.comm);
   if (setup.token_counts == nullptr)
     throw std::invalid_argument(
         "router.type = \"maskmoe\" needs the training-split token counts "
@@ -103,8 +104,8 @@ void MaskMoERouter<Real>::forward(const RouteContext& ctx, View1<const Real> log
   if (normalize_) gate_normalize_forward<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
   st.losses = AuxLosses{};
   st.losses.balance =
-      double(balance_loss_forward<Real>(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_));
-  st.losses.z = z_weight_ > 0 ? double(router_zloss_forward<Real>(masked, N, E_)) : 0.0;
+      stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_);
+  st.losses.z = z_weight_ > 0 ? stats_.zloss(masked, N, E_) : 0.0;
   st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z;
 }
 
@@ -124,11 +125,11 @@ void MaskMoERouter<Real>::backward(const RouteContext&, View1<const Real>,
     gate_normalize_backward<Real>(st.probs, st.expert_of, dgate, dprobs, N, E_, k_);
   else
     topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
-  if (aux_weight_ > 0) balance_loss_backward<Real>(st.counts, Real(aux_weight_), dprobs, N, E_);
+  if (aux_weight_ > 0) stats_.balance_backward(Real(aux_weight_), dprobs, N, E_);
   // Invisible experts have probability exactly 0, so the softmax backward gives them exactly 0;
   // the z-loss on the masked logits gives them exp(-inf) = 0.
   softmax_rows_backward<Real>(st.probs, dprobs, dlogits, N, E_);
-  if (z_weight_ > 0) router_zloss_backward<Real>(masked, Real(z_weight_), dlogits, N, E_);
+  if (z_weight_ > 0) stats_.zloss_backward(masked, Real(z_weight_), dlogits, N, E_);
 }
 
 template class MaskMoERouter<float>;

@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "routing/global_stats.hpp"
 #include "routing/strategy.hpp"
 
 namespace moe {
@@ -44,6 +45,7 @@ class MaskMoERouter : public Router<Real> {
   Buffer<unsigned char> mask_;  // [vocab, E] on the device: 1 = visible
   Buffer<Real> masked_;         // [N,E] masked logits of the last forward (kept for backward)
   Buffer<Real> dprobs_;         // scratch [N,E]
+  GlobalRouterStats<Real> stats_{nullptr};  // losses over the global batch
 };
 
 }  // namespace moe

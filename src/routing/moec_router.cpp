@@ -51,6 +51,7 @@ MoECRouter<Real>::MoECRouter(const Config& cfg, const RouterSetup& setup)
       keep_(std::string("moe::moec.keep"), std::size_t(cfg.model.num_experts)),
       P_(std::string("moe::moec.P"), std::size_t(cfg.model.num_experts)),
       dP_(std::string("moe::moec.dP"), std::size_t(cfg.model.num_experts)) {
+  stats_ = GlobalRouterStats<Real>(setup.comm);
   MOE_CHECK(cluster_size_ >= 1 && E_ % cluster_size_ == 0, "cluster_size must divide E");
   MOE_CHECK(k_ >= 1 && k_ <= E_, "moec needs 1 <= top_k <= E");
   MOE_CHECK(dropout_interval_ >= 1, "dropout_interval must be >= 1");
@@ -114,8 +115,8 @@ void MoECRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits
   topk_rows<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
   st.losses = AuxLosses{};
   st.losses.balance =
-      double(balance_loss_forward<Real>(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_));
-  st.losses.z = z_weight_ > 0 ? double(router_zloss_forward<Real>(used, N, E_)) : 0.0;
+      stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_);
+  st.losses.z = z_weight_ > 0 ? stats_.zloss(used, N, E_) : 0.0;
   // The cluster loss regularises the router's distribution. Under dropout the masked
   // distribution gives dropped experts P_e = 0, a within-cluster variance no router can remove
   // (its gradient would only push the surviving experts towards zero), so the loss reads the
@@ -128,6 +129,11 @@ void MoECRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits
   }
   st.losses.cluster =
       double(cluster_loss_forward<Real>(cluster_probs, P_, N, E_, cluster_size_, form_));
+  if (const Comm* comm = stats_.comm(); comm && comm->distributed()) {
+    // P_e sums over the global batch: add the other ranks' sums, then the loss of the sums.
+    comm->sum<Real>(slice(P_, 0, E_), E_, comm->world());
+    st.losses.cluster = double(cluster_loss_from_sums<Real>(P_, E_, cluster_size_, form_));
+  }
   st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z +
                        cluster_weight_ * st.losses.cluster;
 }
@@ -140,7 +146,7 @@ void MoECRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
   View1<Real> dprobs = ensure(dprobs_, NE, "moe::moec.dprobs");
   fill_zero<Real>(dprobs, NE);
   topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
-  if (aux_weight_ > 0) balance_loss_backward<Real>(st.counts, Real(aux_weight_), dprobs, N, E_);
+  if (aux_weight_ > 0) stats_.balance_backward(Real(aux_weight_), dprobs, N, E_);
   if (cluster_weight_ > 0 && !masked_)
     cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dprobs, N, E_, cluster_size_,
                                 form_);
@@ -153,7 +159,7 @@ void MoECRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
     used = slice(masked_logits_, 0, NE);
   }
   softmax_rows_backward<Real>(st.probs, dprobs, dused, N, E_);
-  if (z_weight_ > 0) router_zloss_backward<Real>(used, Real(z_weight_), dused, N, E_);
+  if (z_weight_ > 0) stats_.zloss_backward(used, Real(z_weight_), dused, N, E_);
   if (masked_) expert_mask_backward<Real>(dused, keep_, dlogits, N, E_);
   if (masked_ && cluster_weight_ > 0) {
     // The cluster loss's own path: through the unmasked softmax, to every expert's logit.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cluster_loss.hpp"
+#include "routing/global_stats.hpp"
 #include "routing/strategy.hpp"
 
 namespace moe {
@@ -55,6 +56,7 @@ class MoECRouter : public Router<Real> {
   // Under expert dropout the cluster loss reads the router's own distribution over all experts
   // (softmax of the unmasked logits), not the masked one the routing uses.
   Buffer<Real> full_probs_, dfull_;  // [N,E]
+  GlobalRouterStats<Real> stats_{nullptr};  // losses over the global batch
 };
 
 }  // namespace moe

@@ -12,6 +12,7 @@
 
 #include "common.hpp"
 #include "config/config.hpp"
+#include "parallel/comm.hpp"
 
 namespace moe {
 
@@ -75,6 +76,8 @@ struct RouterSetup {
   // Training-split count of every vocabulary token (hash and maskmoe build tables from it);
   // null when unknown, e.g. in kernel-level tests of routers that do not need it.
   const std::vector<std::int64_t>* token_counts = nullptr;
+  // The run's ranks (data and expert parallelism); null for a one-rank run.
+  const Comm* comm = nullptr;
 };
 
 // The router named by cfg.router.type for one MoE layer.

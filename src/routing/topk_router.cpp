@@ -20,7 +20,9 @@ TopKRouter<Real>::TopKRouter(const Config& cfg)
 }
 
 template <class Real>
-TopKRouter<Real>::TopKRouter(const Config& cfg, const RouterSetup& /*setup*/) : TopKRouter(cfg) {}
+TopKRouter<Real>::TopKRouter(const Config& cfg, const RouterSetup& setup) : TopKRouter(cfg) {
+  stats_ = GlobalRouterStats<Real>(setup.comm);
+}
 
 template <class Real>
 int TopKRouter<Real>::capacity(Index N) const {
@@ -42,8 +44,8 @@ void TopKRouter<Real>::forward(const RouteContext&, View1<const Real> logits,
   if (normalize_gates_) gate_normalize_forward<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
   st.losses = AuxLosses{};
   st.losses.balance =
-      double(balance_loss_forward<Real>(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_));
-  st.losses.z = z_weight_ > 0 ? double(router_zloss_forward<Real>(logits, N, E_)) : 0.0;
+      stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_);
+  st.losses.z = z_weight_ > 0 ? stats_.zloss(logits, N, E_) : 0.0;
   st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z;
 }
 
@@ -59,9 +61,9 @@ void TopKRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
     gate_normalize_backward<Real>(st.probs, st.expert_of, dgate, dprobs, N, E_, k_);
   else
     topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
-  if (aux_weight_ > 0) balance_loss_backward<Real>(st.counts, Real(aux_weight_), dprobs, N, E_);
+  if (aux_weight_ > 0) stats_.balance_backward(Real(aux_weight_), dprobs, N, E_);
   softmax_rows_backward<Real>(st.probs, dprobs, dlogits, N, E_);
-  if (z_weight_ > 0) router_zloss_backward<Real>(logits, Real(z_weight_), dlogits, N, E_);
+  if (z_weight_ > 0) stats_.zloss_backward(logits, Real(z_weight_), dlogits, N, E_);
 }
 
 template class TopKRouter<float>;

@@ -7,6 +7,7 @@
 // (later tokens) or "probability" (lowest final gates); see drop_priority().
 #pragma once
 
+#include "routing/global_stats.hpp"
 #include "routing/strategy.hpp"
 
 namespace moe {
@@ -35,6 +36,7 @@ class TopKRouter : public Router<Real> {
   double capacity_factor_, aux_weight_, z_weight_;
   bool normalize_gates_ = false, drop_by_probability_ = false;
   Buffer<Real> dprobs_;  // scratch [N,E]
+  GlobalRouterStats<Real> stats_{nullptr};  // losses over the global batch
 };
 
 }  // namespace moe

@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <hdf5.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -33,10 +35,14 @@ std::string now_iso8601() {
 
 json::Value param_json(const ParamValue& v) {
   switch (v.kind) {
-    case ParamValue::Kind::Int: return json::Value::integer(v.i);
-    case ParamValue::Kind::Float: return json::Value::number(v.f);
-    case ParamValue::Kind::Bool: return json::Value::boolean(v.b);
-    case ParamValue::Kind::String: break;
+    case ParamValue::Kind::Int:
+      return json::Value::integer(v.i);
+    case ParamValue::Kind::Float:
+      return json::Value::number(v.f);
+    case ParamValue::Kind::Bool:
+      return json::Value::boolean(v.b);
+    case ParamValue::Kind::String:
+      break;
   }
   return json::Value::string(v.s);
 }
@@ -63,6 +69,24 @@ std::string status_from_file(const RunFileState& f) {
   return "pending";
 }
 
+// A "running" claim that is still alive: its run file is open for writing elsewhere (HDF5 file
+// locking makes it unreadable), or the claimer "host:pid ..." is a live process on this host.
+// A whole-study restart must not hand such a point out again.
+bool claim_alive(const json::Value& entry, const RunFileState& f) {
+  const json::Value* status = entry.find("status");
+  if (!status || status->type != json::Value::Type::String || status->s != "running") return false;
+  if (f.exists && !f.readable) return true;
+  const json::Value* by = entry.find("claimed_by");
+  if (!by || by->type != json::Value::Type::String) return false;
+  const std::size_t colon = by->s.find(':');
+  if (colon == std::string::npos) return false;
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  if (by->s.substr(0, colon) != host) return false;
+  const long pid = std::strtol(by->s.c_str() + colon + 1, nullptr, 10);
+  return pid > 0 && pid != long(::getpid()) && ::kill(pid_t(pid), 0) == 0;
+}
+
 }  // namespace
 
 IndexLock::IndexLock(const std::string& dir) {
@@ -85,7 +109,9 @@ IndexLock::~IndexLock() {
   }
 }
 
-std::string index_path(const std::string& dir) { return (fs::path(dir) / "index.json").string(); }
+std::string index_path(const std::string& dir) {
+  return (fs::path(dir) / "index.json").string();
+}
 
 json::Value read_index(const std::string& dir) {
   const std::string path = index_path(dir);
@@ -165,10 +191,12 @@ json::Value* find_entry(json::Value& index, const std::string& id) {
 
 void set_status(json::Value& entry, const std::string& status, const RunFileState* file) {
   entry.set("status", json::Value::string(status));
-  if (file && file->has_final) {
-    entry.set("final_loss", json::Value::number(file->final_loss));
-    entry.set("final_val_loss", json::Value::number(file->final_val_loss));
-  }
+  // Final metrics belong to complete runs; a stopped run's are not final (and may predate
+  // its first evaluation).
+  const bool final = status == "complete" && file && file->has_final;
+  entry.set("final_loss", final ? json::Value::number(file->final_loss) : json::Value::null());
+  entry.set("final_val_loss",
+            final ? json::Value::number(file->final_val_loss) : json::Value::null());
   if (status != "running") entry.set("claimed_by", json::Value::null());
   entry.set("updated", json::Value::string(now_iso8601()));
 }
@@ -177,8 +205,7 @@ json::Value sync_index(const Study& study, const json::Value& old_in, SyncMode m
   json::Value old = old_in;
   json::Value index = json::Value::object();
   index.set("study", json::Value::string(study.name));
-  if (!study.description.empty())
-    index.set("description", json::Value::string(study.description));
+  if (!study.description.empty()) index.set("description", json::Value::string(study.description));
   index.set("study_file", json::Value::string(study.study_file));
   json::Value keys = json::Value::array();
   for (const std::string& k : study.keys) keys.items.push_back(json::Value::string(k));
@@ -197,7 +224,8 @@ json::Value sync_index(const Study& study, const json::Value& old_in, SyncMode m
       const RunFileState f = inspect_run_file((fs::path(study.output_dir) / p.file).string());
       std::string status = status_from_file(f);
       if (mode == SyncMode::Restart && status != "complete") status = "pending";
-      set_status(e, status, &f);
+      if (!(mode == SyncMode::Restart && status != "complete" && claim_alive(e, f)))
+        set_status(e, status, &f);
     }
     points.items.push_back(e);
   }

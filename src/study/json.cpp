@@ -55,8 +55,10 @@ Value* Value::find(const std::string& key) {
   return nullptr;
 }
 void Value::set(const std::string& key, Value v) {
-  if (Value* old = find(key)) *old = std::move(v);
-  else members.emplace_back(key, std::move(v));
+  if (Value* old = find(key))
+    *old = std::move(v);
+  else
+    members.emplace_back(key, std::move(v));
 }
 
 std::string shortest_double(double v) {
@@ -171,10 +173,14 @@ class Parser {
     for (int k = 0; k < 4; ++k) {
       const char h = t_[p_++];
       cp <<= 4;
-      if (h >= '0' && h <= '9') cp |= unsigned(h - '0');
-      else if (h >= 'a' && h <= 'f') cp |= unsigned(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F') cp |= unsigned(h - 'A' + 10);
-      else fail("bad \\u escape");
+      if (h >= '0' && h <= '9')
+        cp |= unsigned(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        cp |= unsigned(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        cp |= unsigned(h - 'A' + 10);
+      else
+        fail("bad \\u escape");
     }
     return cp;
   }
@@ -193,14 +199,30 @@ class Parser {
       if (p_ >= t_.size()) fail("unterminated escape");
       const char e = t_[p_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           unsigned cp = hex4();
           if (cp >= 0xD800 && cp < 0xDC00 && word("\\u")) {  // surrogate pair
@@ -210,7 +232,8 @@ class Parser {
           put_utf8(out, cp);
           break;
         }
-        default: fail("bad escape");
+        default:
+          fail("bad escape");
       }
     }
   }
@@ -221,11 +244,13 @@ class Parser {
     bool is_float = false;
     while (p_ < t_.size()) {
       const char c = t_[p_];
-      if (c >= '0' && c <= '9') ++p_;
+      if (c >= '0' && c <= '9')
+        ++p_;
       else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
         is_float = true;
         ++p_;
-      } else break;
+      } else
+        break;
     }
     const std::string text = t_.substr(start, p_ - start);
     if (text.empty() || text == "-") fail("expected a value");
@@ -252,11 +277,21 @@ void write_string(std::ostringstream& out, const std::string& s) {
   for (const char ch : s) {
     const unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out << "\\\""; break;
-      case '\\': out << "\\\\"; break;
-      case '\n': out << "\\n"; break;
-      case '\r': out << "\\r"; break;
-      case '\t': out << "\\t"; break;
+      case '"':
+        out << "\\\"";
+        break;
+      case '\\':
+        out << "\\\\";
+        break;
+      case '\n':
+        out << "\\n";
+        break;
+      case '\r':
+        out << "\\r";
+        break;
+      case '\t':
+        out << "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -285,9 +320,15 @@ bool flat(const Value& v) {
 
 void write_value(std::ostringstream& out, const Value& v, int indent) {
   switch (v.type) {
-    case Value::Type::Null: out << "null"; return;
-    case Value::Type::Bool: out << (v.b ? "true" : "false"); return;
-    case Value::Type::Int: out << v.i; return;
+    case Value::Type::Null:
+      out << "null";
+      return;
+    case Value::Type::Bool:
+      out << (v.b ? "true" : "false");
+      return;
+    case Value::Type::Int:
+      out << v.i;
+      return;
     case Value::Type::Float: {
       std::string t = shortest_double(v.f);
       // Keep floats floats when read back ("2" would come back as an integer).
@@ -295,8 +336,11 @@ void write_value(std::ostringstream& out, const Value& v, int indent) {
       out << t;
       return;
     }
-    case Value::Type::String: write_string(out, v.s); return;
-    default: break;
+    case Value::Type::String:
+      write_string(out, v.s);
+      return;
+    default:
+      break;
   }
   const bool is_obj = v.type == Value::Type::Object;
   const std::size_t n = is_obj ? v.members.size() : v.items.size();
@@ -325,7 +369,9 @@ void write_value(std::ostringstream& out, const Value& v, int indent) {
 
 }  // namespace
 
-Value parse(const std::string& text) { return Parser(text).document(); }
+Value parse(const std::string& text) {
+  return Parser(text).document();
+}
 
 std::string write(const Value& v) {
   std::ostringstream out;

@@ -18,17 +18,20 @@ namespace moe {
 
 namespace fs = std::filesystem;
 
-StudyError::StudyError(const std::string& message) : std::runtime_error([&] {
-      std::string m = message;  // one line, always
-      for (char& c : m)
-        if (c == '\n' || c == '\r') c = ' ';
-      return m;
-    }()) {}
+StudyError::StudyError(const std::string& message)
+    : std::runtime_error([&] {
+        std::string m = message;  // one line, always
+        for (char& c : m)
+          if (c == '\n' || c == '\r') c = ' ';
+        return m;
+      }()) {}
 
 std::string ParamValue::toml() const {
   switch (kind) {
-    case Kind::Int: return std::to_string(i);
-    case Kind::Bool: return b ? "true" : "false";
+    case Kind::Int:
+      return std::to_string(i);
+    case Kind::Bool:
+      return b ? "true" : "false";
     case Kind::Float: {
       if (std::isnan(f)) return "nan";
       if (std::isinf(f)) return f > 0 ? "inf" : "-inf";
@@ -36,7 +39,8 @@ std::string ParamValue::toml() const {
       if (t.find_first_of(".e") == std::string::npos) t += ".0";  // stays a TOML float
       return t;
     }
-    case Kind::String: break;
+    case Kind::String:
+      break;
   }
   std::string out = "\"";
   for (const char c : s) {
@@ -48,10 +52,14 @@ std::string ParamValue::toml() const {
 
 std::string ParamValue::text() const {
   switch (kind) {
-    case Kind::Int: return std::to_string(i);
-    case Kind::Bool: return b ? "true" : "false";
-    case Kind::Float: return json::shortest_double(f);
-    case Kind::String: break;
+    case Kind::Int:
+      return std::to_string(i);
+    case Kind::Bool:
+      return b ? "true" : "false";
+    case Kind::Float:
+      return json::shortest_double(f);
+    case Kind::String:
+      break;
   }
   return s;
 }
@@ -59,10 +67,14 @@ std::string ParamValue::text() const {
 bool ParamValue::operator==(const ParamValue& o) const {
   if (kind != o.kind) return false;
   switch (kind) {
-    case Kind::Int: return i == o.i;
-    case Kind::Bool: return b == o.b;
-    case Kind::Float: return f == o.f;
-    case Kind::String: return s == o.s;
+    case Kind::Int:
+      return i == o.i;
+    case Kind::Bool:
+      return b == o.b;
+    case Kind::Float:
+      return f == o.f;
+    case Kind::String:
+      return s == o.s;
   }
   return false;
 }
@@ -156,8 +168,9 @@ class Parser {
     const std::size_t dot = key.find('.');
     if (dot == std::string::npos || dot == 0 || dot + 1 >= key.size() ||
         key.find('.', dot + 1) != std::string::npos)
-      fail(node, name + " '" + key + "': expected a config key section.name, e.g. "
-                                     "\"model.num_experts\"");
+      fail(node, name + " '" + key +
+                     "': expected a config key section.name, e.g. "
+                     "\"model.num_experts\"");
     if (key == "output.path")
       fail(node, name + " 'output.path' cannot be swept (moe-study names each point's file)");
     return key;
@@ -188,8 +201,8 @@ class Parser {
     a.line = t.source().begin.line;
     for (const auto& [name, node] : t)
       if (name.str() != "key" && name.str() != "values")
-        fail(node, "[[axis]]: unknown key '" + std::string(name.str()) +
-                       "' (allowed: key, values)");
+        fail(node,
+             "[[axis]]: unknown key '" + std::string(name.str()) + "' (allowed: key, values)");
     const toml::node* key = t.get("key");
     const toml::node* values = t.get("values");
     if (!key || !values) fail(t, "[[axis]] needs key = \"section.name\" and values = [...]");
@@ -206,11 +219,12 @@ class Parser {
     a.line = t.source().begin.line;
     for (const auto& [name, node] : t)
       if (name.str() != "keys" && name.str() != "values")
-        fail(node, "[[zip]]: unknown key '" + std::string(name.str()) +
-                       "' (allowed: keys, values)");
+        fail(node,
+             "[[zip]]: unknown key '" + std::string(name.str()) + "' (allowed: keys, values)");
     const toml::node* keys = t.get("keys");
     const toml::node* values = t.get("values");
-    if (!keys || !values) fail(t, "[[zip]] needs keys = [\"section.name\", ...] and values = [[...]]");
+    if (!keys || !values)
+      fail(t, "[[zip]] needs keys = [\"section.name\", ...] and values = [[...]]");
     for (const toml::node& k : array_of(*keys, "[[zip]] keys", true))
       a.keys.push_back(config_key(k, "[[zip]] keys"));
     for (const toml::node& row : array_of(*values, "[[zip]] values", true)) {
@@ -290,17 +304,20 @@ std::string read_text(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-std::string sanitize(const std::string& s) {
+// Id characters: [A-Za-z0-9.-] (and '_' in keys, which join with '_' anyway); others -> '-'.
+std::string sanitize(const std::string& s, bool underscore = false) {
   std::string out;
   for (const char c : s) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '-';
+                    c == '.' || c == '-' || (underscore && c == '_');
     out += ok ? c : '-';
   }
   return out;
 }
 
-std::string last_component(const std::string& key) { return key.substr(key.find('.') + 1); }
+std::string last_component(const std::string& key) {
+  return key.substr(key.find('.') + 1);
+}
 
 bool matches(const Exclusion& e, const std::vector<Param>& params) {
   for (const auto& [key, allowed] : e.where) {
@@ -311,9 +328,9 @@ bool matches(const Exclusion& e, const std::vector<Param>& params) {
     bool any = false;
     for (const ParamValue& v : allowed) {
       // 4 and 4.0 mean the same number in a where clause.
-      const bool num = (v.kind == ParamValue::Kind::Int || v.kind == ParamValue::Kind::Float) &&
-                       (p->value.kind == ParamValue::Kind::Int ||
-                        p->value.kind == ParamValue::Kind::Float);
+      const bool num =
+          (v.kind == ParamValue::Kind::Int || v.kind == ParamValue::Kind::Float) &&
+          (p->value.kind == ParamValue::Kind::Int || p->value.kind == ParamValue::Kind::Float);
       auto as_d = [](const ParamValue& x) {
         return x.kind == ParamValue::Kind::Int ? double(x.i) : x.f;
       };
@@ -343,6 +360,16 @@ Study load_study(const std::string& path, bool scale) {
   st.name = fs::path(path).stem().string();
   std::string output_dir;
   const toml::node* scale_node = nullptr;
+  // base = "config.toml", relative to the study file (top level or under [study]).
+  auto set_base_path = [&](const toml::node& node) {
+    fs::path b = node.as_string()->get();
+    if (b.is_relative()) b = fs::path(path).parent_path() / b;
+    st.base_path = b.string();
+    std::error_code ec;
+    if (!fs::is_regular_file(st.base_path, ec))
+      p.fail(node, "base = '" + node.as_string()->get() + "': no such config file '" +
+                       st.base_path + "' (paths are relative to the study file)");
+  };
 
   for (const auto& [name, node] : root) {
     const std::string n(name.str());
@@ -352,8 +379,10 @@ Study load_study(const std::string& path, bool scale) {
         const std::string key(k.str());
         if (key == "name") {
           st.name = p.string_of(v, "study.name");
-          if (st.name.empty() || sanitize(st.name) != st.name)
+          if (st.name.empty() || sanitize(st.name, true) != st.name)
             p.fail(v, "study.name '" + st.name + "' (allowed: letters, digits, '.', '-', '_')");
+        } else if (key == "base" && v.is_string()) {
+          set_base_path(v);
         } else if (key == "description") {
           st.description = p.string_of(v, "study.description");
         } else if (key == "output_dir") {
@@ -365,30 +394,26 @@ Study load_study(const std::string& path, bool scale) {
           st.ranks_per_run = int(v.as_integer()->get());
         } else {
           p.fail(v, "study: unknown key '" + key +
-                        "' (allowed: name, description, output_dir, ranks_per_run)");
+                        "' (allowed: name, description, output_dir, ranks_per_run, base)");
         }
       }
     } else if (n == "base") {
       if (node.is_string()) {
-        fs::path b = node.as_string()->get();
-        if (b.is_relative()) b = fs::path(path).parent_path() / b;
-        st.base_path = b.string();
-        std::error_code ec;
-        if (!fs::is_regular_file(st.base_path, ec))
-          p.fail(node, "base = '" + node.as_string()->get() + "': no such config file '" +
-                           st.base_path + "' (paths are relative to the study file)");
+        set_base_path(node);
       } else if (node.is_table()) {
         p.config_sections(*node.as_table(), "base");
       } else {
         p.fail(node, "base: expected a config file path or [base.<section>] tables");
       }
     } else if (n == "axis" || n == "zip" || n == "exclude") {
-      if (!node.is_array_of_tables())
-        p.fail(node, n + ": expected [[" + n + "]] tables");
+      if (!node.is_array_of_tables()) p.fail(node, n + ": expected [[" + n + "]] tables");
       for (const toml::node& t : *node.as_array()) {
-        if (n == "axis") p.axes.push_back(p.axis(*t.as_table()));
-        else if (n == "zip") p.axes.push_back(p.zip(*t.as_table()));
-        else p.exclusions.push_back(p.exclusion(*t.as_table()));
+        if (n == "axis")
+          p.axes.push_back(p.axis(*t.as_table()));
+        else if (n == "zip")
+          p.axes.push_back(p.zip(*t.as_table()));
+        else
+          p.exclusions.push_back(p.exclusion(*t.as_table()));
       }
     } else if (n == "scale") {
       if (!node.is_table()) p.fail(node, "scale: expected a table [scale]");
@@ -489,8 +514,10 @@ Study load_study(const std::string& path, bool scale) {
     bool carry = true;
     while (carry && a > 0) {
       --a;
-      if (++odo[a] < p.axes[a].values.size()) carry = false;
-      else odo[a] = 0;
+      if (++odo[a] < p.axes[a].values.size())
+        carry = false;
+      else
+        odo[a] = 0;
     }
     if (carry) break;
   }
@@ -505,7 +532,7 @@ Study load_study(const std::string& path, bool scale) {
     pt.params = r.params;
     for (const Param& q : r.params) {
       const std::string sk = short_count[last_component(q.key)] > 1 ? q.key : last_component(q.key);
-      pt.id += (pt.id.empty() ? "" : "_") + sanitize(sk) + "-" + sanitize(q.value.text());
+      pt.id += (pt.id.empty() ? "" : "_") + sanitize(sk, true) + "-" + sanitize(q.value.text());
     }
     if (pt.id.empty()) pt.id = "base";
     const std::string desc = describe_params(pt.params);

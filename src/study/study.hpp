@@ -69,8 +69,8 @@ struct Study {
   std::string study_file;  // as given
   std::string output_dir;
   int ranks_per_run = 1;
-  bool scaled = false;     // [scale] applied
-  std::string base_path;   // base config file ("" = inline base or defaults)
+  bool scaled = false;                 // [scale] applied
+  std::string base_path;               // base config file ("" = inline base or defaults)
   std::vector<std::string> base_sets;  // inline base (and [scale]) as --set strings
   std::vector<std::string> keys;       // swept keys, in axis order
   std::vector<StudyPoint> points;

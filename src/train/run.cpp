@@ -12,6 +12,7 @@
 #include "io/checkpoint.hpp"
 #include "io/run_file.hpp"
 #include "matmul.hpp"
+#include "parallel/comm.hpp"
 #include "parallel/runtime.hpp"
 #include "train/trainer.hpp"
 #include "version.hpp"
@@ -66,6 +67,29 @@ void write_identity(RunFile& f, const Config& cfg, const Corpus& corpus, int ran
   f.set_attr("/data_entropy_rate", corpus.entropy_rate);
 }
 
+// What the ranks cannot divide is refused before training.
+void check_decomposition(const Config& cfg, int ranks) {
+  const std::string P = std::to_string(ranks);
+  if (cfg.train.batch_size % ranks != 0)
+    throw InputError("train.batch_size = " + std::to_string(cfg.train.batch_size) +
+                     " is not divisible by the " + P + " MPI ranks (allowed: a multiple of " + P +
+                     ")");
+  const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
+  if (ranks % ep != 0)
+    throw InputError("parallel.expert_parallel = " + std::to_string(ep) +
+                     " does not divide the " + P + " MPI ranks (allowed: a divisor of " + P +
+                     ", or 0 = all ranks)");
+  if (cfg.model.num_experts > 1 && cfg.model.num_experts % ep != 0)
+    throw InputError("model.num_experts = " + std::to_string(cfg.model.num_experts) +
+                     " is not divisible by the expert-parallel group of " + std::to_string(ep) +
+                     " ranks (allowed: a multiple of parallel.expert_parallel, which is 0 = all " +
+                     P + " ranks by default)");
+  if (ranks > 1 && cfg.router.drop_policy == "probability" && cfg.router.capacity_factor > 0)
+    throw InputError("router.drop_policy = \"probability\" with " + P +
+                     " MPI ranks (allowed: \"position\"; dropping by probability over the "
+                     "global batch is single-rank only)");
+}
+
 }  // namespace
 
 void install_stop_signal_handlers() {
@@ -77,10 +101,10 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
   int rank = 0, ranks = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &ranks);
-  if (ranks > 1)
-    throw InputError("moe-train trains on one MPI rank in this build; got " +
-                     std::to_string(ranks));
-  std::ostream* log = opts.log;
+  check_decomposition(cfg, ranks);  // every rank refuses the same way, before any file exists
+  const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
+  const Comm ranks_of_run(comm, ep);
+  std::ostream* log = rank == 0 ? opts.log : nullptr;
   const std::string& path = cfg.output.path;
 
   // Everything is checked before any file is created or changed.
@@ -100,13 +124,22 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     check_same_shape(cfg, ck);
   }
 
+  // One writer: rank 0 holds the run file; the others learn whether it could be created.
   std::unique_ptr<RunFile> file;
-  try {
-    file = std::make_unique<RunFile>(path, opts.resume ? RunFile::Mode::Append
-                                                       : RunFile::Mode::Create);
-  } catch (const std::exception& e) {
-    throw InputError(std::string(e.what()) + " (output.path)");
+  std::string file_error;
+  if (rank == 0) {
+    try {
+      file = std::make_unique<RunFile>(path, opts.resume ? RunFile::Mode::Append
+                                                         : RunFile::Mode::Create);
+      if (opts.resume && file->string_attr("/status") == "complete")
+        file_error = "--resume: run file '" + path + "' is already complete";
+    } catch (const std::exception& e) {
+      file_error = std::string(e.what()) + " (output.path)";
+    }
   }
+  int failed = file_error.empty() ? 0 : 1;
+  MPI_Bcast(&failed, 1, MPI_INT, 0, comm);
+  if (failed) throw InputError(rank == 0 ? file_error : "the run file could not be opened");
   if (log) {
     *log << "moe-suite " << suite_version() << " (" << git_commit() << ")  Kokkos "
          << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "."
@@ -121,34 +154,36 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     *log << line;
   }
 
-  if (opts.resume && file->string_attr("/status") == "complete")
-    throw InputError("--resume: run file '" + path + "' is already complete");
-  file->set_attr("/status", std::string("running"));
-  if (opts.resume) {
-    file->truncate(ck.series_rows);
-    const std::int64_t resumes = file->int_attr("/resume_count") + 1;
-    file->set_attr("/resume_count", resumes);
+  if (file) {
+    file->set_attr("/status", std::string("running"));
+    if (opts.resume) {
+      file->truncate(ck.series_rows);
+      file->set_attr("/resume_count", file->int_attr("/resume_count") + 1);
+    } else {
+      write_identity(*file, cfg, corpus, ranks);
+      file->set_attr("/start_time", now_iso8601());
+      file->set_attr("/resume_count", std::int64_t(0));
+    }
+    file->set_attr("/expert_parallel", std::int64_t(ep));
+    file->set_attr("/data_parallel", std::int64_t(ranks));
     file->write_text("/config", config_to_toml(cfg));
-  } else {
-    write_identity(*file, cfg, corpus, ranks);
-    file->set_attr("/start_time", now_iso8601());
-    file->set_attr("/resume_count", std::int64_t(0));
-    file->write_text("/config", config_to_toml(cfg));
+    file->flush();
   }
-  file->flush();
 
   try {
-    Trainer trainer(cfg, corpus, file.get(), log);
+    Trainer trainer(cfg, corpus, file.get(), log, &ranks_of_run);
     std::int64_t first = 0;
     if (opts.resume) first = trainer.restore(ck);
-    file->set_attr("/num_params", std::int64_t(trainer.model().num_params()));
+    if (file) file->set_attr("/num_params", std::int64_t(trainer.model().num_params()));
     if (log)
       *log << "model: " << trainer.model().num_params() << " parameters, "
            << trainer.model().num_moe_layers() << " MoE layers of " << cfg.model.num_experts
-           << " experts (top-" << cfg.model.top_k << ", router " << cfg.router.type << ")"
+           << " experts (top-" << cfg.model.top_k << ", router " << cfg.router.type << "), "
+           << ranks << " data-parallel ranks, expert-parallel groups of " << ep
            << (opts.resume ? ", resumed at step " + std::to_string(first) : std::string()) << "\n";
     const TrainSummary s =
         trainer.train(first, opts.stop_after, [] { return g_stop_signal != 0; });
+    if (!file) return s.finished ? RunOutcome::Complete : RunOutcome::Stopped;
     file->set_attr("/final_loss", s.last_loss);
     file->set_attr("/final_val_loss", s.last_val_loss);
     file->set_attr("/end_time", now_iso8601());
@@ -164,12 +199,15 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     if (log) *log << "wrote " << path << "\n";
     return RunOutcome::Complete;
   } catch (const std::exception& e) {
-    // Keep what was trained so far: the file stays, marked failed with the reason.
-    file->set_attr("/status", std::string("failed"));
-    file->set_attr("/error", std::string(e.what()));
-    file->set_attr("/end_time", now_iso8601());
-    file->flush();
-    std::fprintf(stderr, "moe-train: run failed: %s\n", e.what());
+    // Keep what was trained so far: the file stays, marked failed with the reason. Failures
+    // inside a step are agreed on by every rank, so all of them get here together.
+    if (file) {
+      file->set_attr("/status", std::string("failed"));
+      file->set_attr("/error", std::string(e.what()));
+      file->set_attr("/end_time", now_iso8601());
+      file->flush();
+    }
+    if (rank == 0) std::fprintf(stderr, "moe-train: run failed: %s\n", e.what());
     return RunOutcome::Failed;
   }
 }

@@ -28,8 +28,11 @@ struct TrainSummary {
 
 class Trainer {
  public:
-  // `run` may be null (benchmarks, tests): nothing is written then, no checkpoints either.
-  Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ostream* log);
+  // `run` may be null (benchmarks, tests, ranks other than 0): nothing is written then.
+  // `comm`: the run's ranks (null: one rank). With several ranks every rank constructs a
+  // Trainer and calls the same methods in the same order (they hold collectives).
+  Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ostream* log,
+          const Comm* comm = nullptr);
 
   // Trains from step `first`: to the end, or until `max_steps` steps of this call have run
   // (< 0: no limit), or until `stop_requested()` returns true at a step boundary. A run
@@ -38,6 +41,8 @@ class Trainer {
                      const std::function<bool()>& stop_requested = nullptr);
   // One optimisation step on the batch of `step`; returns the mean CE loss.
   double step(std::int64_t step);
+  // step(), with every rank agreeing on a failure (the lowest failing rank's reason).
+  void guarded_step(std::int64_t step);
   // Validation loss over the fixed validation batches; with a run file, also records
   // perplexity by frequency bucket, routing fluctuation on the probe set and the eval trace.
   double evaluate(std::int64_t steps_done);
@@ -58,7 +63,17 @@ class Trainer {
   void record_trace(const std::string& group, std::int64_t step);
   void upload(const Batch& b);
   std::vector<std::vector<std::int32_t>> probe_top1();
+  // Data and expert parallelism: gradient sums, the global norm, the owned expert ranges.
+  void sync_gradients();
+  double clip_gradients();
+  void gather_experts(Buffer<float>& buf);
+  std::pair<Index, Index> owned(const TensorInfo& t) const;  // [offset, size) of own experts
+  double global_mean(double local) const;  // mean over ranks of equal-sized shares
+  std::vector<int> gather_ints(const std::vector<int>& mine) const;
 
+  Comm solo_;              // the one-rank communicator when none is given
+  const Comm* comm_;
+  int B_local_;            // sequences of the global batch on this rank
   const Config& cfg_;
   const Corpus& corpus_;
   RunFile* run_;

@@ -1,0 +1,81 @@
+#include "parallel/comm.hpp"
+
+namespace moe {
+
+template <>
+MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+template <>
+MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+template <>
+MPI_Datatype mpi_type<int>() { return MPI_INT; }
+template <>
+MPI_Datatype mpi_type<std::int64_t>() { return MPI_INT64_T; }
+
+Comm::Comm() = default;
+
+Comm::Comm(MPI_Comm world, int ep_size) : owns_(true) {
+  MPI_Comm_dup(world, &world_);
+  MPI_Comm_rank(world_, &rank_);
+  MPI_Comm_size(world_, &size_);
+  ep_size_ = ep_size;
+  // Consecutive ranks form an expert-parallel group; equal ep-ranks across groups are replicas.
+  MPI_Comm_split(world_, rank_ / ep_size_, rank_, &ep_);
+  MPI_Comm_rank(ep_, &ep_rank_);
+  MPI_Comm_split(world_, ep_rank_, rank_, &replica_);
+}
+
+Comm::~Comm() {
+  if (!owns_) return;
+  MPI_Comm_free(&replica_);
+  MPI_Comm_free(&ep_);
+  MPI_Comm_free(&world_);
+}
+
+void Comm::sum(double* v, int n) const {
+  if (distributed()) MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, world_);
+}
+void Comm::sum(std::int64_t* v, int n) const {
+  if (distributed()) MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT64_T, MPI_SUM, world_);
+}
+double Comm::sum(double v) const {
+  sum(&v, 1);
+  return v;
+}
+
+template <class Real>
+void Comm::sum(View1<Real> v, Index n, MPI_Comm comm) const {
+  int csize = 1;
+  if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &csize);
+  if (csize <= 1 || n == 0) return;
+  ExecSpace().fence();  // MPI reads and writes the memory directly
+  auto h = Kokkos::create_mirror_view(Kokkos::subview(v, std::make_pair(Index(0), n)));
+  Kokkos::deep_copy(h, Kokkos::subview(v, std::make_pair(Index(0), n)));
+  MPI_Allreduce(MPI_IN_PLACE, h.data(), int(n), mpi_type<Real>(), MPI_SUM, comm);
+  Kokkos::deep_copy(Kokkos::subview(v, std::make_pair(Index(0), n)), h);
+}
+
+void Comm::exscan(const std::int64_t* in, std::int64_t* out, int n) const {
+  for (int i = 0; i < n; ++i) out[i] = 0;
+  if (!distributed()) return;
+  MPI_Exscan(in, out, n, MPI_INT64_T, MPI_SUM, world_);
+  if (rank_ == 0)
+    for (int i = 0; i < n; ++i) out[i] = 0;  // MPI leaves rank 0's result undefined
+}
+
+template <class T>
+std::vector<T> Comm::allgather(const std::vector<T>& mine) const {
+  if (!distributed()) return mine;
+  std::vector<T> all(mine.size() * std::size_t(size_));
+  MPI_Allgather(mine.data(), int(mine.size()), mpi_type<T>(), all.data(), int(mine.size()),
+                mpi_type<T>(), world_);
+  return all;
+}
+
+template void Comm::sum<float>(View1<float>, Index, MPI_Comm) const;
+template void Comm::sum<double>(View1<double>, Index, MPI_Comm) const;
+template std::vector<float> Comm::allgather(const std::vector<float>&) const;
+template std::vector<double> Comm::allgather(const std::vector<double>&) const;
+template std::vector<int> Comm::allgather(const std::vector<int>&) const;
+template std::vector<std::int64_t> Comm::allgather(const std::vector<std::int64_t>&) const;
+
+}  // namespace moe

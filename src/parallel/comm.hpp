@@ -1,0 +1,62 @@
+// The ranks of one training run and how they divide the work:
+// - data parallel over all P ranks (`world`): each rank takes B/P sequences of the global batch;
+// - expert parallel over groups of `ep_size` consecutive ranks (`ep`): expert e lives on
+//   ep-rank e / (E / ep_size) of every group; tokens travel to their expert's owner and back;
+// - the P / ep_size ranks that own the same experts (`replica`) sum those experts' gradients.
+// Every reduction here runs in MPI's fixed order for a given P, so runs are reproducible.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "common.hpp"
+
+namespace moe {
+
+class Comm {
+ public:
+  // A one-rank run (no MPI communication at all).
+  Comm();
+  // Splits `world` into expert-parallel groups of ep_size ranks (ep_size divides the size).
+  Comm(MPI_Comm world, int ep_size);
+  ~Comm();
+  Comm(const Comm&) = delete;
+  Comm& operator=(const Comm&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int ep_rank() const { return ep_rank_; }
+  int ep_size() const { return ep_size_; }
+  int replicas() const { return size_ / ep_size_; }
+  MPI_Comm world() const { return world_; }
+  MPI_Comm ep() const { return ep_; }
+  MPI_Comm replica() const { return replica_; }
+  bool distributed() const { return size_ > 1; }
+
+  // In-place sums over all ranks (host arrays).
+  void sum(double* v, int n) const;
+  void sum(std::int64_t* v, int n) const;
+  double sum(double v) const;
+  // In-place sum of a device array over `comm` (fenced; staged through the host if the device
+  // memory is not host-accessible).
+  template <class Real>
+  void sum(View1<Real> v, Index n, MPI_Comm comm) const;
+  // Exclusive prefix sum over the ranks of `world` (rank 0 gets zeros).
+  void exscan(const std::int64_t* in, std::int64_t* out, int n) const;
+  // Concatenates every rank's `n` values, in rank order, on every rank.
+  template <class T>
+  std::vector<T> allgather(const std::vector<T>& mine) const;
+
+ private:
+  MPI_Comm world_ = MPI_COMM_NULL, ep_ = MPI_COMM_NULL, replica_ = MPI_COMM_NULL;
+  bool owns_ = false;
+  int rank_ = 0, size_ = 1, ep_rank_ = 0, ep_size_ = 1;
+};
+
+// The MPI datatype of a scalar.
+template <class T>
+MPI_Datatype mpi_type();
+
+}  // namespace moe

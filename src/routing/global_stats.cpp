@@ -1,0 +1,81 @@
+#include "routing/global_stats.hpp"
+
+#include <vector>
+
+#include "router.hpp"
+
+namespace moe {
+
+template <class Real>
+void GlobalRouterStats<Real>::set_tokens(int N) {
+  const double global = comm_ ? comm_->sum(double(N)) : double(N);
+  share_ = Real(double(N) / global);
+}
+
+template <class Real>
+double GlobalRouterStats<Real>::balance_loss(View1<const Real> probs, View1<const int> expert_of,
+                                             View1<int> local_counts, int N, int E, Index A) {
+  set_tokens(N);
+  if (Index(global_counts_.extent(0)) < E)
+    global_counts_ = Buffer<int>(std::string("moe::router.global_counts"), std::size_t(E));
+  const double local = double(balance_loss_forward<Real>(probs, expert_of, local_counts, N, E, A));
+  if (!comm_ || !comm_->distributed()) {
+    Kokkos::deep_copy(global_counts_, Kokkos::subview(local_counts, std::make_pair(0, E)));
+    return local;
+  }
+  // Global f_e (assignment counts) and P_e (probability sums), reduced in a fixed order.
+  std::vector<std::int64_t> counts(E);
+  std::vector<double> psum(E);
+  {
+    auto hc = Kokkos::create_mirror_view(Kokkos::subview(local_counts, std::make_pair(0, E)));
+    Kokkos::deep_copy(hc, Kokkos::subview(local_counts, std::make_pair(0, E)));
+    for (int e = 0; e < E; ++e) counts[e] = hc(e);
+    Buffer<double> sums(std::string("moe::router.prob_sums"), std::size_t(E));
+    Kokkos::parallel_for(
+        "moe::router_prob_sums", range(E), KOKKOS_LAMBDA(const Index e) {
+          double s = 0;
+          for (Index n = 0; n < N; ++n) s += double(probs(n * E + e));
+          sums(e) = s;
+        });
+    auto hs = Kokkos::create_mirror_view(sums);
+    Kokkos::deep_copy(hs, sums);
+    for (int e = 0; e < E; ++e) psum[e] = hs(e);
+  }
+  comm_->sum(counts.data(), E);
+  comm_->sum(psum.data(), E);
+  const double tokens = double(N) / double(share_);
+  double assigned = 0, loss = 0;
+  for (int e = 0; e < E; ++e) assigned += double(counts[e]);
+  for (int e = 0; e < E; ++e)
+    if (assigned > 0) loss += double(counts[e]) / assigned * psum[e] / tokens;
+  auto hg = Kokkos::create_mirror_view(global_counts_);
+  for (int e = 0; e < E; ++e) hg(e) = int(counts[e]);
+  Kokkos::deep_copy(global_counts_, hg);
+  return double(E) * loss;
+}
+
+template <class Real>
+void GlobalRouterStats<Real>::balance_backward(Real weight, View1<Real> dprobs, int N,
+                                               int E) const {
+  // The kernel's 1/N with N local, times N_local/N_global, is 1/N_global.
+  balance_loss_backward<Real>(global_counts_, weight * share_, dprobs, N, E);
+}
+
+template <class Real>
+double GlobalRouterStats<Real>::zloss(View1<const Real> logits, int N, int E) {
+  set_tokens(N);
+  const double local = double(router_zloss_forward<Real>(logits, N, E));
+  if (!comm_ || !comm_->distributed()) return local;
+  return comm_->sum(local * double(share_));
+}
+
+template <class Real>
+void GlobalRouterStats<Real>::zloss_backward(View1<const Real> logits, Real weight,
+                                             View1<Real> dlogits, int N, int E) const {
+  router_zloss_backward<Real>(logits, weight * share_, dlogits, N, E);
+}
+
+template class GlobalRouterStats<float>;
+template class GlobalRouterStats<double>;
+
+}  // namespace moe

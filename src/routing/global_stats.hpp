@@ -1,0 +1,40 @@
+// Router losses over the global batch. With data parallelism each rank routes its own tokens,
+// but the Switch balance loss and the z-loss are defined over the whole batch (as on one rank):
+// their sums are reduced over the ranks, and their gradients, which each rank applies to its
+// own tokens, are scaled by the global token count. With one rank every call is the plain
+// kernel.
+#pragma once
+
+#include "common.hpp"
+#include "parallel/comm.hpp"
+
+namespace moe {
+
+template <class Real>
+class GlobalRouterStats {
+ public:
+  explicit GlobalRouterStats(const Comm* comm) : comm_(comm) {}
+
+  // Switch balance loss E * sum_e f_e P_e of the global batch. `local_counts` receives this
+  // rank's assignments per expert; the global counts are kept for balance_backward.
+  double balance_loss(View1<const Real> probs, View1<const int> expert_of,
+                      View1<int> local_counts, int N, int E, Index A);
+  // dprobs += weight * E * f_e / N_global for this rank's N tokens.
+  void balance_backward(Real weight, View1<Real> dprobs, int N, int E) const;
+  // z-loss mean over the global batch of logsumexp^2, and its gradient for this rank's tokens.
+  double zloss(View1<const Real> logits, int N, int E);
+  void zloss_backward(View1<const Real> logits, Real weight, View1<Real> dlogits, int N,
+                      int E) const;
+  // N_local / N_global of the last forward: the factor that turns a per-rank mean into the
+  // rank's share of the global mean.
+  Real local_share() const { return share_; }
+  const Comm* comm() const { return comm_; }
+
+ private:
+  void set_tokens(int N);
+  const Comm* comm_;
+  Real share_ = 1;
+  Buffer<int> global_counts_;
+};
+
+}  // namespace moe
