@@ -11,6 +11,13 @@ MPI_Datatype mpi_type<int>() { return MPI_INT; }
 template <>
 MPI_Datatype mpi_type<std::int64_t>() { return MPI_INT64_T; }
 
+namespace {
+double g_mpi_seconds = 0;
+}
+double mpi_seconds() { return g_mpi_seconds; }
+MpiTimer::MpiTimer() : start_(MPI_Wtime()) {}
+MpiTimer::~MpiTimer() { g_mpi_seconds += MPI_Wtime() - start_; }
+
 Comm::Comm() = default;
 
 Comm::Comm(MPI_Comm world, int ep_size) : owns_(true) {
@@ -32,9 +39,11 @@ Comm::~Comm() {
 }
 
 void Comm::sum(double* v, int n) const {
+  MpiTimer t;
   if (distributed()) MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, world_);
 }
 void Comm::sum(std::int64_t* v, int n) const {
+  MpiTimer t;
   if (distributed()) MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT64_T, MPI_SUM, world_);
 }
 double Comm::sum(double v) const {
@@ -47,6 +56,7 @@ void Comm::sum(View1<Real> v, Index n, MPI_Comm comm) const {
   int csize = 1;
   if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &csize);
   if (csize <= 1 || n == 0) return;
+  MpiTimer t;
   ExecSpace().fence();  // MPI reads and writes the memory directly
   auto h = Kokkos::create_mirror_view(Kokkos::subview(v, std::make_pair(Index(0), n)));
   Kokkos::deep_copy(h, Kokkos::subview(v, std::make_pair(Index(0), n)));
@@ -57,6 +67,7 @@ void Comm::sum(View1<Real> v, Index n, MPI_Comm comm) const {
 void Comm::exscan(const std::int64_t* in, std::int64_t* out, int n) const {
   for (int i = 0; i < n; ++i) out[i] = 0;
   if (!distributed()) return;
+  MpiTimer t;
   MPI_Exscan(in, out, n, MPI_INT64_T, MPI_SUM, world_);
   if (rank_ == 0)
     for (int i = 0; i < n; ++i) out[i] = 0;  // MPI leaves rank 0's result undefined
@@ -65,6 +76,7 @@ void Comm::exscan(const std::int64_t* in, std::int64_t* out, int n) const {
 template <class T>
 std::vector<T> Comm::allgather(const std::vector<T>& mine) const {
   if (!distributed()) return mine;
+  MpiTimer t;
   std::vector<T> all(mine.size() * std::size_t(size_));
   MPI_Allgather(mine.data(), int(mine.size()), mpi_type<T>(), all.data(), int(mine.size()),
                 mpi_type<T>(), world_);

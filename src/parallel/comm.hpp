@@ -55,6 +55,21 @@ class Comm {
   int rank_ = 0, size_ = 1, ep_rank_ = 0, ep_size_ = 1;
 };
 
+// Wall seconds this process has spent inside MPI calls of training (reductions, exchanges),
+// fences before them included: the communication time benchmarks report.
+double mpi_seconds();
+// Adds the lifetime of the object to mpi_seconds().
+class MpiTimer {
+ public:
+  MpiTimer();
+  ~MpiTimer();
+  MpiTimer(const MpiTimer&) = delete;
+  MpiTimer& operator=(const MpiTimer&) = delete;
+
+ private:
+  double start_;
+};
+
 // The MPI datatype of a scalar.
 template <class T>
 MPI_Datatype mpi_type();

@@ -21,6 +21,7 @@ void ExpertExchange<Real>::plan(const std::vector<int>& host_offsets, int E, con
   // Rows per local expert to every ep-rank, and what each ep-rank sends us.
   std::vector<int> send_counts(E, 0), recv_counts(E, 0);
   for (int e = 0; e < E; ++e) send_counts[e] = host_offsets[e + 1] - host_offsets[e];
+  MpiTimer timer;
   MPI_Alltoall(send_counts.data(), E_local_, MPI_INT, recv_counts.data(), E_local_, MPI_INT,
                comm.ep());
   send_rows_.assign(G_, 0);
@@ -67,6 +68,7 @@ void ExpertExchange<Real>::exchange(const Real* send, const std::vector<int>& se
     so += sc[d];
     ro += rc[d];
   }
+  MpiTimer timer;
   ExecSpace().fence();  // MPI touches the buffers directly
   MPI_Alltoallv(send, sc.data(), sd.data(), mpi_type<Real>(), recv, rc.data(), rd.data(),
                 mpi_type<Real>(), comm_->ep());

@@ -19,6 +19,7 @@
 #include "config/config.hpp"
 #include "data/corpus.hpp"
 #include "io/run_file.hpp"
+#include "parallel/comm.hpp"
 #include "matmul.hpp"
 #include "parallel/runtime.hpp"
 #include "train/trainer.hpp"
@@ -48,7 +49,7 @@ double sgemm_gflops(int M, int N, int K, int reps) {
   return best;
 }
 
-int run(int argc, char** argv) {
+int run(int argc, char** argv, int rank, int ranks) {
   std::string config_path, output;
   std::vector<std::string> sets = kReference;
   int steps = 3;
@@ -72,39 +73,55 @@ int run(int argc, char** argv) {
     if (!config_path.empty()) sets.erase(sets.begin(), sets.begin() + kReference.size());
     const moe::Config cfg = moe::load_config(config_path, sets);
     const moe::Corpus corpus = moe::load_corpus(cfg);
+    if (cfg.train.batch_size % ranks != 0)
+      throw std::runtime_error("train.batch_size must be a multiple of the " +
+                               std::to_string(ranks) + " MPI ranks");
+    const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
+    const moe::Comm comm(MPI_COMM_WORLD, ep);
 
     std::unique_ptr<moe::RunFile> file;
-    if (!output.empty()) file = std::make_unique<moe::RunFile>(output);
-    moe::Trainer trainer(cfg, corpus, file.get(), nullptr);
+    if (!output.empty() && rank == 0) file = std::make_unique<moe::RunFile>(output);
+    moe::Trainer trainer(cfg, corpus, file.get(), nullptr, &comm);
     trainer.step(0);  // warm-up: first-touch allocations, BLAS thread start
-    if (file) trainer.record_step(0, 0.0);
+    const bool record = !output.empty();
+    if (record) trainer.record_step(0, 0.0);
     moe::ExecSpace().fence();
+    MPI_Barrier(MPI_COMM_WORLD);
     double record_secs = 0;
+    const double mpi0 = moe::mpi_seconds();
     const auto t0 = clock_type::now();
     for (int s = 1; s <= steps; ++s) {
       trainer.step(s);
-      if (!file) continue;
+      if (!record) continue;
       const auto r0 = clock_type::now();
       trainer.record_step(s, 0.0);  // every per-step metric the training loop writes
-      file->flush();                // and the flush it does (at most once a second) each step
+      if (file) file->flush();      // and the flush it does (at most once a second) each step
       record_secs += std::chrono::duration<double>(clock_type::now() - r0).count();
     }
     moe::ExecSpace().fence();
-    const double secs = std::chrono::duration<double>(clock_type::now() - t0).count() / steps;
+    double secs = std::chrono::duration<double>(clock_type::now() - t0).count() / steps;
+    double comm_secs = (moe::mpi_seconds() - mpi0) / steps;
+    // The slowest rank sets the pace.
+    MPI_Allreduce(MPI_IN_PLACE, &secs, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &comm_secs, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     const double overhead = record_secs / steps / secs;
 
     const double tokens = double(cfg.train.batch_size) * cfg.model.seq_len;
-    const double model_gflops = 3.0 * trainer.model().forward_flops() / secs / 1e9;
+    // forward_flops counts this rank's share of the batch; every rank does the same share.
+    const double model_gflops = 3.0 * trainer.model().forward_flops() * ranks / secs / 1e9;
     const double sgemm = sgemm_gflops(int(tokens) * cfg.model.top_k / cfg.model.num_experts,
                                       cfg.model.d_ff, cfg.model.d_model, 5);
-    std::printf("tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
-                "gemm=%s",
-                tokens / secs, model_gflops, sgemm, model_gflops / sgemm, secs,
-                moe::gemm_backend());
-    if (file) std::printf(" metrics_overhead=%.5f", overhead);
-    std::printf("\n");
+    // ratio compares with the sgemm rate of all the ranks' cores together.
+    if (rank == 0) {
+      std::printf("tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
+                  "ranks=%d comm_s_per_step=%.4f gemm=%s",
+                  tokens / secs, model_gflops, sgemm, model_gflops / (sgemm * ranks), secs, ranks,
+                  comm_secs, moe::gemm_backend());
+      if (record) std::printf(" metrics_overhead=%.5f", overhead);
+      std::printf("\n");
+    }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "moe-bench: %s\n", e.what());
+    if (rank == 0) std::fprintf(stderr, "moe-bench: %s\n", e.what());
     return 2;
   }
   return 0;
@@ -120,7 +137,7 @@ int main(int argc, char** argv) {
   int rc;
   {
     moe::Runtime rt(argc, argv);
-    rc = run(argc, argv);
+    rc = run(argc, argv, rt.rank(), rt.size());
   }
   return rc;
 }

@@ -51,6 +51,7 @@ void ExpertChoiceRouter<Real>::forward(const RouteContext&, View1<const Real> lo
     auto mine = Kokkos::create_mirror_view(Kokkos::subview(st.probs, std::make_pair(Index(0), NE)));
     Kokkos::deep_copy(mine, Kokkos::subview(st.probs, std::make_pair(Index(0), NE)));
     auto every = Kokkos::create_mirror_view(all_probs_);
+    MpiTimer timer;
     MPI_Allgather(mine.data(), int(NE), mpi_type<Real>(), every.data(), int(NE), mpi_type<Real>(),
                   comm->world());
     Kokkos::deep_copy(all_probs_, every);

@@ -147,7 +147,10 @@ double Trainer::clip_gradients() {
     (ti.expert ? experts : dense) +=
         grad_norm_squared<float>(slice(model_.grads(), off, size), size);
   }
-  if (comm_->ep_size() > 1) MPI_Allreduce(MPI_IN_PLACE, &experts, 1, MPI_DOUBLE, MPI_SUM, comm_->ep());
+  if (comm_->ep_size() > 1) {
+    MpiTimer t;
+    MPI_Allreduce(MPI_IN_PLACE, &experts, 1, MPI_DOUBLE, MPI_SUM, comm_->ep());
+  }
   const double norm = std::sqrt(dense + experts);
   const double max_norm = cfg_.train.grad_clip;
   if (max_norm > 0 && norm > max_norm) {
@@ -389,7 +392,10 @@ void Trainer::guarded_step(std::int64_t s) {
   }
   const int P = comm_->size();
   int failing = error.empty() ? P : comm_->rank();
-  MPI_Allreduce(MPI_IN_PLACE, &failing, 1, MPI_INT, MPI_MIN, comm_->world());
+  {
+    MpiTimer t;
+    MPI_Allreduce(MPI_IN_PLACE, &failing, 1, MPI_INT, MPI_MIN, comm_->world());
+  }
   if (failing == P) return;
   int len = int(error.size());
   MPI_Bcast(&len, 1, MPI_INT, failing, comm_->world());
