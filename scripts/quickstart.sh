@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# First command of the README: install, build, run the main job (a short training run of the
-# default 2-layer, 8-expert top-2 model on the embedded synthetic corpus) into runs/.
+# First command of the README: install, build, run the main job — the smoke study (topk, hash,
+# MaskMoE and MoEC on the embedded synthetic corpus, a few seconds) — and its report: a table
+# and figures in runs/smoke/report/. Extra arguments go to moe-study.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-mkdir -p runs
-OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} ./build/src/moe-train --config studies/default.toml \
-  --output runs/quickstart.h5 "$@"
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+./build/src/moe-study studies/smoke.toml --output-dir runs/smoke "$@"
+python3 analysis/report.py runs/smoke
+echo "report: runs/smoke/report/report.md"
