@@ -43,11 +43,9 @@ namespace moe_alltoall_bench {
 
 using moe::Index;
 
-constexpr int kRowWidth = 512; // C of the exchange table: floats per token row
-constexpr int kExpertsPerRank =
-    2; // local experts per rank in the exchange table
-constexpr Index kMaxBytes =
-    Index(1) << 32; // keeps every MPI count (floats per rank) in an int
+constexpr int kRowWidth = 512;               // C of the exchange table: floats per token row
+constexpr int kExpertsPerRank = 2;           // local experts per rank in the exchange table
+constexpr Index kMaxBytes = Index(1) << 32;  // keeps every MPI count (floats per rank) in an int
 
 struct Options {
   Index min_bytes = 1024, max_bytes = Index(64) << 20;
@@ -56,12 +54,12 @@ struct Options {
 };
 
 // "4096", "1K", "64M", "2G" (binary multiples, as nccl-tests reads them).
-Index parse_bytes(const std::string &flag, const std::string &s) {
+Index parse_bytes(const std::string& flag, const std::string& s) {
   std::size_t used = 0;
   long long v = -1;
   try {
     v = std::stoll(s, &used);
-  } catch (const std::exception &) {
+  } catch (const std::exception&) {
     used = 0;
   }
   Index mult = 1;
@@ -75,39 +73,36 @@ Index parse_bytes(const std::string &flag, const std::string &s) {
       mult = Index(1) << 30;
     else
       used = 0;
-    if (used > 0)
-      ++used;
+    if (used > 0) ++used;
   }
   if (used == 0 || used != s.size() || v < 1)
-    throw std::runtime_error(
-        flag + " wants a positive byte count like 4096, 1K, 64M (got '" + s +
-        "')");
+    throw std::runtime_error(flag + " wants a positive byte count like 4096, 1K, 64M (got '" + s +
+                             "')");
   if (Index(v) > kMaxBytes / mult)
     throw std::runtime_error(flag + " " + s + " is over the limit of 4G");
   return Index(v) * mult;
 }
 
-int parse_int(const std::string &flag, const std::string &s, int lo) {
+int parse_int(const std::string& flag, const std::string& s, int lo) {
   std::size_t used = 0;
   int v = 0;
   try {
     v = std::stoi(s, &used);
-  } catch (const std::exception &) {
+  } catch (const std::exception&) {
     used = 0;
   }
   if (used == 0 || used != s.size() || v < lo)
-    throw std::runtime_error(flag + " wants an integer >= " +
-                             std::to_string(lo) + " (got '" + s + "')");
+    throw std::runtime_error(flag + " wants an integer >= " + std::to_string(lo) + " (got '" + s +
+                             "')");
   return v;
 }
 
-Options parse(int argc, char **argv) {
+Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&] {
-      if (i + 1 >= argc)
-        throw std::runtime_error(a + " needs a value");
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
       return std::string(argv[++i]);
     };
     if (a == "--min-bytes")
@@ -125,13 +120,11 @@ Options parse(int argc, char **argv) {
     else if (a.rfind("--kokkos-", 0) == 0)
       continue;
     else
-      throw std::runtime_error(
-          "unknown argument '" + a +
-          "' (usage: moe-alltoall-bench [--min-bytes 1K] [--max-bytes 64M] "
-          "[--factor 2] [--iters 20] [--warmup 5] [--check])");
+      throw std::runtime_error("unknown argument '" + a +
+                               "' (usage: moe-alltoall-bench [--min-bytes 1K] [--max-bytes 64M] "
+                               "[--factor 2] [--iters 20] [--warmup 5] [--check])");
   }
-  if (o.max_bytes < o.min_bytes)
-    throw std::runtime_error("--max-bytes is below --min-bytes");
+  if (o.max_bytes < o.min_bytes) throw std::runtime_error("--max-bytes is below --min-bytes");
   return o;
 }
 
@@ -157,10 +150,9 @@ Index alltoall_errors(moe::View1<const float> recv, Index block, int P, int q) {
   Index bad = 0;
   Kokkos::parallel_reduce(
       "moe::a2a_check", moe::range(block * P),
-      KOKKOS_LAMBDA(const Index k, Index &acc) {
+      KOKKOS_LAMBDA(const Index k, Index& acc) {
         const Index s = k / block, i = k - s * block;
-        if (recv(k) != code(s, Index(q) * block + i))
-          ++acc;
+        if (recv(k) != code(s, Index(q) * block + i)) ++acc;
       },
       bad);
   return bad;
@@ -170,13 +162,12 @@ Index alltoall_errors(moe::View1<const float> recv, Index block, int P, int q) {
 // rows from each source in rank order) then local expert 1 (b rows each).
 // Source s sent rank q its rows [q*R, q*R + a) for expert 0 and [q*R + a,
 // (q+1)*R) for expert 1, where R = a + b.
-Index exchange_errors(moe::View1<const float> out, Index a, Index b, int P,
-                      int q, int C) {
+Index exchange_errors(moe::View1<const float> out, Index a, Index b, int P, int q, int C) {
   const Index R = a + b;
   Index bad = 0;
   Kokkos::parallel_reduce(
       "moe::a2a_exchange_check", moe::range(R * P * C),
-      KOKKOS_LAMBDA(const Index i, Index &acc) {
+      KOKKOS_LAMBDA(const Index i, Index& acc) {
         const Index p = i / C, c = i - p * C;
         Index s, row;
         if (p < a * P) {
@@ -187,8 +178,7 @@ Index exchange_errors(moe::View1<const float> out, Index a, Index b, int P,
           s = p2 / b;
           row = Index(q) * R + a + (p2 - s * b);
         }
-        if (out(i) != code(s, row * C + c))
-          ++acc;
+        if (out(i) != code(s, row * C + c)) ++acc;
       },
       bad);
   return bad;
@@ -202,51 +192,46 @@ double max_mean(double secs, int iters) {
 }
 
 // Every rank learns whether any rank saw a mismatch, so all stop together.
-bool any_errors(Index bad, int rank, const char *what, Index bytes) {
+bool any_errors(Index bad, int rank, const char* what, Index bytes) {
   if (bad > 0)
     std::fprintf(stderr,
                  "moe-alltoall-bench: rank %d: %lld wrong elements in %s at "
                  "%lld bytes\n",
-                 rank, static_cast<long long>(bad), what,
-                 static_cast<long long>(bytes));
+                 rank, static_cast<long long>(bad), what, static_cast<long long>(bytes));
   long long total = 0, mine = bad;
   MPI_Allreduce(&mine, &total, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
   return total > 0;
 }
 
-void print_row(const char *label, Index bytes, Index floats, double secs,
-               int P) {
+void print_row(const char* label, Index bytes, Index floats, double secs, int P) {
   const double algbw = double(bytes) / secs / 1e9;
   const double busbw = algbw * double(P - 1) / double(P);
-  std::printf("%s%12lld  %12lld  %10.2f  %10.3f  %10.3f", label,
-              static_cast<long long>(bytes), static_cast<long long>(floats),
-              secs * 1e6, algbw, busbw);
+  std::printf("%s%12lld  %12lld  %10.2f  %10.3f  %10.3f", label, static_cast<long long>(bytes),
+              static_cast<long long>(floats), secs * 1e6, algbw, busbw);
 }
 
-std::vector<Index> sizes(const Options &o) {
+std::vector<Index> sizes(const Options& o) {
   std::vector<Index> out;
-  for (Index s = o.min_bytes; s <= o.max_bytes; s *= o.factor)
-    out.push_back(s);
+  for (Index s = o.min_bytes; s <= o.max_bytes; s *= o.factor) out.push_back(s);
   return out;
 }
 
-int run(int argc, char **argv, int rank, int P) {
+int run(int argc, char** argv, int rank, int P) {
   Options o;
   try {
     o = parse(argc, argv);
-  } catch (const std::exception &e) {
-    if (rank == 0)
-      std::fprintf(stderr, "moe-alltoall-bench: %s\n", e.what());
+  } catch (const std::exception& e) {
+    if (rank == 0) std::fprintf(stderr, "moe-alltoall-bench: %s\n", e.what());
     return 2;
   }
-  const bool host_visible =
-      Kokkos::SpaceAccessibility<moe::HostSpace, moe::MemSpace>::accessible;
+  const bool host_visible = Kokkos::SpaceAccessibility<moe::HostSpace, moe::MemSpace>::accessible;
   if (rank == 0) {
-    std::printf("# moe-alltoall-bench: %d ranks, %s, buffers in %s%s, iters "
-                "%d, warmup %d%s\n",
-                P, moe::Runtime::backend_name(), moe::MemSpace::name(),
-                host_visible ? "" : " staged through host mirrors", o.iters,
-                o.warmup, o.check ? ", data checked" : "");
+    std::printf(
+        "# moe-alltoall-bench: %d ranks, %s, buffers in %s%s, iters "
+        "%d, warmup %d%s\n",
+        P, moe::Runtime::backend_name(), moe::MemSpace::name(),
+        host_visible ? "" : " staged through host mirrors", o.iters, o.warmup,
+        o.check ? ", data checked" : "");
     std::printf(
         "# time = max over ranks of the mean per call; algbw = size / time; "
         "busbw = algbw * (P-1)/P\n");
@@ -259,55 +244,43 @@ int run(int argc, char **argv, int rank, int P) {
   // sender's buffer, so one fill at the largest size serves every size.
   {
     const Index max_floats = o.max_bytes / Index(sizeof(float));
-    moe::Buffer<float> send("moe::a2a.send",
-                            std::size_t(std::max<Index>(max_floats, 1)));
-    moe::Buffer<float> recv("moe::a2a.recv",
-                            std::size_t(std::max<Index>(max_floats, 1)));
+    moe::Buffer<float> send("moe::a2a.send", std::size_t(std::max<Index>(max_floats, 1)));
+    moe::Buffer<float> recv("moe::a2a.recv", std::size_t(std::max<Index>(max_floats, 1)));
     fill_codes(send, rank);
-    auto send_h =
-        Kokkos::create_mirror_view(send); // aliases `send` on host memory
+    auto send_h = Kokkos::create_mirror_view(send);  // aliases `send` on host memory
     auto recv_h = Kokkos::create_mirror_view(recv);
     Kokkos::deep_copy(send_h, send);
     if (rank == 0) {
-      std::printf(
-          "# alltoall: MPI_Alltoall, float, size bytes per rank in %d blocks\n",
-          P);
-      std::printf("#%11s  %12s  %10s  %10s  %10s\n", "size_bytes",
-                  "count_floats", "time_us", "algbw_GBps", "busbw_GBps");
+      std::printf("# alltoall: MPI_Alltoall, float, size bytes per rank in %d blocks\n", P);
+      std::printf("#%11s  %12s  %10s  %10s  %10s\n", "size_bytes", "count_floats", "time_us",
+                  "algbw_GBps", "busbw_GBps");
     }
     for (std::size_t k = 0; k < all.size(); ++k) {
       const Index block = all[k] / (Index(sizeof(float)) * P);
-      if (block == 0)
-        continue; // fewer bytes than one float per rank
+      if (block == 0) continue;  // fewer bytes than one float per rank
       const Index n = block * P;
       const auto window = std::make_pair(Index(0), n);
-      auto dev_send = Kokkos::subview(send, window),
-           dev_recv = Kokkos::subview(recv, window);
-      auto host_send = Kokkos::subview(send_h, window),
-           host_recv = Kokkos::subview(recv_h, window);
-      Kokkos::deep_copy(dev_recv, -1.0f); // no code is negative
+      auto dev_send = Kokkos::subview(send, window), dev_recv = Kokkos::subview(recv, window);
+      auto host_send = Kokkos::subview(send_h, window), host_recv = Kokkos::subview(recv_h, window);
+      Kokkos::deep_copy(dev_recv, -1.0f);  // no code is negative
       auto call = [&] {
-        Kokkos::deep_copy(
-            host_send, dev_send); // no-op where the memory is host-accessible
-        moe::ExecSpace().fence(); // MPI reads and writes the buffers directly
-        MPI_Alltoall(host_send.data(), int(block), MPI_FLOAT, host_recv.data(),
-                     int(block), MPI_FLOAT, MPI_COMM_WORLD);
+        Kokkos::deep_copy(host_send, dev_send);  // no-op where the memory is host-accessible
+        moe::ExecSpace().fence();                // MPI reads and writes the buffers directly
+        MPI_Alltoall(host_send.data(), int(block), MPI_FLOAT, host_recv.data(), int(block),
+                     MPI_FLOAT, MPI_COMM_WORLD);
         Kokkos::deep_copy(dev_recv, host_recv);
       };
-      for (int w = 0; w < o.warmup; ++w)
-        call();
+      for (int w = 0; w < o.warmup; ++w) call();
       moe::ExecSpace().fence();
       MPI_Barrier(MPI_COMM_WORLD);
       const double t0 = MPI_Wtime();
-      for (int it = 0; it < o.iters; ++it)
-        call();
+      for (int it = 0; it < o.iters; ++it) call();
       moe::ExecSpace().fence();
       const double secs = max_mean(MPI_Wtime() - t0, o.iters);
       if (o.check &&
-          any_errors(alltoall_errors(
-                         moe::View1<const float>(recv.data(), std::size_t(n)),
-                         block, P, rank),
-                     rank, "alltoall", n * Index(sizeof(float))))
+          any_errors(
+              alltoall_errors(moe::View1<const float>(recv.data(), std::size_t(n)), block, P, rank),
+              rank, "alltoall", n * Index(sizeof(float))))
         return 1;
       a2a_secs[k] = secs;
       a2a_bytes[k] = n * Index(sizeof(float));
@@ -317,37 +290,33 @@ int run(int argc, char **argv, int rank, int P) {
         std::fflush(stdout);
       }
     }
-  } // the alltoall buffers go before the exchange allocates its own
+  }  // the alltoall buffers go before the exchange allocates its own
 
   // Table 2: ExpertExchange::plan + forward, experts 2d and 2d+1 on rank d, R
   // rows per peer.
   {
     const int C = kRowWidth, E = kExpertsPerRank * P;
     const Index row_bytes = Index(C) * Index(sizeof(float));
-    const Index max_rows =
-        o.max_bytes / row_bytes; // rows each rank sends in all
+    const Index max_rows = o.max_bytes / row_bytes;  // rows each rank sends in all
     moe::Comm comm(MPI_COMM_WORLD, P);
     moe::ExpertExchange<float> ex;
-    moe::Buffer<float> rows("moe::a2a.rows",
-                            std::size_t(std::max<Index>(max_rows, 1) * C));
-    moe::Buffer<float> out("moe::a2a.out",
-                           std::size_t(std::max<Index>(max_rows, 1) * C));
+    moe::Buffer<float> rows("moe::a2a.rows", std::size_t(std::max<Index>(max_rows, 1) * C));
+    moe::Buffer<float> out("moe::a2a.out", std::size_t(std::max<Index>(max_rows, 1) * C));
     fill_codes(rows, rank);
     if (rank == 0) {
-      std::printf("# exchange: ExpertExchange<float>::plan + forward, rows of "
-                  "%d floats, equal "
-                  "split, %d experts per rank; overhead_us = time_us - "
-                  "alltoall time_us at the "
-                  "same size\n",
-                  C, kExpertsPerRank);
-      std::printf("#%19s  %12s  %10s  %10s  %10s  %13s  %11s\n", "size_bytes",
-                  "count_floats", "time_us", "algbw_GBps", "busbw_GBps",
-                  "rows_per_peer", "overhead_us");
+      std::printf(
+          "# exchange: ExpertExchange<float>::plan + forward, rows of "
+          "%d floats, equal "
+          "split, %d experts per rank; overhead_us = time_us - "
+          "alltoall time_us at the "
+          "same size\n",
+          C, kExpertsPerRank);
+      std::printf("#%19s  %12s  %10s  %10s  %10s  %13s  %11s\n", "size_bytes", "count_floats",
+                  "time_us", "algbw_GBps", "busbw_GBps", "rows_per_peer", "overhead_us");
     }
     for (std::size_t k = 0; k < all.size(); ++k) {
       const Index R = all[k] / (row_bytes * P);
-      if (R == 0)
-        continue; // less than one row per peer
+      if (R == 0) continue;  // less than one row per peer
       const Index a = R / 2, b = R - a;
       std::vector<int> offsets(E + 1, 0);
       for (int d = 0; d < P; ++d) {
@@ -357,27 +326,22 @@ int run(int argc, char **argv, int rank, int P) {
       const Index n = R * P * C;
       moe::View1<const float> in(rows.data(), std::size_t(n));
       moe::View1<float> got(out.data(), std::size_t(n));
-      Kokkos::deep_copy(Kokkos::subview(out, std::make_pair(Index(0), n)),
-                        -1.0f);
+      Kokkos::deep_copy(Kokkos::subview(out, std::make_pair(Index(0), n)), -1.0f);
       auto call = [&] {
         ex.plan(offsets, E, comm);
         ex.forward(in, got, C);
       };
-      for (int w = 0; w < o.warmup; ++w)
-        call();
+      for (int w = 0; w < o.warmup; ++w) call();
       moe::ExecSpace().fence();
       MPI_Barrier(MPI_COMM_WORLD);
       const double t0 = MPI_Wtime();
-      for (int it = 0; it < o.iters; ++it)
-        call();
+      for (int it = 0; it < o.iters; ++it) call();
       moe::ExecSpace().fence();
       const double secs = max_mean(MPI_Wtime() - t0, o.iters);
       if (o.check) {
         Index bad = ex.received() == R * P ? 0 : 1;
-        if (bad == 0)
-          bad = exchange_errors(got, a, b, P, rank, C);
-        if (any_errors(bad, rank, "exchange", n * Index(sizeof(float))))
-          return 1;
+        if (bad == 0) bad = exchange_errors(got, a, b, P, rank, C);
+        if (any_errors(bad, rank, "exchange", n * Index(sizeof(float)))) return 1;
       }
       if (rank == 0) {
         const Index bytes = n * Index(sizeof(float));
@@ -394,9 +358,9 @@ int run(int argc, char **argv, int rank, int P) {
   return 0;
 }
 
-} // namespace moe_alltoall_bench
+}  // namespace moe_alltoall_bench
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   int rc;
   {
     moe::Runtime rt(argc, argv);
