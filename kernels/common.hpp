@@ -4,7 +4,6 @@
 #pragma once
 
 #include <Kokkos_Core.hpp>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -20,7 +19,8 @@ using Index = std::int64_t;  // element offsets; dims fit in int, products may n
 // Flat arrays (llm.c style) let one parameter buffer hold every tensor, so the optimizer,
 // the gradient norm and the all-reduce each see a single range.
 template <class T>
-using View1 = Kokkos::View<T*, Kokkos::LayoutRight, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+using View1 =
+    Kokkos::View<T*, Kokkos::LayoutRight, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
 // What owns memory: a managed, reference-counted array in the execution space's memory.
 template <class T>
@@ -43,7 +43,8 @@ inline Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>> range(Index n) {
 // Sets every element to zero (gradient buffers are accumulated into, so they start at 0).
 template <class Real>
 void fill_zero(View1<Real> x, Index n) {
-  Kokkos::parallel_for("moe::fill_zero", range(n), KOKKOS_LAMBDA(const Index i) { x(i) = Real(0); });
+  Kokkos::parallel_for(
+      "moe::fill_zero", range(n), KOKKOS_LAMBDA(const Index i) { x(i) = Real(0); });
 }
 
 // Sum of n elements, in Real (a tree reduction on devices; sequential on Serial).

@@ -40,9 +40,9 @@ cublasHandle_t cublas_handle() {
 
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
 template <class Real>
-void cublas_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A,
-                         int lda, Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C,
-                         int ldc, Index sC, int batch) {
+void cublas_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
+                         Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C, int ldc,
+                         Index sC, int batch) {
   const auto opA = tA ? CUBLAS_OP_T : CUBLAS_OP_N;
   const auto opB = tB ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasStatus_t st;
@@ -58,9 +58,9 @@ void cublas_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, cons
 
 // Portable fallback: one thread per output element. Correct everywhere, fast nowhere.
 template <class Real>
-void kokkos_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A,
-                         int lda, Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C,
-                         int ldc, Index sC, int batch) {
+void kokkos_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
+                         Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C, int ldc,
+                         Index sC, int batch) {
   Kokkos::parallel_for(
       "moe::gemm_fallback", range(Index(batch) * M * N), KOKKOS_LAMBDA(const Index idx) {
         const Index b = idx / (Index(M) * N);
@@ -82,9 +82,9 @@ void kokkos_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, cons
 }  // namespace
 
 template <class Real>
-void gemm_strided_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A,
-                          int lda, Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C,
-                          int ldc, Index sC, int batch) {
+void gemm_strided_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
+                          Index sA, const Real* B, int ldb, Index sB, Real beta, Real* C, int ldc,
+                          Index sC, int batch) {
   if (M == 0 || N == 0 || batch == 0) return;
   if constexpr (kHostMemory) {
     // BLAS reads memory directly: make sure earlier Kokkos kernels have finished.
@@ -104,8 +104,8 @@ void gemm_strided_batched(bool tA, bool tB, int M, int N, int K, Real alpha, con
 }
 
 template <class Real>
-void gemm(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
-          const Real* B, int ldb, Real beta, Real* C, int ldc) {
+void gemm(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda, const Real* B,
+          int ldb, Real beta, Real* C, int ldc) {
   gemm_strided_batched<Real>(tA, tB, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 

@@ -15,9 +15,9 @@ void gemm(bool transA, bool transB, int M, int N, int K, Real alpha, const Real*
 
 // `batch` independent products; matrix i of X starts at X + i * strideX.
 template <class Real>
-void gemm_strided_batched(bool transA, bool transB, int M, int N, int K, Real alpha,
-                          const Real* A, int lda, Index strideA, const Real* B, int ldb,
-                          Index strideB, Real beta, Real* C, int ldc, Index strideC, int batch);
+void gemm_strided_batched(bool transA, bool transB, int M, int N, int K, Real alpha, const Real* A,
+                          int lda, Index strideA, const Real* B, int ldb, Index strideB, Real beta,
+                          Real* C, int ldc, Index strideC, int batch);
 
 // Name of the path gemm takes in this build ("cblas", "cublas" or "kokkos").
 const char* gemm_backend();
@@ -38,11 +38,11 @@ void linear_forward(View1<const Real> x, View1<const Real> w, View1<const Real> 
 
 // Accumulates dx += dy w^T, dw += x^T dy, db += sum over rows of dy (dx, db may be empty).
 template <class Real>
-void linear_backward(View1<const Real> dy, View1<const Real> x, View1<const Real> w,
-                     View1<Real> dx, View1<Real> dw, View1<Real> db, int N, int in, int out) {
+void linear_backward(View1<const Real> dy, View1<const Real> x, View1<const Real> w, View1<Real> dx,
+                     View1<Real> dw, View1<Real> db, int N, int in, int out) {
   if (dx.extent(0) > 0)
-    gemm<Real>(false, true, N, in, out, Real(1), dy.data(), out, w.data(), out, Real(1),
-               dx.data(), in);
+    gemm<Real>(false, true, N, in, out, Real(1), dy.data(), out, w.data(), out, Real(1), dx.data(),
+               in);
   gemm<Real>(true, false, in, out, N, Real(1), x.data(), in, dy.data(), out, Real(1), dw.data(),
              out);
   if (db.extent(0) > 0) {

@@ -9,8 +9,8 @@ namespace moe {
 
 template <class Real>
 void residual_forward(View1<const Real> a, View1<const Real> b, View1<Real> out, Index n) {
-  Kokkos::parallel_for("moe::residual_forward", range(n),
-                       KOKKOS_LAMBDA(const Index i) { out(i) = a(i) + b(i); });
+  Kokkos::parallel_for(
+      "moe::residual_forward", range(n), KOKKOS_LAMBDA(const Index i) { out(i) = a(i) + b(i); });
 }
 
 // da += dout; db += dout.

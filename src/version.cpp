@@ -2,6 +2,10 @@
 #include "version.hpp"
 
 namespace moe {
-const char* suite_version() { return MOE_VERSION; }
-const char* git_commit() { return MOE_GIT_COMMIT; }
+const char* suite_version() {
+  return MOE_VERSION;
+}
+const char* git_commit() {
+  return MOE_GIT_COMMIT;
+}
 }  // namespace moe

@@ -60,8 +60,7 @@ inline double rel_error(const std::vector<double>& a, const std::vector<double>&
 // Central finite differences of a scalar loss with respect to every element of x (x is
 // perturbed in place and restored). `loss` re-runs the forward pass from the current x.
 inline std::vector<double> numeric_gradient(std::vector<double>& x,
-                                            const std::function<double()>& loss,
-                                            double h = 1e-5) {
+                                            const std::function<double()>& loss, double h = 1e-5) {
   std::vector<double> g(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) {
     const double keep = x[i];

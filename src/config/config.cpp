@@ -437,8 +437,9 @@ void check_router_keys(const Config& c) {
                       " (allowed: a divisor of num_experts, >= 1)");
   if (r.type == "moec" && r.cluster_loss == "intra" && r.cluster_size < 2 &&
       r.cluster_loss_weight > 0)
-    throw ConfigError("router.cluster_size = 1 leaves no within-cluster variance for "
-                      "router.cluster_loss = \"intra\" (allowed: >= 2, or cluster_loss_weight = 0)");
+    throw ConfigError(
+        "router.cluster_size = 1 leaves no within-cluster variance for "
+        "router.cluster_loss = \"intra\" (allowed: >= 2, or cluster_loss_weight = 0)");
   if (r.type == "expert_choice" && r.capacity_factor <= 0)
     throw ConfigError("router.capacity_factor = " + format_number(r.capacity_factor) +
                       " with router.type = \"expert_choice\" (allowed: > 0; each expert takes "

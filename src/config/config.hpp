@@ -25,7 +25,7 @@ struct ModelConfig {
 
 struct RouterConfig {
   std::string type = "topk";
-  double capacity_factor = 0.0;  // 0 = dropless
+  double capacity_factor = 0.0;          // 0 = dropless
   std::string drop_policy = "position";  // overfull expert drops: later tokens, or lowest gate
   bool normalize_gates = false;          // renormalise a token's k gates to sum to 1
   double jitter_noise = 0.0;             // Switch: router input * U(1-eps, 1+eps) in training
@@ -33,13 +33,13 @@ struct RouterConfig {
   double z_loss_weight = 1e-3;
   double mask_ratio = 0.0;
   int visible_experts = 0;
-  std::string mask_by = "vocab";  // infrequent = lowest-count mask_ratio of types, or of mass
-  bool mask_per_layer = true;     // independent masks per MoE layer
+  std::string mask_by = "vocab";        // infrequent = lowest-count mask_ratio of types, or of mass
+  bool mask_per_layer = true;           // independent masks per MoE layer
   std::string hash_table = "balanced";  // balanced (by training frequency) or random
   int cluster_size = 0;
   double cluster_loss_weight = 0.0;
-  std::string cluster_loss = "intra";     // intra (public MoEC code) or inter
-  std::string dropout_mode = "uniform";   // uniform (public code) or cluster-stratified
+  std::string cluster_loss = "intra";    // intra (public MoEC code) or inter
+  std::string dropout_mode = "uniform";  // uniform (public code) or cluster-stratified
   double expert_dropout = 0.0;
   int dropout_interval = 250;
 };

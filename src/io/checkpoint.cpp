@@ -10,7 +10,9 @@
 
 namespace moe {
 
-std::string checkpoint_path(const std::string& run_file) { return run_file + ".ckpt"; }
+std::string checkpoint_path(const std::string& run_file) {
+  return run_file + ".ckpt";
+}
 
 void write_checkpoint(const std::string& path, const Checkpoint& ck) {
   const std::string tmp = path + ".tmp";

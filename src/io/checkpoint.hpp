@@ -12,8 +12,8 @@
 namespace moe {
 
 struct Checkpoint {
-  std::int64_t next_step = 0;  // the first step a resumed run executes
-  std::string config_text;     // the config the run was started with
+  std::int64_t next_step = 0;                 // the first step a resumed run executes
+  std::string config_text;                    // the config the run was started with
   std::map<std::string, std::int64_t> shape;  // model.* keys that fix the parameter layout
   std::vector<float> params, adam_m, adam_v;
   // Rows of every run-file series when the checkpoint was taken: a resumed run truncates the

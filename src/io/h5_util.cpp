@@ -53,7 +53,9 @@ void write_double_attr(hid_t obj, const std::string& name, double value) {
              [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_DOUBLE, &value); });
 }
 
-bool has_attr(hid_t obj, const std::string& name) { return H5Aexists(obj, name.c_str()) > 0; }
+bool has_attr(hid_t obj, const std::string& name) {
+  return H5Aexists(obj, name.c_str()) > 0;
+}
 
 std::string read_string_attr(hid_t obj, const std::string& name) {
   hid_t a = open_attr(obj, name);

@@ -124,22 +124,24 @@ std::int64_t RunFile::int_attr(const std::string& name) const {
 
 void RunFile::write_text(const std::string& dataset, const std::string& text) {
   ensure_groups(split_path(dataset).first);
-  if (H5Lexists(file_, dataset.c_str(), H5P_DEFAULT) > 0) H5Ldelete(file_, dataset.c_str(), H5P_DEFAULT);
+  if (H5Lexists(file_, dataset.c_str(), H5P_DEFAULT) > 0)
+    H5Ldelete(file_, dataset.c_str(), H5P_DEFAULT);
   h5::write_string_dataset(file_, dataset, text);
 }
 
 void RunFile::write_array(const std::string& dataset, const std::vector<double>& values) {
   ensure_groups(split_path(dataset).first);
-  if (H5Lexists(file_, dataset.c_str(), H5P_DEFAULT) > 0) H5Ldelete(file_, dataset.c_str(), H5P_DEFAULT);
+  if (H5Lexists(file_, dataset.c_str(), H5P_DEFAULT) > 0)
+    H5Ldelete(file_, dataset.c_str(), H5P_DEFAULT);
   hsize_t dims[1] = {values.size()};
   hid_t space = H5Screate_simple(1, dims, nullptr);
   hid_t d = H5Dcreate2(file_, dataset.c_str(), H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT,
                        H5P_DEFAULT);
   H5Sclose(space);
   h5::check(d, "create dataset " + dataset);
-  const herr_t st = values.empty() ? 0
-                                   : H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                              values.data());
+  const herr_t st =
+      values.empty() ? 0
+                     : H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
   H5Dclose(d);
   h5::check(st, "write " + dataset);
 }
@@ -214,6 +216,8 @@ void RunFile::truncate(const std::map<std::string, std::int64_t>& rows) {
   }
 }
 
-void RunFile::flush() { h5::check(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flush " + path_); }
+void RunFile::flush() {
+  h5::check(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flush " + path_);
+}
 
 }  // namespace moe

@@ -146,9 +146,9 @@ void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
 }
 
 template <class Real>
-void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout,
-                              View1<const Real> x, const FfnTensors<Real>& p,
-                              const FfnTensors<Real>& g, View1<Real> dx, int N) {
+void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout, View1<const Real> x,
+                              const FfnTensors<Real>& p, const FfnTensors<Real>& g, View1<Real> dx,
+                              int N) {
   const int K = router_->slots_per_token();
   const Index NE = Index(N) * E_, NK = Index(N) * K, M = plan_.total_kept;
   auto dgate = ensure(dgate_, NK, "moe::moe.dgate");
@@ -164,8 +164,8 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout,
   lap(timer_, Phase::Combine);
   if (!expert_parallel()) {
     auto dpre = ensure(dpre_, M * F_, "moe::moe.dpre");
-    mlp_backward<Real>(dyg, xg, slice(pre_, 0, M * F_), slice(act_, 0, M * F_), p.w1, p.w2,
-                       dpre, dxg, g.w1, g.b1, g.w2, g.b2, plan_.host_offsets, C_, F_);
+    mlp_backward<Real>(dyg, xg, slice(pre_, 0, M * F_), slice(act_, 0, M * F_), p.w1, p.w2, dpre,
+                       dxg, g.w1, g.b1, g.w2, g.b2, plan_.host_offsets, C_, F_);
     lap(timer_, Phase::Experts);
   } else {
     // Output gradients go to the owners, input gradients come back.

@@ -66,7 +66,7 @@ class MoeLayer {
   Buffer<int> rank_offset_;
   double jitter_ = 0;
   std::uint64_t seed_ = 0;
-  bool jittered_ = false;                             // last forward used xr_/noise_
+  bool jittered_ = false;  // last forward used xr_/noise_
   std::unique_ptr<Router<Real>> router_;
   RoutingState<Real> state_;
   DispatchPlan plan_;

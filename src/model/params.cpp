@@ -81,7 +81,8 @@ void init_parameters(const ParamLayout& layout, std::uint64_t seed, std::vector<
   for (const auto& t : layout.tensors) {
     double* p = out.data() + t.offset;
     switch (t.init) {
-      case TensorInfo::Init::Zeros: break;
+      case TensorInfo::Init::Zeros:
+        break;
       case TensorInfo::Init::Ones:
         for (Index i = 0; i < t.size; ++i) p[i] = 1.0;
         break;

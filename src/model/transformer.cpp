@@ -127,8 +127,7 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
     lap(timer_, Phase::Attention);
     residual_forward<Real>(a.res, tmp_, a.res_mid, NC);
     // FFN branch: dense GELU MLP (one group) or the MoE layer.
-    layernorm_forward<Real>(a.res_mid, p(b.ln2_g), p(b.ln2_b), a.ln2, a.ln2_mean, a.ln2_rstd, N,
-                            C);
+    layernorm_forward<Real>(a.res_mid, p(b.ln2_g), p(b.ln2_b), a.ln2, a.ln2_mean, a.ln2_rstd, N, C);
     lap(timer_, Phase::Rest);
     if (b.moe) {
       auto& layer = *moe_[moe_of_block_[l]].layer;
@@ -188,8 +187,8 @@ void Transformer<Real>::backward() {
                          g(b.b1), g(b.w2), g(b.b2), {0, N}, C, F_);
       lap(timer_, Phase::Experts);
     }
-    layernorm_backward<Real>(dln_, a.res_mid, p(b.ln2_g), a.ln2_mean, a.ln2_rstd, dres_,
-                             g(b.ln2_g), g(b.ln2_b), N, C);
+    layernorm_backward<Real>(dln_, a.res_mid, p(b.ln2_g), a.ln2_mean, a.ln2_rstd, dres_, g(b.ln2_g),
+                             g(b.ln2_b), N, C);
 
     fill_zero<Real>(slice(datty_, 0, NC), NC);
     lap(timer_, Phase::Rest);

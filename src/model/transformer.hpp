@@ -31,8 +31,7 @@ class Transformer {
   // comm: the run's ranks (null: one rank); B is then this rank's share of the batch and the
   // loss is the mean over the global batch of all ranks.
   Transformer(const Config& cfg, int B, bool force_moe = false,
-              const std::vector<std::int64_t>* token_counts = nullptr,
-              const Comm* comm = nullptr);
+              const std::vector<std::int64_t>* token_counts = nullptr, const Comm* comm = nullptr);
 
   const ParamLayout& layout() const { return layout_; }
   Index num_params() const { return layout_.total; }

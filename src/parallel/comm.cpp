@@ -3,20 +3,32 @@
 namespace moe {
 
 template <>
-MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+MPI_Datatype mpi_type<float>() {
+  return MPI_FLOAT;
+}
 template <>
-MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+MPI_Datatype mpi_type<double>() {
+  return MPI_DOUBLE;
+}
 template <>
-MPI_Datatype mpi_type<int>() { return MPI_INT; }
+MPI_Datatype mpi_type<int>() {
+  return MPI_INT;
+}
 template <>
-MPI_Datatype mpi_type<std::int64_t>() { return MPI_INT64_T; }
+MPI_Datatype mpi_type<std::int64_t>() {
+  return MPI_INT64_T;
+}
 
 namespace {
 double g_mpi_seconds = 0;
 }
-double mpi_seconds() { return g_mpi_seconds; }
+double mpi_seconds() {
+  return g_mpi_seconds;
+}
 MpiTimer::MpiTimer() : start_(MPI_Wtime()) {}
-MpiTimer::~MpiTimer() { g_mpi_seconds += MPI_Wtime() - start_; }
+MpiTimer::~MpiTimer() {
+  g_mpi_seconds += MPI_Wtime() - start_;
+}
 
 Comm::Comm() = default;
 

@@ -57,8 +57,8 @@ void ExpertExchange<Real>::plan(const std::vector<int>& host_offsets, int E, con
 }
 
 template <class Real>
-void ExpertExchange<Real>::exchange(const Real* send, const std::vector<int>& send_rows,
-                                    Real* recv, const std::vector<int>& recv_rows, int C) {
+void ExpertExchange<Real>::exchange(const Real* send, const std::vector<int>& send_rows, Real* recv,
+                                    const std::vector<int>& recv_rows, int C) {
   std::vector<int> sc(G_), sd(G_), rc(G_), rd(G_);
   for (int d = 0, so = 0, ro = 0; d < G_; ++d) {
     sc[d] = send_rows[d] * C;

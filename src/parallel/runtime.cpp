@@ -42,6 +42,8 @@ Runtime::~Runtime() {
   MPI_Finalize();
 }
 
-const char* Runtime::backend_name() { return Kokkos::DefaultExecutionSpace::name(); }
+const char* Runtime::backend_name() {
+  return Kokkos::DefaultExecutionSpace::name();
+}
 
 }  // namespace moe

@@ -7,6 +7,8 @@
 // the same process on the same core(s): sgemm through the suite's own gemm path, at the
 // expert-MLP shape. model_gflops = 3 x forward FLOPs (6 x active parameters x tokens plus the
 // attention score and mixing products) per second.
+#include <cblas.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,13 +16,11 @@
 #include <string>
 #include <vector>
 
-#include <cblas.h>
-
 #include "config/config.hpp"
 #include "data/corpus.hpp"
 #include "io/run_file.hpp"
-#include "parallel/comm.hpp"
 #include "matmul.hpp"
+#include "parallel/comm.hpp"
 #include "parallel/runtime.hpp"
 #include "train/trainer.hpp"
 
@@ -28,14 +28,17 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-const std::vector<std::string> kReference = {
-    "model.d_model=512",  "model.d_ff=2048",   "model.num_experts=8", "model.top_k=2",
-    "model.seq_len=256",  "model.n_layers=4",  "model.n_heads=8",     "model.vocab_size=8192",
-    "train.batch_size=16", "data.train_tokens=1000000", "data.val_tokens=16384"};
+const std::vector<std::string> kReference = {"model.d_model=512",    "model.d_ff=2048",
+                                             "model.num_experts=8",  "model.top_k=2",
+                                             "model.seq_len=256",    "model.n_layers=4",
+                                             "model.n_heads=8",      "model.vocab_size=8192",
+                                             "train.batch_size=16",  "data.train_tokens=1000000",
+                                             "data.val_tokens=16384"};
 
 // Best-of-n sgemm rate at the shape of an expert's first matmul for one step's tokens.
 double sgemm_gflops(int M, int N, int K, int reps) {
-  moe::Buffer<float> a("a", moe::Index(M) * K), b("b", moe::Index(K) * N), c("c", moe::Index(M) * N);
+  moe::Buffer<float> a("a", moe::Index(M) * K), b("b", moe::Index(K) * N),
+      c("c", moe::Index(M) * N);
   Kokkos::deep_copy(a, 0.5f);
   Kokkos::deep_copy(b, 0.25f);
   double best = 0;
@@ -60,13 +63,19 @@ int run(int argc, char** argv, int rank, int ranks) {
         if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
         return std::string(argv[++i]);
       };
-      if (a == "--config") config_path = value();
-      else if (a == "--set") sets.push_back(value());
-      else if (a == "--steps") steps = std::stoi(value());
-      else if (a == "--output") output = value();
-      else if (a.rfind("--kokkos-", 0) == 0) continue;
-      else throw std::runtime_error("unknown argument '" + a +
-                                    "' (usage: moe-bench [--config F] [--set k=v ...] [--steps N])");
+      if (a == "--config")
+        config_path = value();
+      else if (a == "--set")
+        sets.push_back(value());
+      else if (a == "--steps")
+        steps = std::stoi(value());
+      else if (a == "--output")
+        output = value();
+      else if (a.rfind("--kokkos-", 0) == 0)
+        continue;
+      else
+        throw std::runtime_error("unknown argument '" + a +
+                                 "' (usage: moe-bench [--config F] [--set k=v ...] [--steps N])");
     }
     if (steps < 1) throw std::runtime_error("--steps must be >= 1");
     // A config file replaces the reference; --set still applies on top.
@@ -113,10 +122,11 @@ int run(int argc, char** argv, int rank, int ranks) {
                                       cfg.model.d_ff, cfg.model.d_model, 5);
     // ratio compares with the sgemm rate of all the ranks' cores together.
     if (rank == 0) {
-      std::printf("tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
-                  "ranks=%d comm_s_per_step=%.4f gemm=%s",
-                  tokens / secs, model_gflops, sgemm, model_gflops / (sgemm * ranks), secs, ranks,
-                  comm_secs, moe::gemm_backend());
+      std::printf(
+          "tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
+          "ranks=%d comm_s_per_step=%.4f gemm=%s",
+          tokens / secs, model_gflops, sgemm, model_gflops / (sgemm * ranks), secs, ranks,
+          comm_secs, moe::gemm_backend());
       if (record) std::printf(" metrics_overhead=%.5f", overhead);
       std::printf("\n");
     }

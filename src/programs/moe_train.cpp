@@ -36,10 +36,14 @@ Options parse_args(int argc, char** argv) {
       if (i + 1 >= argc) throw moe::InputError(a + " needs a value (" + kUsage + ")");
       return std::string(argv[++i]);
     };
-    if (a == "--config") o.config_path = value();
-    else if (a == "--set") o.sets.push_back(value());
-    else if (a == "--output") o.output = value();
-    else if (a == "--resume") o.run.resume = true;
+    if (a == "--config")
+      o.config_path = value();
+    else if (a == "--set")
+      o.sets.push_back(value());
+    else if (a == "--output")
+      o.output = value();
+    else if (a == "--resume")
+      o.run.resume = true;
     else if (a == "--stop-after") {
       const std::string v = value();
       std::size_t used = 0;
@@ -52,8 +56,10 @@ Options parse_args(int argc, char** argv) {
       if (used != v.size() || n < 1)
         throw moe::InputError("--stop-after '" + v + "' (allowed: a step count >= 1)");
       o.run.stop_after = n;
-    } else if (a.rfind("--kokkos-", 0) == 0) continue;  // consumed by Kokkos
-    else throw moe::InputError("unknown argument '" + a + "' (" + kUsage + ")");
+    } else if (a.rfind("--kokkos-", 0) == 0)
+      continue;  // consumed by Kokkos
+    else
+      throw moe::InputError("unknown argument '" + a + "' (" + kUsage + ")");
   }
   return o;
 }
@@ -66,8 +72,10 @@ int run(int argc, char** argv) {
     opt.run.log = &std::cout;
     switch (moe::run_training(cfg, opt.run, MPI_COMM_WORLD)) {
       case moe::RunOutcome::Complete:
-      case moe::RunOutcome::Stopped: return 0;
-      case moe::RunOutcome::Failed: return 1;
+      case moe::RunOutcome::Stopped:
+        return 0;
+      case moe::RunOutcome::Failed:
+        return 1;
     }
   } catch (const std::exception& e) {  // InputError, ConfigError: bad input
     // Every rank checks the same input and exits 2; one of them says why.

@@ -21,7 +21,9 @@ namespace moe {
 namespace {
 
 volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+}
 
 std::string now_iso8601() {
   std::time_t t = std::time(nullptr);
@@ -39,17 +41,21 @@ std::string host_name() {
 // Every key that fixes the parameter layout must match the checkpoint's.
 void check_same_shape(const Config& cfg, const Checkpoint& ck) {
   const ModelConfig& m = cfg.model;
-  const std::map<std::string, std::int64_t> now = {
-      {"model.vocab_size", m.vocab_size}, {"model.d_model", m.d_model},
-      {"model.n_layers", m.n_layers},     {"model.n_heads", m.n_heads},
-      {"model.d_ff", m.d_ff},             {"model.seq_len", m.seq_len},
-      {"model.num_experts", m.num_experts}, {"model.top_k", m.top_k},
-      {"model.moe_every", m.moe_every}};
+  const std::map<std::string, std::int64_t> now = {{"model.vocab_size", m.vocab_size},
+                                                   {"model.d_model", m.d_model},
+                                                   {"model.n_layers", m.n_layers},
+                                                   {"model.n_heads", m.n_heads},
+                                                   {"model.d_ff", m.d_ff},
+                                                   {"model.seq_len", m.seq_len},
+                                                   {"model.num_experts", m.num_experts},
+                                                   {"model.top_k", m.top_k},
+                                                   {"model.moe_every", m.moe_every}};
   for (const auto& [key, value] : ck.shape) {
     auto it = now.find(key);
     if (it != now.end() && it->second != value)
-      throw InputError(key + " = " + std::to_string(it->second) + " differs from the checkpoint's " +
-                       std::to_string(value) + " (a resumed run keeps its model shape)");
+      throw InputError(key + " = " + std::to_string(it->second) +
+                       " differs from the checkpoint's " + std::to_string(value) +
+                       " (a resumed run keeps its model shape)");
   }
 }
 
@@ -76,9 +82,8 @@ void check_decomposition(const Config& cfg, int ranks) {
                      ")");
   const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
   if (ranks % ep != 0)
-    throw InputError("parallel.expert_parallel = " + std::to_string(ep) +
-                     " does not divide the " + P + " MPI ranks (allowed: a divisor of " + P +
-                     ", or 0 = all ranks)");
+    throw InputError("parallel.expert_parallel = " + std::to_string(ep) + " does not divide the " +
+                     P + " MPI ranks (allowed: a divisor of " + P + ", or 0 = all ranks)");
   if (cfg.model.num_experts > 1 && cfg.model.num_experts % ep != 0)
     throw InputError("model.num_experts = " + std::to_string(cfg.model.num_experts) +
                      " is not divisible by the expert-parallel group of " + std::to_string(ep) +
@@ -129,8 +134,8 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
   std::string file_error;
   if (rank == 0) {
     try {
-      file = std::make_unique<RunFile>(path, opts.resume ? RunFile::Mode::Append
-                                                         : RunFile::Mode::Create);
+      file = std::make_unique<RunFile>(path,
+                                       opts.resume ? RunFile::Mode::Append : RunFile::Mode::Create);
       if (opts.resume && file->string_attr("/status") == "complete")
         file_error = "--resume: run file '" + path + "' is already complete";
     } catch (const std::exception& e) {
@@ -181,8 +186,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
            << " experts (top-" << cfg.model.top_k << ", router " << cfg.router.type << "), "
            << ranks << " data-parallel ranks, expert-parallel groups of " << ep
            << (opts.resume ? ", resumed at step " + std::to_string(first) : std::string()) << "\n";
-    const TrainSummary s =
-        trainer.train(first, opts.stop_after, [] { return g_stop_signal != 0; });
+    const TrainSummary s = trainer.train(first, opts.stop_after, [] { return g_stop_signal != 0; });
     if (!file) return s.finished ? RunOutcome::Complete : RunOutcome::Stopped;
     file->set_attr("/final_loss", s.last_loss);
     file->set_attr("/final_val_loss", s.last_val_loss);

@@ -33,7 +33,9 @@ std::vector<typename V::non_const_value_type> host_copy(const V& v, Index n) {
 
 // The ratio that splits frequent from infrequent tokens in the metrics: MaskMoE's mask_ratio
 // when set, else one half.
-double frequency_split(const RouterConfig& r) { return r.mask_ratio > 0 ? r.mask_ratio : 0.5; }
+double frequency_split(const RouterConfig& r) {
+  return r.mask_ratio > 0 ? r.mask_ratio : 0.5;
+}
 
 std::string layer_group(const Transformer<float>& m, int i) {
   return "layer_" + std::to_string(m.moe_block(i));
@@ -60,8 +62,8 @@ Trainer::Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ost
   top1_idx_ = Buffer<int>(std::string("moe::probe.top1"), N);
   top1_val_ = Buffer<float>(std::string("moe::probe.top1_val"), N);
   buckets_ = frequency_buckets(corpus.train_counts, kFrequencyBuckets);
-  infrequent_ = infrequent_tokens(corpus.train_counts, frequency_split(cfg.router),
-                                  cfg.router.mask_by);
+  infrequent_ =
+      infrequent_tokens(corpus.train_counts, frequency_split(cfg.router), cfg.router.mask_by);
   probe_ = val_batch(corpus, cfg, 0);
   if (run_) {
     run_->write_array("/eval/bucket_min_count", buckets_.min_count);
@@ -104,8 +106,8 @@ double Trainer::step(std::int64_t step) {
     // Each rank updates the dense tensors and its own experts.
     const auto [off, size] = owned(ti);
     adamw_update<float>(slice(model_.params(), off, size), slice(model_.grads(), off, size),
-                        slice(m_, off, size), slice(v_, off, size), size, t, float(last_lr_),
-                        0.9f, 0.95f, 1e-8f, ti.decay ? float(cfg_.train.weight_decay) : 0.0f);
+                        slice(m_, off, size), slice(v_, off, size), size, t, float(last_lr_), 0.9f,
+                        0.95f, 1e-8f, ti.decay ? float(cfg_.train.weight_decay) : 0.0f);
   }
   timer_.lap(Phase::Optimizer);
   phase_seconds_ = timer_.take();
@@ -270,8 +272,7 @@ void Trainer::record_trace(const std::string& group, std::int64_t step) {
   const auto all_tok = gather_ints(std::vector<int>(tok.begin(), tok.end()));
   if (run_) {
     run_->append(group + "/step", std::int64_t(step));
-    run_->append_row(group + "/tokens",
-                     std::vector<std::int64_t>(all_tok.begin(), all_tok.end()));
+    run_->append_row(group + "/tokens", std::vector<std::int64_t>(all_tok.begin(), all_tok.end()));
   }
   for (int i = 0; i < model_.num_moe_layers(); ++i) {
     const auto& r = model_.moe_layer(i).routing();
@@ -343,10 +344,14 @@ void Trainer::save_checkpoint(std::int64_t next_step) {
   ck.next_step = next_step;
   ck.config_text = config_to_toml(cfg_);
   const ModelConfig& m = cfg_.model;
-  ck.shape = {{"model.vocab_size", m.vocab_size}, {"model.d_model", m.d_model},
-              {"model.n_layers", m.n_layers},     {"model.n_heads", m.n_heads},
-              {"model.d_ff", m.d_ff},             {"model.seq_len", m.seq_len},
-              {"model.num_experts", m.num_experts}, {"model.top_k", m.top_k},
+  ck.shape = {{"model.vocab_size", m.vocab_size},
+              {"model.d_model", m.d_model},
+              {"model.n_layers", m.n_layers},
+              {"model.n_heads", m.n_heads},
+              {"model.d_ff", m.d_ff},
+              {"model.seq_len", m.seq_len},
+              {"model.num_experts", m.num_experts},
+              {"model.top_k", m.top_k},
               {"model.moe_every", m.moe_every}};
   const Index n = model_.num_params();
   ck.params = host_copy(model_.params(), n);
@@ -439,17 +444,17 @@ TrainSummary Trainer::train(std::int64_t first, std::int64_t max_steps,
     if (log_ && (s % log_every == 0 || eval_now)) {
       *log_ << "step " << std::setw(6) << s + 1 << "/" << total << "  loss " << std::fixed
             << std::setprecision(4) << last_.loss << "  aux " << last_.aux.weighted << "  lr "
-            << std::scientific << std::setprecision(2) << last_lr_ << "  grad_norm "
-            << std::fixed << std::setprecision(3) << last_norm_ << "  tokens/s "
-            << std::setprecision(0) << tps << "\n"
+            << std::scientific << std::setprecision(2) << last_lr_ << "  grad_norm " << std::fixed
+            << std::setprecision(3) << last_norm_ << "  tokens/s " << std::setprecision(0) << tps
+            << "\n"
             << std::defaultfloat << std::flush;
     }
     if (eval_now) {
       sum.last_val_loss = evaluate(s + 1);
       if (log_)
         *log_ << "eval   " << std::setw(6) << s + 1 << "  val_loss " << std::fixed
-              << std::setprecision(4) << sum.last_val_loss << "  val_ppl "
-              << std::setprecision(2) << std::exp(sum.last_val_loss) << "\n"
+              << std::setprecision(4) << sum.last_val_loss << "  val_ppl " << std::setprecision(2)
+              << std::exp(sum.last_val_loss) << "\n"
               << std::defaultfloat << std::flush;
     }
     if (last_step) break;

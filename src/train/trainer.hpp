@@ -19,11 +19,11 @@
 namespace moe {
 
 struct TrainSummary {
-  std::int64_t steps_done = 0;   // steps run by this call
-  std::int64_t next_step = 0;    // first step not yet run
+  std::int64_t steps_done = 0;  // steps run by this call
+  std::int64_t next_step = 0;   // first step not yet run
   double last_loss = 0;
   double last_val_loss = 0;
-  bool finished = false;         // reached train.steps
+  bool finished = false;  // reached train.steps
 };
 
 class Trainer {
@@ -71,9 +71,9 @@ class Trainer {
   double global_mean(double local) const;  // mean over ranks of equal-sized shares
   std::vector<int> gather_ints(const std::vector<int>& mine) const;
 
-  Comm solo_;              // the one-rank communicator when none is given
+  Comm solo_;  // the one-rank communicator when none is given
   const Comm* comm_;
-  int B_local_;            // sequences of the global batch on this rank
+  int B_local_;  // sequences of the global batch on this rank
   const Config& cfg_;
   const Corpus& corpus_;
   RunFile* run_;
@@ -91,8 +91,8 @@ class Trainer {
 
   FrequencyBuckets buckets_;
   std::vector<bool> infrequent_;
-  Batch probe_;                                          // validation batch 0
-  std::vector<std::vector<std::int32_t>> prev_top1_;     // per MoE layer, last evaluation
+  Batch probe_;                                       // validation batch 0
+  std::vector<std::vector<std::int32_t>> prev_top1_;  // per MoE layer, last evaluation
 };
 
 }  // namespace moe

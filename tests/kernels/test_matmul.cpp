@@ -39,8 +39,8 @@ TEST(Matmul, StridedBatchedMatchesPerMatrix) {
   auto A = random_vector(batch * M * K, 3), B = random_vector(batch * K * N, 4);
   auto dA = to_device(A), dB = to_device(B);
   Buffer<double> dC("C", batch * M * N);
-  gemm_strided_batched<double>(false, false, M, N, K, 1.0, dA.data(), K, M * K, dB.data(), N,
-                               K * N, 0.0, dC.data(), N, M * N, batch);
+  gemm_strided_batched<double>(false, false, M, N, K, 1.0, dA.data(), K, M * K, dB.data(), N, K * N,
+                               0.0, dC.data(), N, M * N, batch);
   auto C = to_host(dC);
   for (int b = 0; b < batch; ++b) {
     std::vector<double> a(A.begin() + b * M * K, A.begin() + (b + 1) * M * K);
