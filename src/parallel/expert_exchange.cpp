@@ -1,9 +1,42 @@
 #include "parallel/expert_exchange.hpp"
 
 #include <numeric>
+#include <type_traits>
+
+#if defined(MOE_HAVE_NCCL)
+#include <nccl.h>
+#endif
 
 namespace moe {
 namespace {
+
+#if defined(MOE_HAVE_NCCL)
+// One NCCL communicator per MPI communicator of expert groups, created on first use (rank 0 of
+// the group makes the id, MPI broadcasts it).
+ncclComm_t nccl_comm_for(MPI_Comm comm) {
+  static std::vector<std::pair<MPI_Comm, ncclComm_t>> known;
+  for (auto& [m, n] : known) {
+    int same = MPI_UNEQUAL;
+    MPI_Comm_compare(m, comm, &same);
+    if (same == MPI_IDENT) return n;
+  }
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  ncclUniqueId id;
+  if (rank == 0) MOE_CHECK(ncclGetUniqueId(&id) == ncclSuccess, "ncclGetUniqueId failed");
+  MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm);
+  ncclComm_t n;
+  MOE_CHECK(ncclCommInitRank(&n, size, id, rank) == ncclSuccess, "ncclCommInitRank failed");
+  known.emplace_back(comm, n);
+  return n;
+}
+
+template <class Real>
+ncclDataType_t nccl_type() {
+  return std::is_same_v<Real, float> ? ncclFloat : ncclDouble;
+}
+#endif
 
 template <class T>
 void grow(Buffer<T>& b, Index n, const char* label) {
@@ -75,16 +108,51 @@ void ExpertExchange<Real>::exchange(const Real* send, const std::vector<int>& se
 }
 
 template <class Real>
+void ExpertExchange<Real>::exchange_device(const Real* send, const std::vector<int>& send_rows,
+                                           Real* recv, const std::vector<int>& recv_rows, int C) {
+#if defined(MOE_HAVE_NCCL)
+  MpiTimer timer;
+  ncclComm_t nccl = nccl_comm_for(comm_->ep());
+  cudaStream_t stream = ExecSpace().cuda_stream();
+  // Grouped point-to-point: one send and one receive per peer, issued together.
+  MOE_CHECK(ncclGroupStart() == ncclSuccess, "ncclGroupStart failed");
+  for (int d = 0, so = 0, ro = 0; d < G_; ++d) {
+    const std::size_t sc = std::size_t(send_rows[d]) * C, rc = std::size_t(recv_rows[d]) * C;
+    if (sc > 0) ncclSend(send + so, sc, nccl_type<Real>(), d, nccl, stream);
+    if (rc > 0) ncclRecv(recv + ro, rc, nccl_type<Real>(), d, nccl, stream);
+    so += int(sc);
+    ro += int(rc);
+  }
+  MOE_CHECK(ncclGroupEnd() == ncclSuccess, "NCCL exchange failed");
+  ExecSpace().fence();
+#else
+  (void)send, (void)send_rows, (void)recv, (void)recv_rows, (void)C;
+  MOE_CHECK(false, "exchange_device needs an NCCL build");
+#endif
+}
+
+template <class Real>
+void ExpertExchange<Real>::move(View1<const Real> send, const std::vector<int>& send_rows,
+                                View1<Real> recv, const std::vector<int>& recv_rows, int C) {
+#if defined(MOE_HAVE_NCCL)
+  exchange_device(send.data(), send_rows, recv.data(), recv_rows, C);
+#else
+  // MPI reads host memory: the views themselves when the memory is host-accessible (no copy),
+  // host mirrors otherwise.
+  const Index ns = Index(std::accumulate(send_rows.begin(), send_rows.end(), 0)) * C;
+  const Index nr = Index(std::accumulate(recv_rows.begin(), recv_rows.end(), 0)) * C;
+  auto s = Kokkos::create_mirror_view(Kokkos::subview(send, std::make_pair(Index(0), ns)));
+  auto r = Kokkos::create_mirror_view(Kokkos::subview(recv, std::make_pair(Index(0), nr)));
+  Kokkos::deep_copy(s, Kokkos::subview(send, std::make_pair(Index(0), ns)));
+  exchange(s.data(), send_rows, r.data(), recv_rows, C);
+  Kokkos::deep_copy(Kokkos::subview(recv, std::make_pair(Index(0), nr)), r);
+#endif
+}
+
+template <class Real>
 void ExpertExchange<Real>::forward(View1<const Real> rows, View1<Real> out, int C) {
   grow(arrival_, Index(std::max(received_, 1)) * C, "moe::ep.arrival");
-  grow(staging_, Index(std::max(sent_, 1)) * C, "moe::ep.staging");
-  // Host staging: a no-op alias on host memory, a copy where the device is not host-visible.
-  auto send = Kokkos::create_mirror_view(staging_);
-  auto recv = Kokkos::create_mirror_view(arrival_);
-  Kokkos::deep_copy(Kokkos::subview(send, std::make_pair(Index(0), Index(sent_) * C)),
-                    Kokkos::subview(rows, std::make_pair(Index(0), Index(sent_) * C)));
-  exchange(send.data(), send_rows_, recv.data(), recv_rows_, C);
-  Kokkos::deep_copy(arrival_, recv);
+  move(rows, send_rows_, arrival_, recv_rows_, C);
   View1<const Real> arrival = arrival_;
   View1<const int> order = order_;
   Kokkos::parallel_for(
@@ -97,7 +165,6 @@ void ExpertExchange<Real>::forward(View1<const Real> rows, View1<Real> out, int 
 template <class Real>
 void ExpertExchange<Real>::reverse(View1<const Real> rows, View1<Real> out, int C) {
   grow(arrival_, Index(std::max(received_, 1)) * C, "moe::ep.arrival");
-  grow(staging_, Index(std::max(sent_, 1)) * C, "moe::ep.staging");
   View1<Real> arrival = arrival_;
   View1<const int> order = order_;
   Kokkos::parallel_for(
@@ -105,13 +172,7 @@ void ExpertExchange<Real>::reverse(View1<const Real> rows, View1<Real> out, int 
         const Index p = i / C, c = i - p * C;
         arrival(Index(order(p)) * C + c) = rows(i);
       });
-  auto send = Kokkos::create_mirror_view(arrival_);
-  auto recv = Kokkos::create_mirror_view(staging_);
-  Kokkos::deep_copy(send, arrival_);
-  exchange(send.data(), recv_rows_, recv.data(), send_rows_, C);
-  Kokkos::deep_copy(staging_, recv);
-  Kokkos::deep_copy(Kokkos::subview(out, std::make_pair(Index(0), Index(sent_) * C)),
-                    Kokkos::subview(staging_, std::make_pair(Index(0), Index(sent_) * C)));
+  move(arrival_, recv_rows_, out, send_rows_, C);
 }
 
 template class ExpertExchange<float>;

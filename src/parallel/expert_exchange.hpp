@@ -6,6 +6,8 @@
 // per local expert; reverse() sends rows back the same way, into the sender's original order.
 // The backward pass uses the same two moves: gradients of expert outputs go forward to the
 // owners, gradients of expert inputs come back in reverse.
+// Builds with NCCL (MOE_HAVE_NCCL, a CUDA Kokkos) move the rows with grouped ncclSend/ncclRecv
+// on Kokkos' stream, straight between device buffers; the row counts still go through MPI.
 #pragma once
 
 #include <vector>
@@ -34,12 +36,18 @@ class ExpertExchange {
  private:
   void exchange(const Real* send, const std::vector<int>& send_rows, Real* recv,
                 const std::vector<int>& recv_rows, int C);
+  // Rows from `send` to the peers and theirs into `recv` (both in the execution space).
+  void move(View1<const Real> send, const std::vector<int>& send_rows, View1<Real> recv,
+            const std::vector<int>& recv_rows, int C);
+  // Device-to-device through NCCL (only in NCCL builds).
+  void exchange_device(const Real* send, const std::vector<int>& send_rows, Real* recv,
+                       const std::vector<int>& recv_rows, int C);
   const Comm* comm_ = nullptr;
   int G_ = 1, E_local_ = 0, first_expert_ = 0, sent_ = 0, received_ = 0;
   std::vector<int> send_rows_, recv_rows_;  // per ep-rank
   std::vector<int> local_offsets_;
   Buffer<int> order_;  // [received] arrival row of each expert-major row
-  Buffer<Real> arrival_, staging_;
+  Buffer<Real> arrival_;
 };
 
 }  // namespace moe
