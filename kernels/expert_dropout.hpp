@@ -1,10 +1,10 @@
 // Expert dropout (MoEC): experts outside a kept set leave the router softmax for a step.
 // masked[n,e] = logits[n,e] if keep[e] != 0, else -inf. softmax_rows_forward turns -inf into a
 // probability of exactly 0, so top-k picks only kept experts (at least k are kept).
-// Backward: d masked / d logits is 1 on kept entries and 0 on dropped ones. Every gradient that
-// reaches the masked logits already carries the factor p[n,e] (softmax backward) or
-// exp(-inf) = 0 (z-loss backward), so dropped entries get exactly 0 and the masked-logit
-// gradient is passed on unchanged; expert_mask_backward states that step explicitly.
+// No backward kernel: d masked / d logits is 1 on kept entries and 0 on dropped ones, and every
+// gradient that reaches the masked logits already carries the factor p[n,e] = 0 (softmax
+// backward) or exp(-inf) = 0 (z-loss backward) on dropped entries, so callers accumulate the
+// masked-logit gradient straight into the logit gradient.
 #pragma once
 
 #include <limits>
@@ -20,16 +20,6 @@ void expert_mask_forward(View1<const Real> logits, View1<const int> keep, View1<
   Kokkos::parallel_for(
       "moe::expert_mask_forward", range(Index(N) * E),
       KOKKOS_LAMBDA(const Index i) { masked(i) = keep(i % E) != 0 ? logits(i) : neg_inf; });
-}
-
-// dlogits[n,e] += keep[e] ? dmasked[n,e] : 0.
-template <class Real>
-void expert_mask_backward(View1<const Real> dmasked, View1<const int> keep, View1<Real> dlogits,
-                          int N, int E) {
-  Kokkos::parallel_for(
-      "moe::expert_mask_backward", range(Index(N) * E), KOKKOS_LAMBDA(const Index i) {
-        if (keep(i % E) != 0) dlogits(i) += dmasked(i);
-      });
 }
 
 }  // namespace moe

@@ -92,7 +92,7 @@ const Key kSchema[] = {
     {MOE_FIELD(router, capacity_factor), at_least(0), nullptr,
      "expert capacity factor (0 = dropless)"},
     {MOE_FIELD(router, drop_policy), no_range(), &kDropPolicies,
-     "which copies an overfull expert drops first (topk, maskmoe)"},
+     "which copies an overfull expert drops first (topk, maskmoe, moec)"},
     {MOE_FIELD(router, normalize_gates), no_range(), nullptr,
      "renormalise the k gates of a token to sum to 1"},
     {MOE_FIELD(router, jitter_noise), closed(0, 1), nullptr,

@@ -1,16 +1,12 @@
 #include "routing/maskmoe_router.hpp"
 
-#include "data/frequency.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 
-#include "dispatch.hpp"
-#include "gate_normalize.hpp"
-#include "router.hpp"
+#include "data/frequency.hpp"
 #include "routing_mask.hpp"
 #include "util/rng.hpp"
 
@@ -20,20 +16,11 @@ namespace {
 // Salt of the mask seeds ("maskmoe" in ASCII), so masks never share a stream with other draws.
 constexpr std::uint64_t kMaskSalt = 0x6d61736b6d6f65ULL;
 
-
 }  // namespace
 
 template <class Real>
 MaskMoERouter<Real>::MaskMoERouter(const Config& cfg, const RouterSetup& setup)
-    : E_(cfg.model.num_experts),
-      k_(cfg.model.top_k),
-      V_(cfg.router.visible_experts),
-      vocab_(cfg.model.vocab_size),
-      capacity_factor_(cfg.router.capacity_factor),
-      aux_weight_(cfg.router.aux_loss_weight),
-      z_weight_(cfg.router.z_loss_weight),
-      normalize_(cfg.router.normalize_gates) {
-  stats_ = GlobalRouterStats<Real>(setup.comm);
+    : TopKRouter<Real>(cfg, setup), V_(cfg.router.visible_experts), vocab_(cfg.model.vocab_size) {
   if (setup.token_counts == nullptr)
     throw std::invalid_argument(
         "router.type = \"maskmoe\" needs the training-split token counts "
@@ -83,53 +70,19 @@ MaskMoERouter<Real>::MaskMoERouter(const Config& cfg, const RouterSetup& setup)
 }
 
 template <class Real>
-int MaskMoERouter<Real>::capacity(Index N) const {
-  return expert_capacity(N, k_, E_, capacity_factor_);
-}
-
-template <class Real>
-void MaskMoERouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits,
-                                  RoutingState<Real>& st, int N) {
+View1<const Real> MaskMoERouter<Real>::routing_logits(const RouteContext& ctx,
+                                                      View1<const Real> logits, int N) {
   MOE_CHECK(Index(ctx.tokens.extent(0)) >= N, "maskmoe routing needs the token ids of the batch");
   MOE_CHECK(routing_tokens_out_of_range(ctx.tokens, N, vocab_) == 0,
             "maskmoe routing got a token id outside [0, vocab_size)");
-  const Index NE = Index(N) * E_;
-  if (Index(masked_.extent(0)) < NE)
-    masked_ = Buffer<Real>(std::string("moe::maskmoe.masked"), std::size_t(NE));
-  View1<Real> masked = slice(masked_, 0, NE);
+  View1<Real> masked = this->masked_logits_buffer(N);
   routing_mask_logits<Real>(ctx.tokens, mask_, logits, masked, N, E_);
-  softmax_rows_forward<Real>(masked, st.probs, N, E_);
-  topk_rows<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
-  routing_empty_zero_slots<Real>(st.expert_of, st.gate, Index(N) * k_);
-  if (normalize_) gate_normalize_forward<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
-  st.losses = AuxLosses{};
-  st.losses.balance =
-      stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_);
-  st.losses.z = z_weight_ > 0 ? stats_.zloss(masked, N, E_) : 0.0;
-  st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z;
+  return masked;
 }
 
 template <class Real>
-void MaskMoERouter<Real>::backward(const RouteContext&, View1<const Real>,
-                                   const RoutingState<Real>& st, View1<const Real> dgate,
-                                   View1<Real> dlogits, int N) {
-  const Index NE = Index(N) * E_;
-  MOE_CHECK(Index(masked_.extent(0)) >= NE, "maskmoe backward without a matching forward");
-  View1<const Real> masked = slice(masked_, 0, NE);
-  if (Index(dprobs_.extent(0)) < NE)
-    dprobs_ = Buffer<Real>(std::string("moe::maskmoe.dprobs"), std::size_t(NE));
-  View1<Real> dprobs = slice(dprobs_, 0, NE);
-  fill_zero<Real>(dprobs, NE);
-  // Empty slots (expert -1) are skipped by both.
-  if (normalize_)
-    gate_normalize_backward<Real>(st.probs, st.expert_of, dgate, dprobs, N, E_, k_);
-  else
-    topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
-  if (aux_weight_ > 0) stats_.balance_backward(Real(aux_weight_), dprobs, N, E_);
-  // Invisible experts have probability exactly 0, so the softmax backward gives them exactly 0;
-  // the z-loss on the masked logits gives them exp(-inf) = 0.
-  softmax_rows_backward<Real>(st.probs, dprobs, dlogits, N, E_);
-  if (z_weight_ > 0) stats_.zloss_backward(masked, Real(z_weight_), dlogits, N, E_);
+void MaskMoERouter<Real>::after_topk(RoutingState<Real>& st, int N) {
+  routing_empty_zero_slots<Real>(st.expert_of, st.gate, Index(N) * k_);
 }
 
 template class MaskMoERouter<float>;

@@ -4,30 +4,24 @@
 // the others see router.visible_experts experts (so frequent tokens keep routing diversity).
 // Invisible experts get logit -inf; then ordinary top-k on the softmax of the masked logits.
 // A slot that can only pick a zero-probability expert (slots 2..k of an infrequent token) is
-// left empty. Auxiliary losses as in TopKRouter, the z-loss on the masked logits.
+// left empty. Everything else (gate normalisation, drop policy, losses) as in TopKRouter, the
+// z-loss on the masked logits.
 #pragma once
 
 #include <vector>
 
-#include "routing/global_stats.hpp"
-#include "routing/strategy.hpp"
+#include "routing/topk_router.hpp"
 
 namespace moe {
 
 template <class Real>
-class MaskMoERouter : public Router<Real> {
+class MaskMoERouter : public TopKRouter<Real> {
  public:
   // Throws std::invalid_argument if setup.token_counts is null or does not have vocab_size
   // entries, or if the router keys are inconsistent (visible_experts, top_k, mask_by).
   MaskMoERouter(const Config& cfg, const RouterSetup& setup);
 
   std::string name() const override { return "maskmoe"; }
-  int slots_per_token() const override { return k_; }
-  int capacity(Index N) const override;
-  void forward(const RouteContext& ctx, View1<const Real> logits, RoutingState<Real>& st,
-               int N) override;
-  void backward(const RouteContext& ctx, View1<const Real> logits, const RoutingState<Real>& st,
-                View1<const Real> dgate, View1<Real> dlogits, int N) override;
 
   // Host copy of the masks: token -> its visible experts, ascending.
   const std::vector<std::vector<int>>& visible_sets() const { return visible_; }
@@ -35,17 +29,21 @@ class MaskMoERouter : public Router<Real> {
   bool is_infrequent(int token) const { return infrequent_.at(std::size_t(token)); }
   int num_infrequent() const { return num_infrequent_; }
 
+ protected:
+  // Invisible experts to -inf.
+  View1<const Real> routing_logits(const RouteContext& ctx, View1<const Real> logits,
+                                   int N) override;
+  // Slots that could only pick a zero-probability expert become empty.
+  void after_topk(RoutingState<Real>& st, int N) override;
+
  private:
-  int E_, k_, V_, vocab_;
-  double capacity_factor_, aux_weight_, z_weight_;
-  bool normalize_;
+  using TopKRouter<Real>::E_;
+  using TopKRouter<Real>::k_;
+  int V_, vocab_;
   int num_infrequent_ = 0;
   std::vector<std::vector<int>> visible_;
   std::vector<bool> infrequent_;
   Buffer<unsigned char> mask_;  // [vocab, E] on the device: 1 = visible
-  Buffer<Real> masked_;         // [N,E] masked logits of the last forward (kept for backward)
-  Buffer<Real> dprobs_;         // scratch [N,E]
-  GlobalRouterStats<Real> stats_{nullptr};  // losses over the global batch
 };
 
 }  // namespace moe

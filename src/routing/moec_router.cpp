@@ -3,20 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "dispatch.hpp"
 #include "expert_dropout.hpp"
 #include "router.hpp"
 #include "util/rng.hpp"
 
 namespace moe {
 namespace {
-
-// Makes `b` hold at least n elements (contents not kept) and returns its first n as a view.
-template <class T>
-View1<T> ensure(Buffer<T>& b, Index n, const char* label) {
-  if (Index(b.extent(0)) < n) b = Buffer<T>(std::string(label), std::size_t(n));
-  return slice(b, 0, n);
-}
 
 // Picks `count` distinct values of [0, n) (partial Fisher-Yates).
 std::vector<int> choose(Rng& rng, int n, int count) {
@@ -36,12 +28,8 @@ constexpr std::uint64_t kDropoutSalt = 0x4d6f45432d64726fULL;  // "MoEC-dro"
 
 template <class Real>
 MoECRouter<Real>::MoECRouter(const Config& cfg, const RouterSetup& setup)
-    : E_(cfg.model.num_experts),
-      k_(cfg.model.top_k),
+    : TopKRouter<Real>(cfg, setup),
       cluster_size_(cfg.router.cluster_size),
-      capacity_factor_(cfg.router.capacity_factor),
-      aux_weight_(cfg.router.aux_loss_weight),
-      z_weight_(cfg.router.z_loss_weight),
       cluster_weight_(cfg.router.cluster_loss_weight),
       dropout_(cfg.router.expert_dropout),
       dropout_interval_(cfg.router.dropout_interval),
@@ -51,17 +39,11 @@ MoECRouter<Real>::MoECRouter(const Config& cfg, const RouterSetup& setup)
       keep_(std::string("moe::moec.keep"), std::size_t(cfg.model.num_experts)),
       P_(std::string("moe::moec.P"), std::size_t(cfg.model.num_experts)),
       dP_(std::string("moe::moec.dP"), std::size_t(cfg.model.num_experts)) {
-  stats_ = GlobalRouterStats<Real>(setup.comm);
   MOE_CHECK(cluster_size_ >= 1 && E_ % cluster_size_ == 0, "cluster_size must divide E");
   MOE_CHECK(k_ >= 1 && k_ <= E_, "moec needs 1 <= top_k <= E");
   MOE_CHECK(dropout_interval_ >= 1, "dropout_interval must be >= 1");
   // The kept count does not depend on the draw, so any step tells whether dropout removes any.
   drops_any_ = dropout_ > 0 && int(kept_experts(0).size()) < E_;
-}
-
-template <class Real>
-int MoECRouter<Real>::capacity(Index N) const {
-  return expert_capacity(N, k_, E_, capacity_factor_);
 }
 
 template <class Real>
@@ -100,75 +82,55 @@ void MoECRouter<Real>::update_mask(std::int64_t step) {
 }
 
 template <class Real>
-void MoECRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits,
-                               RoutingState<Real>& st, int N) {
-  const Index NE = Index(N) * E_;
-  masked_ = ctx.training && drops_any_;
-  View1<const Real> used = logits;
-  if (masked_) {
-    update_mask(ctx.step);
-    auto masked = ensure(masked_logits_, NE, "moe::moec.masked_logits");
-    expert_mask_forward<Real>(logits, keep_, masked, N, E_);
-    used = masked;
-  }
-  softmax_rows_forward<Real>(used, st.probs, N, E_);
-  topk_rows<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
-  st.losses = AuxLosses{};
-  st.losses.balance =
-      stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_);
-  st.losses.z = z_weight_ > 0 ? stats_.zloss(used, N, E_) : 0.0;
+View1<const Real> MoECRouter<Real>::routing_logits(const RouteContext& ctx,
+                                                   View1<const Real> logits, int N) {
+  if (!ctx.training || !drops_any_) return logits;
+  update_mask(ctx.step);
+  View1<Real> masked = this->masked_logits_buffer(N);
+  expert_mask_forward<Real>(logits, keep_, masked, N, E_);
+  return masked;
+}
+
+template <class Real>
+double MoECRouter<Real>::extra_losses_forward(const RouteContext&, View1<const Real> logits,
+                                              RoutingState<Real>& st, int N) {
   // The cluster loss regularises the router's distribution. Under dropout the masked
   // distribution gives dropped experts P_e = 0, a within-cluster variance no router can remove
   // (its gradient would only push the surviving experts towards zero), so the loss reads the
   // softmax over all experts instead.
   View1<const Real> cluster_probs = st.probs;
-  if (masked_) {
-    auto full = ensure(full_probs_, NE, "moe::moec.full_probs");
+  if (this->routed_masked()) {
+    auto full = this->scratch(full_probs_, Index(N) * E_, "moe::moec.full_probs");
     softmax_rows_forward<Real>(logits, full, N, E_);
     cluster_probs = full;
   }
   st.losses.cluster =
       double(cluster_loss_forward<Real>(cluster_probs, P_, N, E_, cluster_size_, form_));
-  if (const Comm* comm = stats_.comm(); comm && comm->distributed()) {
+  if (const Comm* comm = this->stats_.comm(); comm && comm->distributed()) {
     // P_e sums over the global batch: add the other ranks' sums, then the loss of the sums.
     comm->sum<Real>(slice(P_, 0, E_), E_, comm->world());
     st.losses.cluster = double(cluster_loss_from_sums<Real>(P_, E_, cluster_size_, form_));
   }
-  st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z +
-                       cluster_weight_ * st.losses.cluster;
+  return cluster_weight_ * st.losses.cluster;
 }
 
 template <class Real>
-void MoECRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
-                                const RoutingState<Real>& st, View1<const Real> dgate,
-                                View1<Real> dlogits, int N) {
-  const Index NE = Index(N) * E_;
-  View1<Real> dprobs = ensure(dprobs_, NE, "moe::moec.dprobs");
-  fill_zero<Real>(dprobs, NE);
-  topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
-  if (aux_weight_ > 0) stats_.balance_backward(Real(aux_weight_), dprobs, N, E_);
-  if (cluster_weight_ > 0 && !masked_)
+void MoECRouter<Real>::extra_losses_backward(const RouteContext&, View1<const Real>,
+                                             const RoutingState<Real>&, View1<Real> dprobs,
+                                             View1<Real> dlogits, int N) {
+  if (!(cluster_weight_ > 0)) return;
+  if (!this->routed_masked()) {
     cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dprobs, N, E_, cluster_size_,
                                 form_);
-  // The gradient w.r.t. the logits that entered the softmax: the masked ones after dropout.
-  View1<Real> dused = dlogits;
-  View1<const Real> used = logits;
-  if (masked_) {
-    dused = ensure(dmasked_, NE, "moe::moec.dmasked");
-    fill_zero<Real>(dused, NE);
-    used = slice(masked_logits_, 0, NE);
+    return;
   }
-  softmax_rows_backward<Real>(st.probs, dprobs, dused, N, E_);
-  if (z_weight_ > 0) stats_.zloss_backward(used, Real(z_weight_), dused, N, E_);
-  if (masked_) expert_mask_backward<Real>(dused, keep_, dlogits, N, E_);
-  if (masked_ && cluster_weight_ > 0) {
-    // The cluster loss's own path: through the unmasked softmax, to every expert's logit.
-    auto dfull = ensure(dfull_, NE, "moe::moec.dfull");
-    fill_zero<Real>(dfull, NE);
-    cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dfull, N, E_, cluster_size_,
-                                form_);
-    softmax_rows_backward<Real>(slice(full_probs_, 0, NE), dfull, dlogits, N, E_);
-  }
+  // Under dropout the loss has its own path: through the unmasked softmax, to every expert's
+  // logit.
+  const Index NE = Index(N) * E_;
+  auto dfull = this->scratch(dfull_, NE, "moe::moec.dfull");
+  fill_zero<Real>(dfull, NE);
+  cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dfull, N, E_, cluster_size_, form_);
+  softmax_rows_backward<Real>(slice(full_probs_, 0, NE), dfull, dlogits, N, E_);
 }
 
 template class MoECRouter<float>;

@@ -7,21 +7,17 @@
 namespace moe {
 
 template <class Real>
-TopKRouter<Real>::TopKRouter(const Config& cfg)
+TopKRouter<Real>::TopKRouter(const Config& cfg, const RouterSetup& setup)
     : E_(cfg.model.num_experts),
       k_(cfg.model.top_k),
       capacity_factor_(cfg.router.capacity_factor),
       aux_weight_(cfg.router.aux_loss_weight),
       z_weight_(cfg.router.z_loss_weight),
       normalize_gates_(cfg.router.normalize_gates),
-      drop_by_probability_(cfg.router.drop_policy == "probability") {
+      drop_by_probability_(cfg.router.drop_policy == "probability"),
+      stats_(setup.comm) {
   MOE_CHECK(cfg.router.drop_policy == "position" || cfg.router.drop_policy == "probability",
             "router.drop_policy passed validation but is unknown to TopKRouter");
-}
-
-template <class Real>
-TopKRouter<Real>::TopKRouter(const Config& cfg, const RouterSetup& setup) : TopKRouter(cfg) {
-  stats_ = GlobalRouterStats<Real>(setup.comm);
 }
 
 template <class Real>
@@ -36,34 +32,43 @@ View1<const Real> TopKRouter<Real>::drop_priority(const RoutingState<Real>& st) 
 }
 
 template <class Real>
-void TopKRouter<Real>::forward(const RouteContext&, View1<const Real> logits,
+void TopKRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits,
                                RoutingState<Real>& st, int N) {
-  softmax_rows_forward<Real>(logits, st.probs, N, E_);
+  routed_ = routing_logits(ctx, logits, N);
+  routed_masked_ = routed_.data() != logits.data();
+  softmax_rows_forward<Real>(routed_, st.probs, N, E_);
   // The top-k values are the gates; their indices the experts.
   topk_rows<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
+  after_topk(st, N);
   if (normalize_gates_) gate_normalize_forward<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
   st.losses = AuxLosses{};
-  st.losses.balance =
-      stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_);
-  st.losses.z = z_weight_ > 0 ? stats_.zloss(logits, N, E_) : 0.0;
-  st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z;
+  st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_);
+  st.losses.z = z_weight_ > 0 ? stats_.zloss(routed_, N, E_) : 0.0;
+  const double extra = extra_losses_forward(ctx, logits, st, N);
+  st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z + extra;
 }
 
 template <class Real>
-void TopKRouter<Real>::backward(const RouteContext&, View1<const Real> logits,
+void TopKRouter<Real>::backward(const RouteContext& ctx, View1<const Real> logits,
                                 const RoutingState<Real>& st, View1<const Real> dgate,
                                 View1<Real> dlogits, int N) {
   const Index NE = Index(N) * E_;
-  if (Index(dprobs_.extent(0)) < NE) dprobs_ = Buffer<Real>("moe::topk.dprobs", std::size_t(NE));
-  View1<Real> dprobs = slice(dprobs_, 0, NE);
+  MOE_CHECK(!routed_masked_ || Index(routed_.extent(0)) >= NE,
+            "router backward without a matching forward");
+  const View1<const Real> routed = routed_masked_ ? routed_ : logits;
+  View1<Real> dprobs = scratch(dprobs_, NE, "moe::topk.dprobs");
   fill_zero<Real>(dprobs, NE);
+  // Empty slots (expert -1) are skipped by both.
   if (normalize_gates_)
     gate_normalize_backward<Real>(st.probs, st.expert_of, dgate, dprobs, N, E_, k_);
   else
     topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
   if (aux_weight_ > 0) stats_.balance_backward(Real(aux_weight_), dprobs, N, E_);
+  extra_losses_backward(ctx, logits, st, dprobs, dlogits, N);
+  // Masked experts have probability exactly 0, so the softmax backward gives them exactly 0;
+  // the z-loss on the masked logits gives them exp(-inf) = 0.
   softmax_rows_backward<Real>(st.probs, dprobs, dlogits, N, E_);
-  if (z_weight_ > 0) stats_.zloss_backward(logits, Real(z_weight_), dlogits, N, E_);
+  if (z_weight_ > 0) stats_.zloss_backward(routed, Real(z_weight_), dlogits, N, E_);
 }
 
 template class TopKRouter<float>;

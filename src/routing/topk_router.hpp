@@ -5,6 +5,9 @@
 // are the Switch balance loss (f_e counts the N*k assignments) and the ST-MoE router z-loss.
 // router.drop_policy picks which copies an overfull expert drops under a capacity: "position"
 // (later tokens) or "probability" (lowest final gates); see drop_priority().
+//
+// The forward/backward skeleton is shared by the top-k variants (MaskMoERouter, MoECRouter),
+// which derive from this class and change it only through the protected hooks below.
 #pragma once
 
 #include "routing/global_stats.hpp"
@@ -15,7 +18,6 @@ namespace moe {
 template <class Real>
 class TopKRouter : public Router<Real> {
  public:
-  explicit TopKRouter(const Config& cfg);
   TopKRouter(const Config& cfg, const RouterSetup& setup);
   std::string name() const override { return "topk"; }
   int slots_per_token() const override { return k_; }
@@ -32,11 +34,49 @@ class TopKRouter : public Router<Real> {
   bool normalizes_gates() const { return normalize_gates_; }
 
  protected:
+  // Hooks of the top-k variants (host-side virtual calls, never inside a kernel).
+  // The logits the routing softmax and the z-loss see: `logits` itself, or a view of
+  // masked_logits_buffer(N) with some entries at -inf. A masked entry gets probability exactly
+  // 0, so the softmax and z-loss backward give it exactly 0 and no separate mask backward is
+  // needed.
+  virtual View1<const Real> routing_logits(const RouteContext&, View1<const Real> logits, int) {
+    return logits;
+  }
+  // Adjusts the top-k decision before gate normalisation and the losses.
+  virtual void after_topk(RoutingState<Real>&, int) {}
+  // Further auxiliary losses: fills their raw values in st.losses and returns their weighted sum.
+  virtual double extra_losses_forward(const RouteContext&, View1<const Real>, RoutingState<Real>&,
+                                      int) {
+    return 0.0;
+  }
+  // Their gradients, before the routing softmax backward: into dprobs (w.r.t. st.probs) or
+  // straight into dlogits (w.r.t. the unmasked logits).
+  virtual void extra_losses_backward(const RouteContext&, View1<const Real>,
+                                     const RoutingState<Real>&, View1<Real>, View1<Real>, int) {}
+
+  // The scratch [N,E] a routing_logits override writes its masked logits into.
+  View1<Real> masked_logits_buffer(int N) {
+    return scratch(masked_, Index(N) * E_, "moe::router.masked_logits");
+  }
+  // Whether the last forward routed on masked logits.
+  bool routed_masked() const { return routed_masked_; }
+  // Makes `b` hold at least n elements (contents not kept) and returns its first n as a view.
+  template <class T>
+  static View1<T> scratch(Buffer<T>& b, Index n, const char* label) {
+    if (Index(b.extent(0)) < n) b = Buffer<T>(std::string(label), std::size_t(n));
+    return slice(b, 0, n);
+  }
+
   int E_, k_;
   double capacity_factor_, aux_weight_, z_weight_;
-  bool normalize_gates_ = false, drop_by_probability_ = false;
-  Buffer<Real> dprobs_;  // scratch [N,E]
-  GlobalRouterStats<Real> stats_{nullptr};  // losses over the global batch
+  bool normalize_gates_, drop_by_probability_;
+  GlobalRouterStats<Real> stats_;  // losses over the global batch
+
+ private:
+  Buffer<Real> masked_;         // [N,E] masked logits of the last forward (kept for backward)
+  View1<const Real> routed_;    // the logits the last forward routed on
+  bool routed_masked_ = false;  // routed_ is a view of masked_
+  Buffer<Real> dprobs_;         // scratch [N,E]
 };
 
 }  // namespace moe

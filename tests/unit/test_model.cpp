@@ -5,6 +5,7 @@
 
 #include "config/config.hpp"
 #include "data/corpus.hpp"
+#include "layer_gradient_check.hpp"
 #include "model/moe_layer.hpp"
 #include "model/transformer.hpp"
 #include "support.hpp"
@@ -31,61 +32,21 @@ Config tiny_moe_config(double capacity_factor) {
   return c;
 }
 
-// Host copies of one FFN's tensors and the projected-loss gradient check around MoeLayer.
-struct LayerCase {
-  int N = 6, C = 8, F = 6, E = 4;
-  std::vector<double> x, rw, w1, b1, w2, b2, r;
-  explicit LayerCase(std::uint64_t seed) {
-    x = random_vector(N * C, seed + 1);
-    rw = random_vector(C * E, seed + 2);
-    w1 = random_vector(E * C * F, seed + 3, -0.5, 0.5);
-    b1 = random_vector(E * F, seed + 4, -0.1, 0.1);
-    w2 = random_vector(E * F * C, seed + 5, -0.5, 0.5);
-    b2 = random_vector(E * C, seed + 6, -0.1, 0.1);
-    r = random_vector(N * C, seed + 7);
-  }
-};
-
 }  // namespace
 
 // Gradients of sum(out * r) + weighted aux losses through the whole layer, in double.
 static void check_layer_gradients(const Config& cfg, std::uint64_t seed, bool expect_drops) {
-  LayerCase t(seed);
   MoeLayer<double> layer(cfg, RouterSetup{});
-  std::vector<int> ids(t.N, 0);
+  const int N = 6;
+  std::vector<int> ids(N, 0);
   auto tokens = to_device(ids);
-  RouteContext ctx{tokens, 0, true};
-
-  auto loss = [&]() {
-    auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
-         w2 = to_device(t.w2), b2 = to_device(t.b2);
-    Buffer<double> out("out", t.N * t.C);
-    layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, t.N);
-    return dot(to_host(out), t.r) + layer.losses().weighted;
+  LayerCheckOptions opt;
+  opt.after_forward = [&] {
+    if (expect_drops) {
+      ASSERT_GT(layer.plan().dropped, 0) << "the case must exercise the capacity cut";
+    }
   };
-  loss();
-  if (expect_drops) {
-    ASSERT_GT(layer.plan().dropped, 0) << "the case must exercise the capacity cut";
-  }
-
-  auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
-       w2 = to_device(t.w2), b2 = to_device(t.b2), r = to_device(t.r);
-  Buffer<double> out("out", t.N * t.C), dx("dx", t.N * t.C), drw("drw", t.C * t.E),
-      dw1("dw1", t.w1.size()), db1("db1", t.b1.size()), dw2("dw2", t.w2.size()),
-      db2("db2", t.b2.size());
-  layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, t.N);
-  layer.backward(ctx, r, x, {rw, w1, b1, w2, b2}, {drw, dw1, db1, dw2, db2}, dx, t.N);
-
-  EXPECT_LT(rel_error(to_host(dx), numeric_gradient(t.x, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(drw), numeric_gradient(t.rw, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(dw1), numeric_gradient(t.w1, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(db1), numeric_gradient(t.b1, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(dw2), numeric_gradient(t.w2, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(db2), numeric_gradient(t.b2, loss)), 1e-6);
-  // The router really learns: its gradient is not zero.
-  double norm = 0;
-  for (double v : to_host(drw)) norm += v * v;
-  EXPECT_GT(norm, 1e-8);
+  expect_layer_gradients_match(layer, {tokens, 0, true}, N, 8, 6, 4, seed, opt);
 }
 
 TEST(MoeLayer, BackwardMatchesFiniteDifferencesWithDroppedTokens) {
@@ -103,24 +64,25 @@ TEST(MoeLayer, DroppedCopiesContributeNothing) {
   Config cfg = tiny_moe_config(0.0);
   cfg.model.top_k = 1;
   cfg.router.capacity_factor = 0.25;  // ceil(6*1/4*0.25) = 1
-  LayerCase t(5);
+  const int N = 6, C = 8, E = 4;
+  LayerInputs t(N, C, 6, E, 5);
   MoeLayer<double> layer(cfg, RouterSetup{});
-  std::vector<int> ids(t.N, 0);
+  std::vector<int> ids(N, 0);
   auto tokens = to_device(ids);
   auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
        w2 = to_device(t.w2), b2 = to_device(t.b2);
-  Buffer<double> out("out", t.N * t.C);
-  layer.forward({tokens, 0, true}, x, {rw, w1, b1, w2, b2}, out, t.N);
+  Buffer<double> out("out", N * C);
+  layer.forward({tokens, 0, true}, x, {rw, w1, b1, w2, b2}, out, N);
   auto expert = to_host(layer.routing().expert_of);
   auto slot = to_host(layer.plan().slot_of);
   auto o = to_host(out);
-  std::vector<int> seen(t.E, 0);
+  std::vector<int> seen(E, 0);
   int zero_rows = 0;
-  for (int n = 0; n < t.N; ++n) {
+  for (int n = 0; n < N; ++n) {
     const bool kept = seen[expert[n]]++ == 0;
     EXPECT_EQ(slot[n] >= 0, kept) << "token " << n;
     double s = 0;
-    for (int c = 0; c < t.C; ++c) s += std::abs(o[n * t.C + c]);
+    for (int c = 0; c < C; ++c) s += std::abs(o[n * C + c]);
     if (!kept) {
       EXPECT_EQ(s, 0.0) << "a dropped token must leave the layer output at zero";
       ++zero_rows;

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "config/config.hpp"
+#include "layer_gradient_check.hpp"
 #include "model/moe_layer.hpp"
 #include "routing/maskmoe_router.hpp"
 #include "support.hpp"
@@ -239,42 +240,16 @@ void layer_gradient_check(double capacity_factor, bool normalize) {
   for (int t : ids) rare += mr.is_infrequent(t);
   ASSERT_EQ(rare, 4);
   auto tokens = to_device(ids);
-  RouteContext ctx{tokens, 0, true};
-
-  auto x_h = random_vector(N * C, 21), rw_h = random_vector(C * E, 22, -2.0, 2.0),
-       w1_h = random_vector(E * C * F, 23, -0.5, 0.5), b1_h = random_vector(E * F, 24, -0.1, 0.1),
-       w2_h = random_vector(E * F * C, 25, -0.5, 0.5), b2_h = random_vector(E * C, 26, -0.1, 0.1),
-       r_h = random_vector(N * C, 27);
-  auto loss = [&]() {
-    auto x = to_device(x_h), rw = to_device(rw_h), w1 = to_device(w1_h), b1 = to_device(b1_h),
-         w2 = to_device(w2_h), b2 = to_device(b2_h);
-    Buffer<double> out("out", N * C);
-    layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, N);
-    return dot(to_host(out), r_h) + layer.losses().weighted;
+  LayerCheckOptions opt;
+  opt.router_weight_range = 2.0;
+  opt.after_forward = [&] {
+    auto expert = to_host(layer.routing().expert_of);
+    EXPECT_EQ(std::count(expert.begin(), expert.end(), -1), 4) << "one empty slot per rare token";
+    if (capacity_factor > 0) {
+      EXPECT_GT(layer.plan().dropped, 0) << "the case must drop copies";
+    }
   };
-  loss();
-  auto expert = to_host(layer.routing().expert_of);
-  EXPECT_EQ(std::count(expert.begin(), expert.end(), -1), 4) << "one empty slot per rare token";
-  if (capacity_factor > 0) {
-    EXPECT_GT(layer.plan().dropped, 0) << "the case must drop copies";
-  }
-
-  auto x = to_device(x_h), rw = to_device(rw_h), w1 = to_device(w1_h), b1 = to_device(b1_h),
-       w2 = to_device(w2_h), b2 = to_device(b2_h), r = to_device(r_h);
-  Buffer<double> out("out", N * C), dx("dx", N * C), drw("drw", C * E), dw1("dw1", w1_h.size()),
-      db1("db1", b1_h.size()), dw2("dw2", w2_h.size()), db2("db2", b2_h.size());
-  layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, N);
-  layer.backward(ctx, r, x, {rw, w1, b1, w2, b2}, {drw, dw1, db1, dw2, db2}, dx, N);
-
-  EXPECT_LT(rel_error(to_host(dx), numeric_gradient(x_h, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(drw), numeric_gradient(rw_h, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(dw1), numeric_gradient(w1_h, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(db1), numeric_gradient(b1_h, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(dw2), numeric_gradient(w2_h, loss)), 1e-6);
-  EXPECT_LT(rel_error(to_host(db2), numeric_gradient(b2_h, loss)), 1e-6);
-  double norm = 0;
-  for (double v : to_host(drw)) norm += v * v;
-  EXPECT_GT(norm, 1e-8);
+  expect_layer_gradients_match(layer, {tokens, 0, true}, N, C, F, E, 20, opt);
 }
 
 }  // namespace

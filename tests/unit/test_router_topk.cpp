@@ -10,6 +10,7 @@
 #include "combine.hpp"
 #include "config/config.hpp"
 #include "dispatch.hpp"
+#include "layer_gradient_check.hpp"
 #include "matmul.hpp"
 #include "mlp.hpp"
 #include "model/moe_layer.hpp"
@@ -73,20 +74,6 @@ std::vector<char> reference_kept(const std::vector<int>& ex, const std::vector<d
   }
   return keep;
 }
-
-struct LayerCase {
-  int N, C = 8, F = 6, E;
-  std::vector<double> x, rw, w1, b1, w2, b2, r;
-  LayerCase(int N_, int E_, std::uint64_t seed) : N(N_), E(E_) {
-    x = random_vector(N * C, seed + 1);
-    rw = random_vector(C * E, seed + 2, -1.5, 1.5);
-    w1 = random_vector(E * C * F, seed + 3, -0.5, 0.5);
-    b1 = random_vector(E * F, seed + 4, -0.1, 0.1);
-    w2 = random_vector(E * F * C, seed + 5, -0.5, 0.5);
-    b2 = random_vector(E * C, seed + 6, -0.1, 0.1);
-    r = random_vector(N * C, seed + 7);
-  }
-};
 
 // What MoeLayer does, with the router's drop priority passed to the dispatch.
 struct PriorityPipeline {
@@ -233,82 +220,53 @@ TEST(TopKRouter, BalanceLossCountsTopKAssignmentsByHand) {
 }
 
 TEST(TopKRouter, MoeLayerBackwardMatchesFiniteDifferencesWithNormalizedGates) {
+  const int N = 6, E = 4;
   for (double cf : {0.0, 0.75}) {
     SCOPED_TRACE(cf);
-    const Config cfg = topk_config(4, 2, cf, "position", true);
-    LayerCase t(6, 4, 21);
+    const Config cfg = topk_config(E, 2, cf, "position", true);
     MoeLayer<double> layer(cfg, std::make_unique<TopKRouter<double>>(cfg, RouterSetup{}));
-    std::vector<int> ids(t.N, 0);
+    std::vector<int> ids(N, 0);
     auto tokens = to_device(ids);
-    RouteContext ctx{tokens, 0, true};
-    auto loss = [&]() {
-      auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
-           w2 = to_device(t.w2), b2 = to_device(t.b2);
-      Buffer<double> out("out", t.N * t.C);
-      layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, t.N);
-      return dot(to_host(out), t.r) + layer.losses().weighted;
+    LayerCheckOptions opt;
+    opt.router_weight_range = 1.5;
+    opt.after_forward = [&] {
+      if (cf > 0) {
+        ASSERT_GT(layer.plan().dropped, 0);
+      }
+      auto gate = to_host(layer.routing().gate);
+      for (int n = 0; n < N; ++n) EXPECT_NEAR(gate[2 * n] + gate[2 * n + 1], 1.0, 1e-14);
     };
-    loss();
-    if (cf > 0) {
-      ASSERT_GT(layer.plan().dropped, 0);
-    }
-    auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
-         w2 = to_device(t.w2), b2 = to_device(t.b2), r = to_device(t.r);
-    Buffer<double> out("out", t.N * t.C), dx("dx", t.N * t.C), drw("drw", t.C * t.E),
-        dw1("dw1", t.w1.size()), db1("db1", t.b1.size()), dw2("dw2", t.w2.size()),
-        db2("db2", t.b2.size());
-    layer.forward(ctx, x, {rw, w1, b1, w2, b2}, out, t.N);
-    layer.backward(ctx, r, x, {rw, w1, b1, w2, b2}, {drw, dw1, db1, dw2, db2}, dx, t.N);
-    auto gate = to_host(layer.routing().gate);
-    for (int n = 0; n < t.N; ++n) EXPECT_NEAR(gate[2 * n] + gate[2 * n + 1], 1.0, 1e-14);
-    EXPECT_LT(rel_error(to_host(dx), numeric_gradient(t.x, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(drw), numeric_gradient(t.rw, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(dw1), numeric_gradient(t.w1, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(db1), numeric_gradient(t.b1, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(dw2), numeric_gradient(t.w2, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(db2), numeric_gradient(t.b2, loss)), 1e-6);
+    expect_layer_gradients_match(layer, {tokens, 0, true}, N, 8, 6, E, 21, opt);
   }
 }
 
 TEST(TopKRouter, PriorityDispatchPipelineBackwardMatchesFiniteDifferences) {
+  const int N = 8, C = 8, F = 6, E = 4;
   for (bool normalize : {false, true}) {
     SCOPED_TRACE(normalize);
-    const Config cfg = topk_config(4, 2, 0.75, "probability", normalize);
-    LayerCase t(8, 4, 31);
-    PriorityPipeline pipe(cfg, t.N);
-    std::vector<int> ids(t.N, 0);
+    const Config cfg = topk_config(E, 2, 0.75, "probability", normalize);
+    PriorityPipeline pipe(cfg, N);
+    std::vector<int> ids(N, 0);
     auto tokens = to_device(ids);
     RouteContext ctx{tokens, 0, true};
-    auto loss = [&]() {
-      auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
-           w2 = to_device(t.w2), b2 = to_device(t.b2);
-      Buffer<double> out("out", t.N * t.C);
-      const double aux = pipe.forward(ctx, {rw, w1, b1, w2, b2}, x, out);
-      return dot(to_host(out), t.r) + aux;
+    LayerCheckOptions opt;
+    opt.router_weight_range = 1.5;
+    opt.after_forward = [&] {
+      ASSERT_GT(pipe.plan.dropped, 0);
+      // The kept set is the highest-gate one, and differs from drop by position.
+      auto ex = to_host(pipe.st.expert_of);
+      auto gate = to_host(pipe.st.gate);
+      auto slot = to_host(pipe.plan.slot_of, N * 2);
+      const int cap = pipe.router.capacity(N);
+      auto want = reference_kept(ex, gate, E, cap, true);
+      for (int a = 0; a < N * 2; ++a) EXPECT_EQ(slot[a] >= 0, bool(want[a])) << "a=" << a;
+      EXPECT_NE(want, reference_kept(ex, gate, E, cap, false));
     };
-    loss();
-    ASSERT_GT(pipe.plan.dropped, 0);
-    // The kept set is the highest-gate one, and differs from drop by position.
-    auto ex = to_host(pipe.st.expert_of);
-    auto gate = to_host(pipe.st.gate);
-    auto slot = to_host(pipe.plan.slot_of, t.N * 2);
-    const int cap = pipe.router.capacity(t.N);
-    auto want = reference_kept(ex, gate, t.E, cap, true);
-    for (int a = 0; a < t.N * 2; ++a) EXPECT_EQ(slot[a] >= 0, bool(want[a])) << "a=" << a;
-    EXPECT_NE(want, reference_kept(ex, gate, t.E, cap, false));
-
-    auto x = to_device(t.x), rw = to_device(t.rw), w1 = to_device(t.w1), b1 = to_device(t.b1),
-         w2 = to_device(t.w2), b2 = to_device(t.b2), r = to_device(t.r);
-    Buffer<double> out("out", t.N * t.C), dx("dx", t.N * t.C), drw("drw", t.C * t.E),
-        dw1("dw1", t.w1.size()), db1("db1", t.b1.size()), dw2("dw2", t.w2.size()),
-        db2("db2", t.b2.size());
-    pipe.forward(ctx, {rw, w1, b1, w2, b2}, x, out);
-    pipe.backward(ctx, r, x, {rw, w1, b1, w2, b2}, {drw, dw1, db1, dw2, db2}, dx);
-    EXPECT_LT(rel_error(to_host(dx), numeric_gradient(t.x, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(drw), numeric_gradient(t.rw, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(dw1), numeric_gradient(t.w1, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(db1), numeric_gradient(t.b1, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(dw2), numeric_gradient(t.w2, loss)), 1e-6);
-    EXPECT_LT(rel_error(to_host(db2), numeric_gradient(t.b2, loss)), 1e-6);
+    expect_gradients_match([&](View1<const double> x, const FfnTensors<double>& p,
+                               View1<double> out) { return pipe.forward(ctx, p, x, out); },
+                           [&](View1<const double> dout, View1<const double> x,
+                               const FfnTensors<double>& p, const FfnTensors<double>& g,
+                               View1<double> dx) { pipe.backward(ctx, dout, x, p, g, dx); },
+                           N, C, F, E, 31, opt);
   }
 }
