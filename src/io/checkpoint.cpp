@@ -14,6 +14,18 @@ std::string checkpoint_path(const std::string& run_file) {
   return run_file + ".ckpt";
 }
 
+std::map<std::string, std::int64_t> model_shape(const ModelConfig& m) {
+  return {{"model.vocab_size", m.vocab_size},
+          {"model.d_model", m.d_model},
+          {"model.n_layers", m.n_layers},
+          {"model.n_heads", m.n_heads},
+          {"model.d_ff", m.d_ff},
+          {"model.seq_len", m.seq_len},
+          {"model.num_experts", m.num_experts},
+          {"model.top_k", m.top_k},
+          {"model.moe_every", m.moe_every}};
+}
+
 void write_checkpoint(const std::string& path, const Checkpoint& ck) {
   const std::string tmp = path + ".tmp";
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -58,10 +70,9 @@ Checkpoint read_checkpoint(const std::string& path) {
   try {
     ck.next_step = h5::read_int_attr(f, "next_step");
     ck.last_val_loss = h5::read_double_attr(f, "last_val_loss");
-    for (const char* key : {"vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "seq_len",
-                            "num_experts", "top_k", "moe_every"}) {
-      const std::string name = std::string("shape.model.") + key;
-      if (h5::has_attr(f, name)) ck.shape[std::string("model.") + key] = h5::read_int_attr(f, name);
+    for (const auto& entry : model_shape(ModelConfig{})) {
+      const std::string name = "shape." + entry.first;
+      if (h5::has_attr(f, name)) ck.shape[entry.first] = h5::read_int_attr(f, name);
     }
     ck.config_text = h5::read_string_dataset(f, "config");
     ck.params = h5::read_floats(f, "params");

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
+
 namespace moe {
 
 struct Checkpoint {
@@ -25,6 +27,9 @@ struct Checkpoint {
 };
 
 std::string checkpoint_path(const std::string& run_file);
+
+// The model.* keys that fix the parameter layout, as recorded in Checkpoint::shape.
+std::map<std::string, std::int64_t> model_shape(const ModelConfig& m);
 
 // Writes atomically (temp file + rename). Throws std::runtime_error on failure.
 void write_checkpoint(const std::string& path, const Checkpoint& ck);

@@ -40,16 +40,7 @@ std::string host_name() {
 
 // Every key that fixes the parameter layout must match the checkpoint's.
 void check_same_shape(const Config& cfg, const Checkpoint& ck) {
-  const ModelConfig& m = cfg.model;
-  const std::map<std::string, std::int64_t> now = {{"model.vocab_size", m.vocab_size},
-                                                   {"model.d_model", m.d_model},
-                                                   {"model.n_layers", m.n_layers},
-                                                   {"model.n_heads", m.n_heads},
-                                                   {"model.d_ff", m.d_ff},
-                                                   {"model.seq_len", m.seq_len},
-                                                   {"model.num_experts", m.num_experts},
-                                                   {"model.top_k", m.top_k},
-                                                   {"model.moe_every", m.moe_every}};
+  const std::map<std::string, std::int64_t> now = model_shape(cfg.model);
   for (const auto& [key, value] : ck.shape) {
     auto it = now.find(key);
     if (it != now.end() && it->second != value)

@@ -343,16 +343,7 @@ void Trainer::save_checkpoint(std::int64_t next_step) {
   Checkpoint ck;
   ck.next_step = next_step;
   ck.config_text = config_to_toml(cfg_);
-  const ModelConfig& m = cfg_.model;
-  ck.shape = {{"model.vocab_size", m.vocab_size},
-              {"model.d_model", m.d_model},
-              {"model.n_layers", m.n_layers},
-              {"model.n_heads", m.n_heads},
-              {"model.d_ff", m.d_ff},
-              {"model.seq_len", m.seq_len},
-              {"model.num_experts", m.num_experts},
-              {"model.top_k", m.top_k},
-              {"model.moe_every", m.moe_every}};
+  ck.shape = model_shape(cfg_.model);
   const Index n = model_.num_params();
   ck.params = host_copy(model_.params(), n);
   ck.adam_m = host_copy(m_, n);
