@@ -23,10 +23,36 @@ class Skip(Exception):
     """The figure does not apply to this study; the message says why (for report.md)."""
 
 
+def _follows(points, key, xkey):
+    """True when `key` is a function of `xkey` among `points` (a zipped axis, e.g. MaskMoE's
+    visible_experts = num_experts): such a key must not split a curve drawn against xkey."""
+    seen = {}
+    for p in points:
+        x, v = p["config"].get(xkey), p["config"].get(key)
+        if seen.setdefault(x, v) != v:
+            return False
+    return len(seen) > 1
+
+
 def _series(points, exclude):
-    """Points split into curves by every varying key except `exclude` (and the seed)."""
+    """Points split into curves by every varying key except `exclude` (and the seed). With
+    num_experts excluded, keys zipped to num_experts within a router do not split its curve."""
     keys = [k for k in varying_keys(points) if k not in exclude and k != SEED_KEY]
-    return [(label(m[0], keys), m) for _, m in group_points(points, keys)]
+    groups = group_points(points, keys)
+    if E_KEY in exclude:
+        by_router = {}
+        for _, members in groups:
+            by_router.setdefault(router_of(members[0]), []).extend(members)
+        keep = []
+        for k in keys:
+            varies = [ms for ms in by_router.values() if len(_distinct(ms, k)) > 1]
+            zipped = bool(varies) and all(_follows(ms, k, E_KEY) for ms in varies)
+            if not zipped:
+                keep.append(k)
+        if keep != keys:
+            keys = keep
+            groups = group_points(points, keys)
+    return [(label(m[0], keys), m) for _, m in groups]
 
 
 def _distinct(points, key):
@@ -89,20 +115,23 @@ def _need_expert_variation(points):
 def upper_bound(points, path):
     """Validation perplexity against num_experts, one curve per router (mean ± std over seeds)."""
     values = _need_expert_variation(points)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     moe = [p for p in points if router_of(p) != "dense"]
-    for name, members in _series(moe, exclude=(E_KEY,)):
-        _curve(ax, members, E_KEY, "final_val_ppl", name)
-    _dense_reference(ax, points, "final_val_ppl")
-    _experts_axis(ax, values)
-    ax.set_ylabel("validation perplexity (final)")
-    ax.set_title("Scaling the number of experts (error bars: std over seeds)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, metric, title in ((axes[0], "final_val_ppl", "at the end of training"),
+                              (axes[1], "best_val_ppl", "best during training")):
+        for name, members in _series(moe, exclude=(E_KEY,)):
+            _curve(ax, members, E_KEY, metric, name)
+        _dense_reference(ax, points, metric)
+        _experts_axis(ax, values)
+        ax.set_ylabel("validation perplexity")
+        ax.set_title(title + " (error bars: std over seeds)", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     _save(fig, path)
-    return ("Validation perplexity at the end of training against the number of experts, one "
-            "curve per router; the dense model (E=1) dashed. A curve that turns up is the "
-            "upper bound of scaling the experts.")
+    return ("Validation perplexity against the number of experts, one curve per router, at the "
+            "end of training (left) and the best over training (right, what early stopping "
+            "keeps); the dense model (E=1) dashed. A curve that turns up is the upper bound of "
+            "scaling the experts.")
 
 
 def overfitting(points, path):

@@ -187,7 +187,9 @@ def run_metrics(run):
     final_train_loss: /train/loss[-1] (one batch: noisy); train_loss_tail: mean of
     /train/loss over the last 10% of steps; final_val_loss, final_val_ppl: /eval/val_loss[-1],
     /eval/val_ppl[-1]; gap: final_val_loss - train_loss_tail (the overfitting measure);
-    ppl_frequent / ppl_infrequent at the last evaluation; tokens_per_s: median over steps.
+    ppl_frequent / ppl_infrequent at the last evaluation; tokens_per_s: median over steps;
+    best_val_loss, best_val_ppl: the lowest /eval/val_loss of the run (where early stopping
+    would have stopped) and its exp.
     """
     tr, ev = run["train"], run["eval"]
     loss = tr.get("loss")
@@ -203,6 +205,9 @@ def run_metrics(run):
                          if tr.get("tokens_per_s") is not None and len(tr["tokens_per_s"])
                          else math.nan),
     }
+    val = ev.get("val_loss")
+    m["best_val_loss"] = float(np.min(val)) if val is not None and len(val) else math.nan
+    m["best_val_ppl"] = math.exp(m["best_val_loss"]) if not math.isnan(m["best_val_loss"]) else math.nan
     if math.isnan(m["final_val_ppl"]) and not math.isnan(m["final_val_loss"]):
         m["final_val_ppl"] = math.exp(m["final_val_loss"])
     m["gap"] = m["final_val_loss"] - m["train_loss_tail"]
@@ -211,7 +216,8 @@ def run_metrics(run):
 
 NAN_METRICS = {k: math.nan for k in ("final_train_loss", "train_loss_tail", "final_val_loss",
                                        "final_val_ppl", "ppl_frequent", "ppl_infrequent",
-                                       "tokens_per_s", "gap")}
+                                       "tokens_per_s", "gap", "best_val_loss",
+                                       "best_val_ppl")}
 
 
 def _read_index(study_dir):

@@ -28,9 +28,10 @@ SHORT = {
 }
 
 POINT_METRICS = ("steps", "final_train_loss", "train_loss_tail", "final_val_loss",
-                 "final_val_ppl", "gap", "ppl_frequent", "ppl_infrequent", "tokens_per_s")
-GROUP_METRICS = ("final_val_loss", "final_val_ppl", "gap", "train_loss_tail",
-                 "ppl_frequent", "ppl_infrequent")
+                 "final_val_ppl", "best_val_loss", "best_val_ppl", "gap", "ppl_frequent",
+                 "ppl_infrequent", "tokens_per_s")
+GROUP_METRICS = ("final_val_loss", "final_val_ppl", "best_val_loss", "best_val_ppl", "gap",
+                 "train_loss_tail", "ppl_frequent", "ppl_infrequent")
 
 
 def router_of(point):
