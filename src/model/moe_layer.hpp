@@ -46,10 +46,12 @@ class MoeLayer {
   double router_entropy(int N) const;
   void set_timer(PhaseTimer* t) { timer_ = t; }
 
- private:
   // Switch-style jitter: in training the router sees x * U(1 - eps, 1 + eps), drawn per element
-  // from (seed, layer, step); the experts still see x.
+  // from (seed, layer, step); the experts still see x. (Public only because CUDA forbids device
+  // lambdas in private member functions.)
   View1<const Real> router_input(const RouteContext& ctx, View1<const Real> x, int N);
+
+ private:
 
   PhaseTimer* timer_ = nullptr;
   bool expert_parallel() const;
