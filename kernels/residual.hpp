@@ -1,6 +1,6 @@
 // The residual connection: out = a + b. Its backward is the identity into both branches, which
 // the model gets for free by accumulating gradients into one running buffer, so only the
-// forward is a kernel here; residual_backward exists for callers that keep separate buffers.
+// forward is a kernel.
 #pragma once
 
 #include "common.hpp"
@@ -11,16 +11,6 @@ template <class Real>
 void residual_forward(View1<const Real> a, View1<const Real> b, View1<Real> out, Index n) {
   Kokkos::parallel_for(
       "moe::residual_forward", range(n), KOKKOS_LAMBDA(const Index i) { out(i) = a(i) + b(i); });
-}
-
-// da += dout; db += dout.
-template <class Real>
-void residual_backward(View1<const Real> dout, View1<Real> da, View1<Real> db, Index n) {
-  Kokkos::parallel_for(
-      "moe::residual_backward", range(n), KOKKOS_LAMBDA(const Index i) {
-        da(i) += dout(i);
-        db(i) += dout(i);
-      });
 }
 
 }  // namespace moe
