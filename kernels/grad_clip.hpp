@@ -29,12 +29,19 @@ void scale_inplace(View1<Real> g, Index n, Real factor) {
       "moe::scale_inplace", range(n), KOKKOS_LAMBDA(const Index i) { g(i) *= factor; });
 }
 
+// The clipping rule, given the norm (computed over one buffer, or over several ranks' shares):
+// if max_norm > 0 and norm > max_norm, scales g by max_norm / norm; otherwise leaves it.
+template <class Real>
+void clip_to_norm(View1<Real> g, Index n, double norm, double max_norm) {
+  if (max_norm > 0 && norm > max_norm) scale_inplace<Real>(g, n, Real(max_norm / norm));
+}
+
 // Clips g to global norm max_norm (if max_norm > 0 and the norm exceeds it) and returns the
 // norm before clipping, which is what training logs report.
 template <class Real>
 double clip_grad_norm(View1<Real> g, Index n, double max_norm) {
   const double norm = std::sqrt(grad_norm_squared<Real>(g, n));
-  if (max_norm > 0 && norm > max_norm) scale_inplace<Real>(g, n, Real(max_norm / norm));
+  clip_to_norm<Real>(g, n, norm, max_norm);
   return norm;
 }
 

@@ -154,11 +154,8 @@ double Trainer::clip_gradients() {
     MPI_Allreduce(MPI_IN_PLACE, &experts, 1, MPI_DOUBLE, MPI_SUM, comm_->ep());
   }
   const double norm = std::sqrt(dense + experts);
-  const double max_norm = cfg_.train.grad_clip;
-  if (max_norm > 0 && norm > max_norm) {
-    const Index n = model_.num_params();
-    scale_inplace<float>(slice(model_.grads(), 0, n), n, float(max_norm / norm));
-  }
+  const Index n = model_.num_params();
+  clip_to_norm<float>(slice(model_.grads(), 0, n), n, norm, cfg_.train.grad_clip);
   return norm;
 }
 
