@@ -1,6 +1,7 @@
 #include "parallel/expert_exchange.hpp"
 
-#include <numeric>
+#include <climits>
+#include <cstring>
 #include <type_traits>
 
 #if defined(MOE_HAVE_NCCL)
@@ -9,6 +10,8 @@
 
 namespace moe {
 namespace {
+
+constexpr int kExchangeTag = 7;  // point-to-point messages of the exchange on the ep communicator
 
 #if defined(MOE_HAVE_NCCL)
 // One NCCL communicator per MPI communicator of expert groups, created on first use (rank 0 of
@@ -38,11 +41,6 @@ ncclDataType_t nccl_type() {
 }
 #endif
 
-template <class T>
-void grow(Buffer<T>& b, Index n, const char* label) {
-  if (Index(b.extent(0)) < n) b = Buffer<T>(std::string(label), std::size_t(n));
-}
-
 }  // namespace
 
 template <class Real>
@@ -51,128 +49,132 @@ void ExpertExchange<Real>::plan(const std::vector<int>& host_offsets, int E, con
   G_ = comm.ep_size();
   E_local_ = E / G_;
   first_expert_ = comm.ep_rank() * E_local_;
-  // Rows per local expert to every ep-rank, and what each ep-rank sends us.
+  // Rows for every expert (ours to send), and what each ep-rank sends to our local experts:
+  // recv_counts[s * E_local + j] = rows of source s for our local expert j.
   std::vector<int> send_counts(E, 0), recv_counts(E, 0);
   for (int e = 0; e < E; ++e) send_counts[e] = host_offsets[e + 1] - host_offsets[e];
-  MpiTimer timer;
-  MPI_Alltoall(send_counts.data(), E_local_, MPI_INT, recv_counts.data(), E_local_, MPI_INT,
-               comm.ep());
-  send_rows_.assign(G_, 0);
-  recv_rows_.assign(G_, 0);
-  for (int d = 0; d < G_; ++d)
-    for (int j = 0; j < E_local_; ++j) {
-      send_rows_[d] += send_counts[d * E_local_ + j];
-      recv_rows_[d] += recv_counts[d * E_local_ + j];
-    }
+  {
+    MpiTimer timer;
+    MPI_Alltoall(send_counts.data(), E_local_, MPI_INT, recv_counts.data(), E_local_, MPI_INT,
+                 comm.ep());
+  }
   sent_ = host_offsets[E];
-  received_ = std::accumulate(recv_rows_.begin(), recv_rows_.end(), 0);
 
-  // Arrival order is source-major; the experts want expert-major. order[p] = arrival row of
-  // expert-major row p (a host table of a few thousand ints, copied once per layer and step).
-  std::vector<int> source_start(G_, 0);
-  for (int s = 1; s < G_; ++s) source_start[s] = source_start[s - 1] + recv_rows_[s - 1];
-  std::vector<int> order;
-  order.reserve(received_);
+  // Expert-major layout on the owner: local expert j's rows from source 0, then 1, ...
   local_offsets_.assign(E_local_ + 1, 0);
   for (int j = 0; j < E_local_; ++j) {
-    for (int s = 0; s < G_; ++s) {
-      int before = 0;  // rows of earlier local experts in source s's block
-      for (int i = 0; i < j; ++i) before += recv_counts[s * E_local_ + i];
-      const int n = recv_counts[s * E_local_ + j];
-      for (int r = 0; r < n; ++r) order.push_back(source_start[s] + before + r);
-    }
-    local_offsets_[j + 1] = int(order.size());
+    int n = 0;
+    for (int s = 0; s < G_; ++s) n += recv_counts[s * E_local_ + j];
+    local_offsets_[j + 1] = local_offsets_[j] + n;
   }
-  grow(order_, std::max(received_, 1), "moe::ep.order");
-  Kokkos::deep_copy(Kokkos::subview(order_, std::make_pair(0, received_)),
-                    Kokkos::View<const int*, HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-                        order.data(), std::size_t(received_)));
+  received_ = local_offsets_[E_local_];
+
+  // One block per (peer, receiver's local expert) with rows; both sides list a peer's blocks in
+  // the receiver's expert order, which is what pairs them.
+  send_blocks_.clear();
+  recv_blocks_.clear();
+  std::vector<int> filled(local_offsets_.begin(), local_offsets_.end() - 1);
+  for (int p = 0; p < G_; ++p)
+    for (int j = 0; j < E_local_; ++j) {
+      const int e = p * E_local_ + j;
+      if (send_counts[e] > 0) send_blocks_.push_back({p, host_offsets[e], send_counts[e]});
+      const int n = recv_counts[p * E_local_ + j];
+      if (n > 0) recv_blocks_.push_back({p, filled[j], n});
+      filled[j] += n;
+    }
 }
 
 template <class Real>
-void ExpertExchange<Real>::exchange(const Real* send, const std::vector<int>& send_rows, Real* recv,
-                                    const std::vector<int>& recv_rows, int C) {
-  std::vector<int> sc(G_), sd(G_), rc(G_), rd(G_);
-  for (int d = 0, so = 0, ro = 0; d < G_; ++d) {
-    sc[d] = send_rows[d] * C;
-    rc[d] = recv_rows[d] * C;
-    sd[d] = so;
-    rd[d] = ro;
-    so += sc[d];
-    ro += rc[d];
-  }
+void ExpertExchange<Real>::move_mpi(const Real* src, const std::vector<ExchangeBlock>& from,
+                                    Real* dst, const std::vector<ExchangeBlock>& to, int C) {
+  std::vector<MPI_Request> requests;
+  requests.reserve(from.size() + to.size());
+  auto count = [C](const ExchangeBlock& b) {
+    const Index n = Index(b.rows) * C;
+    MOE_CHECK(n <= INT_MAX, "an expert exchange block exceeds MPI's int count");
+    return int(n);
+  };
   MpiTimer timer;
   ExecSpace().fence();  // MPI touches the buffers directly
-  MPI_Alltoallv(send, sc.data(), sd.data(), mpi_type<Real>(), recv, rc.data(), rd.data(),
-                mpi_type<Real>(), comm_->ep());
+  const int me = comm_->ep_rank();
+  // Receives first, so that every send finds its receive posted.
+  for (const auto& b : to) {
+    if (b.peer == me) continue;
+    requests.emplace_back();
+    MPI_Irecv(dst + Index(b.row) * C, count(b), mpi_type<Real>(), b.peer, kExchangeTag, comm_->ep(),
+              &requests.back());
+  }
+  // Our own blocks: plain copies, paired in order like the messages.
+  for (std::size_t i = 0, k = 0; i < from.size(); ++i) {
+    if (from[i].peer != me) continue;
+    while (to[k].peer != me) ++k;
+    std::memcpy(dst + Index(to[k].row) * C, src + Index(from[i].row) * C,
+                sizeof(Real) * std::size_t(from[i].rows) * C);
+    ++k;
+  }
+  for (const auto& b : from) {
+    if (b.peer == me) continue;
+    requests.emplace_back();
+    MPI_Isend(src + Index(b.row) * C, count(b), mpi_type<Real>(), b.peer, kExchangeTag, comm_->ep(),
+              &requests.back());
+  }
+  MPI_Waitall(int(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
 }
 
 template <class Real>
-void ExpertExchange<Real>::exchange_device(const Real* send, const std::vector<int>& send_rows,
-                                           Real* recv, const std::vector<int>& recv_rows, int C) {
+void ExpertExchange<Real>::move_nccl(const Real* src, const std::vector<ExchangeBlock>& from,
+                                     Real* dst, const std::vector<ExchangeBlock>& to, int C) {
 #if defined(MOE_HAVE_NCCL)
   MpiTimer timer;
   ncclComm_t nccl = nccl_comm_for(comm_->ep());
   cudaStream_t stream = ExecSpace().cuda_stream();
-  // Grouped point-to-point: one send and one receive per peer, issued together.
+  // One group: NCCL runs the calls to one peer in order, so the blocks pair up as in MPI.
   MOE_CHECK(ncclGroupStart() == ncclSuccess, "ncclGroupStart failed");
-  for (int d = 0, so = 0, ro = 0; d < G_; ++d) {
-    const std::size_t sc = std::size_t(send_rows[d]) * C, rc = std::size_t(recv_rows[d]) * C;
-    if (sc > 0) ncclSend(send + so, sc, nccl_type<Real>(), d, nccl, stream);
-    if (rc > 0) ncclRecv(recv + ro, rc, nccl_type<Real>(), d, nccl, stream);
-    so += int(sc);
-    ro += int(rc);
-  }
+  for (const auto& b : to)
+    ncclRecv(dst + Index(b.row) * C, std::size_t(b.rows) * C, nccl_type<Real>(), b.peer, nccl,
+             stream);
+  for (const auto& b : from)
+    ncclSend(src + Index(b.row) * C, std::size_t(b.rows) * C, nccl_type<Real>(), b.peer, nccl,
+             stream);
   MOE_CHECK(ncclGroupEnd() == ncclSuccess, "NCCL exchange failed");
   ExecSpace().fence();
 #else
-  (void)send, (void)send_rows, (void)recv, (void)recv_rows, (void)C;
-  MOE_CHECK(false, "exchange_device needs an NCCL build");
+  (void)src, (void)from, (void)dst, (void)to, (void)C;
+  MOE_CHECK(false, "move_nccl needs an NCCL build");
 #endif
 }
 
 template <class Real>
-void ExpertExchange<Real>::move(View1<const Real> send, const std::vector<int>& send_rows,
-                                View1<Real> recv, const std::vector<int>& recv_rows, int C) {
+void ExpertExchange<Real>::move(View1<const Real> src, int n_src,
+                                const std::vector<ExchangeBlock>& from, View1<Real> dst, int n_dst,
+                                const std::vector<ExchangeBlock>& to, int C) {
 #if defined(MOE_HAVE_NCCL)
-  exchange_device(send.data(), send_rows, recv.data(), recv_rows, C);
+  (void)n_src, (void)n_dst;
+  move_nccl(src.data(), from, dst.data(), to, C);
 #else
-  // MPI reads host memory: the views themselves when the memory is host-accessible (no copy),
-  // host mirrors otherwise.
-  const Index ns = Index(std::accumulate(send_rows.begin(), send_rows.end(), 0)) * C;
-  const Index nr = Index(std::accumulate(recv_rows.begin(), recv_rows.end(), 0)) * C;
-  auto s = Kokkos::create_mirror_view(Kokkos::subview(send, std::make_pair(Index(0), ns)));
-  auto r = Kokkos::create_mirror_view(Kokkos::subview(recv, std::make_pair(Index(0), nr)));
-  Kokkos::deep_copy(s, Kokkos::subview(send, std::make_pair(Index(0), ns)));
-  exchange(s.data(), send_rows, r.data(), recv_rows, C);
-  Kokkos::deep_copy(Kokkos::subview(recv, std::make_pair(Index(0), nr)), r);
+  if constexpr (Kokkos::SpaceAccessibility<HostSpace, MemSpace>::accessible) {
+    (void)n_src, (void)n_dst;
+    move_mpi(src.data(), from, dst.data(), to, C);  // MPI reads the views' memory directly
+  } else {
+    // Device memory without NCCL: MPI works on host copies.
+    auto s_dev = Kokkos::subview(src, std::make_pair(Index(0), Index(n_src) * C));
+    auto d_dev = Kokkos::subview(dst, std::make_pair(Index(0), Index(n_dst) * C));
+    auto s = Kokkos::create_mirror_view_and_copy(HostSpace(), s_dev);
+    auto d = Kokkos::create_mirror_view(Kokkos::WithoutInitializing, d_dev);
+    move_mpi(s.data(), from, d.data(), to, C);
+    Kokkos::deep_copy(d_dev, d);
+  }
 #endif
 }
 
 template <class Real>
 void ExpertExchange<Real>::forward(View1<const Real> rows, View1<Real> out, int C) {
-  grow(arrival_, Index(std::max(received_, 1)) * C, "moe::ep.arrival");
-  move(rows, send_rows_, arrival_, recv_rows_, C);
-  View1<const Real> arrival = arrival_;
-  View1<const int> order = order_;
-  Kokkos::parallel_for(
-      "moe::ep_regroup", range(Index(received_) * C), KOKKOS_LAMBDA(const Index i) {
-        const Index p = i / C, c = i - p * C;
-        out(i) = arrival(Index(order(p)) * C + c);
-      });
+  move(rows, sent_, send_blocks_, out, received_, recv_blocks_, C);
 }
 
 template <class Real>
 void ExpertExchange<Real>::reverse(View1<const Real> rows, View1<Real> out, int C) {
-  grow(arrival_, Index(std::max(received_, 1)) * C, "moe::ep.arrival");
-  View1<Real> arrival = arrival_;
-  View1<const int> order = order_;
-  Kokkos::parallel_for(
-      "moe::ep_ungroup", range(Index(received_) * C), KOKKOS_LAMBDA(const Index i) {
-        const Index p = i / C, c = i - p * C;
-        arrival(Index(order(p)) * C + c) = rows(i);
-      });
-  move(arrival_, recv_rows_, out, send_rows_, C);
+  move(rows, received_, recv_blocks_, out, sent_, send_blocks_, C);
 }
 
 template class ExpertExchange<float>;

@@ -1,13 +1,16 @@
 // Expert parallelism's token exchange. Before it, every rank holds its token copies grouped by
 // expert (all E experts, rows [offsets[e], offsets[e+1])). Expert e lives on ep-rank
-// e / (E / ep_size). forward() sends each block of rows to its expert's owner with
-// MPI_Alltoall (row counts) + MPI_Alltoallv (rows) and regroups what arrives expert-major
-// (for each local expert, the rows of source rank 0, then 1, ...), so the owner runs one gemm
-// per local expert; reverse() sends rows back the same way, into the sender's original order.
+// e / (E / ep_size). plan() agrees on the row counts (MPI_Alltoall); forward() then sends every
+// (expert, source) block of rows straight to its place on the owner, expert-major (for each
+// local expert, the rows of source rank 0, then 1, ...), so the owner runs one gemm per local
+// expert with no regroup pass; reverse() sends the rows back to where they came from.
 // The backward pass uses the same two moves: gradients of expert outputs go forward to the
 // owners, gradients of expert inputs come back in reverse.
-// Builds with NCCL (MOE_HAVE_NCCL, a CUDA Kokkos) move the rows with grouped ncclSend/ncclRecv
-// on Kokkos' stream, straight between device buffers; the row counts still go through MPI.
+// Transport: one point-to-point message per non-empty block, all posted together and matched
+// in order per peer. MPI_Isend/MPI_Irecv carry them (from host mirrors when the execution
+// space's memory is not host-accessible); builds with NCCL (MOE_HAVE_NCCL, a CUDA Kokkos) issue
+// the same blocks as grouped ncclSend/ncclRecv on Kokkos' stream, device to device. Both walk the
+// one block list below, so the CPU tests exercise the layout the GPU path moves.
 #pragma once
 
 #include <vector>
@@ -16,6 +19,13 @@
 #include "parallel/comm.hpp"
 
 namespace moe {
+
+// One contiguous run of rows between this rank and ep-rank `peer`: rows [row, row + rows) of the
+// local buffer. The blocks with one peer are listed in the receiver's local-expert order on both
+// sides, so the k-th send to a peer pairs with that peer's k-th receive from us.
+struct ExchangeBlock {
+  int peer = 0, row = 0, rows = 0;
+};
 
 template <class Real>
 class ExpertExchange {
@@ -27,27 +37,30 @@ class ExpertExchange {
   // [received(), C] expert-major on the owner -> [M_local, C] back in the local order.
   void reverse(View1<const Real> rows, View1<Real> out, int C);
 
+  int sent() const { return sent_; }
   int received() const { return received_; }
   int first_expert() const { return first_expert_; }
   int local_experts() const { return E_local_; }
   // Row offsets of the local experts in the expert-major received buffer ([local_experts()+1]).
   const std::vector<int>& local_offsets() const { return local_offsets_; }
+  // This rank's outgoing blocks (rows of its local buffer) and incoming ones (rows of the
+  // expert-major buffer), in posting order.
+  const std::vector<ExchangeBlock>& send_blocks() const { return send_blocks_; }
+  const std::vector<ExchangeBlock>& recv_blocks() const { return recv_blocks_; }
 
  private:
-  void exchange(const Real* send, const std::vector<int>& send_rows, Real* recv,
-                const std::vector<int>& recv_rows, int C);
-  // Rows from `send` to the peers and theirs into `recv` (both in the execution space).
-  void move(View1<const Real> send, const std::vector<int>& send_rows, View1<Real> recv,
-            const std::vector<int>& recv_rows, int C);
-  // Device-to-device through NCCL (only in NCCL builds).
-  void exchange_device(const Real* send, const std::vector<int>& send_rows, Real* recv,
-                       const std::vector<int>& recv_rows, int C);
+  // Moves `from` blocks of `src` ([n_src rows, C]) into `to` blocks of `dst` ([n_dst rows, C]).
+  void move(View1<const Real> src, int n_src, const std::vector<ExchangeBlock>& from,
+            View1<Real> dst, int n_dst, const std::vector<ExchangeBlock>& to, int C);
+  void move_mpi(const Real* src, const std::vector<ExchangeBlock>& from, Real* dst,
+                const std::vector<ExchangeBlock>& to, int C);
+  // Device to device through NCCL (only in NCCL builds).
+  void move_nccl(const Real* src, const std::vector<ExchangeBlock>& from, Real* dst,
+                 const std::vector<ExchangeBlock>& to, int C);
   const Comm* comm_ = nullptr;
   int G_ = 1, E_local_ = 0, first_expert_ = 0, sent_ = 0, received_ = 0;
-  std::vector<int> send_rows_, recv_rows_;  // per ep-rank
   std::vector<int> local_offsets_;
-  Buffer<int> order_;  // [received] arrival row of each expert-major row
-  Buffer<Real> arrival_;
+  std::vector<ExchangeBlock> send_blocks_, recv_blocks_;
 };
 
 }  // namespace moe

@@ -17,9 +17,9 @@
 // - exchange: the suite's own token exchange, ExpertExchange<float>::plan +
 // forward, with rows of
 //   C = 512 floats and an equal split (S/P bytes of rows from every rank to
-//   every rank, over two experts per rank so the regroup really reorders).
-//   Against the alltoall row of the same size it shows the price of the counts
-//   exchange, the host order table and the regroup kernel.
+//   every rank, over two experts per rank so the rows really land expert-major,
+//   two blocks per peer). Against the alltoall row of the same size it shows the
+//   price of the counts exchange and of one message per (peer, expert) block.
 // --check fills every element with a code of its source rank and index and
 // verifies what arrives (exit 1 on a mismatch). Bad arguments: one line on
 // stderr, exit 2.
