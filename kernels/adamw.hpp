@@ -30,7 +30,7 @@ void adamw_update(View1<Real> param, View1<const Real> grad, View1<Real> m, View
         const Real mhat = mi / bc1;
         const Real vhat = vi / bc2;
         const Real p = param(i);
-        param(i) = p - lr * (mhat / (std::sqrt(vhat) + eps) + weight_decay * p);
+        param(i) = p - lr * (mhat / (math::sqrt(vhat) + eps) + weight_decay * p);
       });
 }
 

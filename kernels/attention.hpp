@@ -17,17 +17,6 @@ namespace moe {
 
 namespace attention_detail {
 
-// exp callable inside kernels on every supported Kokkos: Kokkos::exp exists from 3.7 on; the
-// older Kokkos this builds against (3.4, host only) gets std::exp.
-template <class Real>
-KOKKOS_INLINE_FUNCTION Real exp(Real x) {
-#if KOKKOS_VERSION >= 30700
-  return Kokkos::exp(x);
-#else
-  return std::exp(x);
-#endif
-}
-
 using RowPolicy = Kokkos::TeamPolicy<ExecSpace>;
 using RowMember = RowPolicy::member_type;
 
@@ -75,7 +64,7 @@ void attention_forward(View1<const Real> qkv, View1<Real> att, View1<Real> out, 
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, S),
             [&](const int t, Real& acc) {
-              const Real e = t <= s ? attention_detail::exp(att(row + t) - mx) : Real(0);
+              const Real e = t <= s ? math::exp(att(row + t) - mx) : Real(0);
               att(row + t) = e;
               acc += e;
             },

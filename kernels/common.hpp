@@ -4,6 +4,7 @@
 #pragma once
 
 #include <Kokkos_Core.hpp>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -55,6 +56,30 @@ Real sum(View1<const Real> x, Index n) {
       "moe::sum", range(n), KOKKOS_LAMBDA(const Index i, Real& acc) { acc += x(i); }, s);
   return s;
 }
+
+// Math callable inside kernels on every supported Kokkos. Kokkos' own functions exist from 3.7
+// on (what CUDA and HIP builds use); the older Kokkos this also builds against (3.4, host
+// backends only) gets std::, which is what Kokkos' versions call on the host anyway.
+namespace math {
+#if KOKKOS_VERSION >= 30700
+#define MOE_KERNEL_MATH(name)                \
+  template <class Real>                      \
+  KOKKOS_INLINE_FUNCTION Real name(Real x) { \
+    return Kokkos::name(x);                  \
+  }
+#else
+#define MOE_KERNEL_MATH(name)                \
+  template <class Real>                      \
+  KOKKOS_INLINE_FUNCTION Real name(Real x) { \
+    return std::name(x);                     \
+  }
+#endif
+MOE_KERNEL_MATH(exp)
+MOE_KERNEL_MATH(log)
+MOE_KERNEL_MATH(sqrt)
+MOE_KERNEL_MATH(tanh)
+#undef MOE_KERNEL_MATH
+}  // namespace math
 
 // Fatal internal error with file and line (for broken invariants, not for user input).
 #define MOE_CHECK(cond, msg)                                                                   \

@@ -31,9 +31,9 @@ void cross_entropy_forward(View1<const Real> logits, View1<const int> targets, V
         Real s = 0;
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, V),
-            [&](const int v, Real& acc) { acc += std::exp(logits(row + v) - mx); }, s);
+            [&](const int v, Real& acc) { acc += math::exp(logits(row + v) - mx); }, s);
         Kokkos::single(Kokkos::PerTeam(team), [&]() {
-          const Real l = mx + std::log(s);
+          const Real l = mx + math::log(s);
           lse(n) = l;
           loss(n) = l - logits(row + targets(n));
         });
@@ -49,7 +49,7 @@ void cross_entropy_backward(View1<const Real> logits, View1<const int> targets,
       "moe::cross_entropy_backward", range(Index(N) * V), KOKKOS_LAMBDA(const Index i) {
         const Index n = i / V;
         const int v = int(i % V);
-        const Real p = std::exp(logits(i) - lse(n));
+        const Real p = math::exp(logits(i) - lse(n));
         dlogits(i) += scale * (p - (v == targets(n) ? Real(1) : Real(0)));
       });
 }

@@ -35,7 +35,7 @@ void layernorm_forward(View1<const Real> x, View1<const Real> gamma, View1<const
               acc += d * d;
             },
             ss);
-        const Real rs = Real(1) / std::sqrt(ss / C + eps);
+        const Real rs = Real(1) / math::sqrt(ss / C + eps);
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) {
           out(row + c) = (x(row + c) - mu) * rs * gamma(c) + beta(c);
         });

@@ -15,24 +15,13 @@ namespace moe {
 
 namespace mlp_detail {
 
-// tanh callable inside kernels on every supported Kokkos: Kokkos::tanh exists from 3.7 on; the
-// older Kokkos this builds against (3.4, host only) gets std::tanh.
-template <class Real>
-KOKKOS_INLINE_FUNCTION Real tanh(Real x) {
-#if KOKKOS_VERSION >= 30700
-  return Kokkos::tanh(x);
-#else
-  return std::tanh(x);
-#endif
-}
-
 // GELU, tanh approximation: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
 template <class Real>
 KOKKOS_INLINE_FUNCTION Real gelu(Real x) {
   const Real k0 = Real(0.7978845608028654);  // sqrt(2/pi)
   const Real k1 = Real(0.044715);
   const Real u = k0 * (x + k1 * x * x * x);
-  return Real(0.5) * x * (Real(1) + mlp_detail::tanh(u));
+  return Real(0.5) * x * (Real(1) + math::tanh(u));
 }
 
 // d gelu / dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx, du/dx = sqrt(2/pi)(1 + 3k1 x^2).
@@ -40,7 +29,7 @@ template <class Real>
 KOKKOS_INLINE_FUNCTION Real gelu_grad(Real x) {
   const Real k0 = Real(0.7978845608028654);
   const Real k1 = Real(0.044715);
-  const Real th = mlp_detail::tanh(k0 * (x + k1 * x * x * x));
+  const Real th = math::tanh(k0 * (x + k1 * x * x * x));
   const Real du = k0 * (Real(1) + Real(3) * k1 * x * x);
   return Real(0.5) * (Real(1) + th) + Real(0.5) * x * (Real(1) - th * th) * du;
 }

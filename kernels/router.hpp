@@ -20,7 +20,6 @@ void softmax_rows_forward(View1<const Real> logits, View1<Real> probs, int N, in
   const Real lowest = std::numeric_limits<Real>::lowest();  // on the host: no constexpr on device
   Kokkos::parallel_for(
       "moe::softmax_rows_forward", range(N), KOKKOS_LAMBDA(const Index n) {
-        using std::exp;
         const Index row = n * E;
         Real m = logits(row);
         for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
@@ -30,7 +29,7 @@ void softmax_rows_forward(View1<const Real> logits, View1<Real> probs, int N, in
         }
         Real s = 0;
         for (int e = 0; e < E; ++e) {
-          const Real v = exp(logits(row + e) - m);
+          const Real v = math::exp(logits(row + e) - m);
           probs(row + e) = v;
           s += v;
         }
@@ -99,6 +98,20 @@ void topk_backward(View1<const int> idx, View1<const Real> dval, View1<Real> dpr
       });
 }
 
+// logsumexp of one row of E logits, max-subtracted, with its parts (the z-loss backward needs
+// them to form the softmax): lse = max + log(sum), sum = sum_e exp(logits[row + e] - max).
+template <class Real>
+struct RowLogSumExp {
+  Real max, sum, lse;
+  KOKKOS_INLINE_FUNCTION RowLogSumExp(const View1<const Real>& logits, Index row, int E) {
+    max = logits(row);
+    for (int e = 1; e < E; ++e) max = logits(row + e) > max ? logits(row + e) : max;
+    sum = 0;
+    for (int e = 0; e < E; ++e) sum += math::exp(logits(row + e) - max);
+    lse = max + math::log(sum);
+  }
+};
+
 // ST-MoE z-loss: mean over rows of logsumexp(logits[n,:])^2. It penalises large logits, which
 // keeps the router's softmax out of the range where float round-off dominates. -inf entries
 // add 0 to the sum of exps.
@@ -108,15 +121,8 @@ Real router_zloss_forward(View1<const Real> logits, int N, int E) {
   Kokkos::parallel_reduce(
       "moe::router_zloss_forward", range(N),
       KOKKOS_LAMBDA(const Index n, Real& acc) {
-        using std::exp;
-        using std::log;
-        const Index row = n * E;
-        Real m = logits(row);
-        for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
-        Real s = 0;
-        for (int e = 0; e < E; ++e) s += exp(logits(row + e) - m);
-        const Real lse = m + log(s);
-        acc += lse * lse;
+        const RowLogSumExp<Real> r(logits, n * E, E);
+        acc += r.lse * r.lse;
       },
       total);
   return N > 0 ? total / Real(N) : Real(0);
@@ -128,16 +134,10 @@ void router_zloss_backward(View1<const Real> logits, Real weight, View1<Real> dl
                            int E) {
   Kokkos::parallel_for(
       "moe::router_zloss_backward", range(N), KOKKOS_LAMBDA(const Index n) {
-        using std::exp;
-        using std::log;
         const Index row = n * E;
-        Real m = logits(row);
-        for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
-        Real s = 0;
-        for (int e = 0; e < E; ++e) s += exp(logits(row + e) - m);
-        const Real lse = m + log(s);
-        const Real scale = weight * Real(2) * lse / Real(N) / s;
-        for (int e = 0; e < E; ++e) dlogits(row + e) += scale * exp(logits(row + e) - m);
+        const RowLogSumExp<Real> r(logits, row, E);
+        const Real scale = weight * Real(2) * r.lse / Real(N) / r.sum;
+        for (int e = 0; e < E; ++e) dlogits(row + e) += scale * math::exp(logits(row + e) - r.max);
       });
 }
 

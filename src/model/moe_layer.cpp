@@ -217,10 +217,9 @@ double MoeLayer<Real>::router_entropy(int N) const {
   Kokkos::parallel_reduce(
       "moe::router_entropy", range(N),
       KOKKOS_LAMBDA(const Index n, double& acc) {
-        using std::log;
         for (int e = 0; e < E; ++e) {
           const double p = double(probs(n * E + e));
-          if (p > 0) acc -= p * log(p);
+          if (p > 0) acc -= p * math::log(p);
         }
       },
       total);
