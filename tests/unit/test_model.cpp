@@ -9,6 +9,7 @@
 #include "model/moe_layer.hpp"
 #include "model/transformer.hpp"
 #include "support.hpp"
+#include "tiny_config.hpp"
 #include "train/trainer.hpp"
 
 using namespace moe;
@@ -17,15 +18,7 @@ using namespace moe::test;
 namespace {
 
 Config tiny_moe_config(double capacity_factor) {
-  Config c;
-  c.model.vocab_size = 16;
-  c.model.d_model = 8;
-  c.model.n_heads = 2;
-  c.model.d_ff = 6;
-  c.model.n_layers = 2;
-  c.model.seq_len = 4;
-  c.model.num_experts = 4;
-  c.model.top_k = 2;
+  Config c = tiny_config("topk", 4, 2);
   c.router.capacity_factor = capacity_factor;
   c.router.aux_loss_weight = 0.05;  // large enough that its gradient matters in the check
   c.router.z_loss_weight = 0.01;

@@ -7,6 +7,7 @@
 #include "model/moe_layer.hpp"
 #include "routing/expert_choice_router.hpp"
 #include "support.hpp"
+#include "tiny_config.hpp"
 
 using namespace moe;
 using namespace moe::test;
@@ -14,14 +15,7 @@ using namespace moe::test;
 namespace {
 
 Config ec_config(double cf, int E = 4) {
-  Config c;
-  c.model.vocab_size = 16;
-  c.model.d_model = 8;
-  c.model.n_heads = 2;
-  c.model.d_ff = 6;
-  c.model.num_experts = E;
-  c.model.top_k = 1;
-  c.router.type = "expert_choice";
+  Config c = tiny_config("expert_choice", E, 1);
   c.router.capacity_factor = cf;
   c.router.z_loss_weight = 0.01;
   return c;

@@ -8,6 +8,7 @@
 #include "model/moe_layer.hpp"
 #include "routing/hash_router.hpp"
 #include "support.hpp"
+#include "tiny_config.hpp"
 
 using namespace moe;
 using namespace moe::test;
@@ -15,14 +16,8 @@ using namespace moe::test;
 namespace {
 
 Config hash_config(const std::string& table, int V = 64, int E = 4) {
-  Config c;
+  Config c = tiny_config("hash", E, 1);
   c.model.vocab_size = V;
-  c.model.d_model = 8;
-  c.model.n_heads = 2;
-  c.model.d_ff = 6;
-  c.model.num_experts = E;
-  c.model.top_k = 1;
-  c.router.type = "hash";
   c.router.hash_table = table;
   return c;
 }

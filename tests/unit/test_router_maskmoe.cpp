@@ -13,6 +13,7 @@
 #include "model/moe_layer.hpp"
 #include "routing/maskmoe_router.hpp"
 #include "support.hpp"
+#include "tiny_config.hpp"
 
 using namespace moe;
 using namespace moe::test;
@@ -20,14 +21,8 @@ using namespace moe::test;
 namespace {
 
 Config mask_config(int vocab, int E, int k, int V, double ratio) {
-  Config c;
+  Config c = tiny_config("maskmoe", E, k);
   c.model.vocab_size = vocab;
-  c.model.d_model = 8;
-  c.model.n_heads = 2;
-  c.model.d_ff = 6;
-  c.model.num_experts = E;
-  c.model.top_k = k;
-  c.router.type = "maskmoe";
   c.router.visible_experts = V;
   c.router.mask_ratio = ratio;
   c.router.aux_loss_weight = 0.05;

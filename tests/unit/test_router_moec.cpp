@@ -13,6 +13,7 @@
 #include "model/moe_layer.hpp"
 #include "routing/moec_router.hpp"
 #include "support.hpp"
+#include "tiny_config.hpp"
 
 using namespace moe;
 using namespace moe::test;
@@ -20,16 +21,7 @@ using namespace moe::test;
 namespace {
 
 Config moec_config(int E, int cluster_size, int top_k, double dropout) {
-  Config c;
-  c.model.vocab_size = 16;
-  c.model.d_model = 8;
-  c.model.n_heads = 2;
-  c.model.d_ff = 6;
-  c.model.n_layers = 2;
-  c.model.seq_len = 4;
-  c.model.num_experts = E;
-  c.model.top_k = top_k;
-  c.router.type = "moec";
+  Config c = tiny_config("moec", E, top_k);
   c.router.capacity_factor = 0.0;
   c.router.cluster_size = cluster_size;
   c.router.cluster_loss_weight = 0.01;

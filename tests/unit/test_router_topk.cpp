@@ -16,6 +16,7 @@
 #include "model/moe_layer.hpp"
 #include "routing/topk_router.hpp"
 #include "support.hpp"
+#include "tiny_config.hpp"
 
 using namespace moe;
 using namespace moe::test;
@@ -24,16 +25,7 @@ namespace {
 
 Config topk_config(int E, int k, double capacity_factor, const std::string& policy,
                    bool normalize) {
-  Config c;
-  c.model.vocab_size = 16;
-  c.model.d_model = 8;
-  c.model.n_heads = 2;
-  c.model.d_ff = 6;
-  c.model.n_layers = 2;
-  c.model.seq_len = 4;
-  c.model.num_experts = E;
-  c.model.top_k = k;
-  c.router.type = "topk";
+  Config c = tiny_config("topk", E, k);
   c.router.capacity_factor = capacity_factor;
   c.router.drop_policy = policy;
   c.router.normalize_gates = normalize;
