@@ -11,15 +11,17 @@ using namespace moe::test;
 
 namespace {
 
+template <class Real = double>
 struct Selection {
   std::vector<int> expert_of, counts;
-  std::vector<double> gate;
+  std::vector<Real> gate;
 };
 
 // Each column sorted by (prob descending, token ascending); the first C are chosen.
-Selection ref_select(const std::vector<double>& p, int N, int E, int C) {
-  Selection s{std::vector<int>(std::size_t(N) * E, -1), std::vector<int>(E, 0),
-              std::vector<double>(std::size_t(N) * E, 0.0)};
+template <class Real = double>
+Selection<Real> ref_select(const std::vector<Real>& p, int N, int E, int C) {
+  Selection<Real> s{std::vector<int>(std::size_t(N) * E, -1), std::vector<int>(E, 0),
+                    std::vector<Real>(std::size_t(N) * E, Real(0))};
   for (int e = 0; e < E; ++e) {
     std::vector<int> order(N);
     std::iota(order.begin(), order.end(), 0);
@@ -35,15 +37,17 @@ Selection ref_select(const std::vector<double>& p, int N, int E, int C) {
   return s;
 }
 
-Selection run_select(const std::vector<double>& p, int N, int E, int C) {
+template <class Real = double>
+Selection<Real> run_select(const std::vector<Real>& p, int N, int E, int C) {
   auto dp = to_device(p);
   Buffer<int> eo("eo", std::size_t(N) * E), counts("counts", E);
-  Buffer<double> gate("gate", std::size_t(N) * E);
-  expert_choice_forward<double>(dp, eo, gate, counts, N, E, C);
+  Buffer<Real> gate("gate", std::size_t(N) * E);
+  expert_choice_forward<Real>(dp, eo, gate, counts, N, E, C);
   return {to_host(eo), to_host(counts), to_host(gate)};
 }
 
-void expect_same(const Selection& a, const Selection& b) {
+template <class Real>
+void expect_same(const Selection<Real>& a, const Selection<Real>& b) {
   EXPECT_EQ(a.expert_of, b.expert_of);
   EXPECT_EQ(a.counts, b.counts);
   EXPECT_EQ(a.gate, b.gate);
@@ -67,6 +71,29 @@ TEST(ExpertChoice, TiesGoToTheLowerTokenIndex) {
   const auto got = run_select(p, N, E, C);
   expect_same(got, ref_select(p, N, E, C));
   for (int e = 0; e < E; ++e) EXPECT_EQ(got.counts[e], C);
+}
+
+TEST(ExpertChoice, FloatMatchesReference) {
+  const int N = 301, E = 6;
+  const auto pd = random_vector(std::size_t(N) * E, 21, 0.0, 1.0);
+  std::vector<float> p(pd.begin(), pd.end());
+  for (int C : {1, 38, 150, 301}) {
+    SCOPED_TRACE(C);
+    expect_same(run_select(p, N, E, C), ref_select(p, N, E, C));
+  }
+}
+
+// Columns the radix select finds hardest: all zeros (masked experts), all equal, tiny
+// subnormal-range values next to 1, and a large column against the reference.
+TEST(ExpertChoice, DegenerateColumnsMatchReference) {
+  const int N = 1000, E = 4, C = 130;
+  auto p = random_vector(std::size_t(N) * E, 17, 0.0, 1.0);
+  for (int n = 0; n < N; ++n) {
+    p[n * E + 0] = 0.0;
+    p[n * E + 1] = 0.25;
+    p[n * E + 2] = n % 3 == 0 ? 1e-310 : (n % 3 == 1 ? 1.0 : 0.0);
+  }
+  expect_same(run_select(p, N, E, C), ref_select(p, N, E, C));
 }
 
 TEST(ExpertChoice, BackwardScattersGateGradientToChosenSlots) {
