@@ -29,11 +29,12 @@ double mpi_seconds() {
 }
 // A steady clock, not MPI_Wtime: one-rank runs (and unit tests) never initialise MPI.
 static double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 MpiTimer::MpiTimer() : start_(now_seconds()) {}
-MpiTimer::~MpiTimer() { g_mpi_seconds += now_seconds() - start_; }
+MpiTimer::~MpiTimer() {
+  g_mpi_seconds += now_seconds() - start_;
+}
 
 Comm::Comm() = default;
 
@@ -88,6 +89,26 @@ void Comm::exscan(const std::int64_t* in, std::int64_t* out, int n) const {
   MPI_Exscan(in, out, n, MPI_INT64_T, MPI_SUM, world_);
   if (rank_ == 0)
     for (int i = 0; i < n; ++i) out[i] = 0;  // MPI leaves rank 0's result undefined
+}
+
+std::string agreed_error(MPI_Comm comm, const std::string& mine) {
+  int initialized = 0, size = 1, rank = 0;
+  MPI_Initialized(&initialized);
+  if (initialized && comm != MPI_COMM_NULL) {
+    MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(comm, &rank);
+  }
+  if (size <= 1) return mine;
+  MpiTimer t;
+  int failing = mine.empty() ? size : rank;
+  MPI_Allreduce(MPI_IN_PLACE, &failing, 1, MPI_INT, MPI_MIN, comm);
+  if (failing == size) return std::string();
+  std::string error = mine;
+  int len = int(error.size());
+  MPI_Bcast(&len, 1, MPI_INT, failing, comm);
+  error.resize(std::size_t(len));
+  MPI_Bcast(error.data(), len, MPI_CHAR, failing, comm);
+  return "rank " + std::to_string(failing) + ": " + error;
 }
 
 template <class T>

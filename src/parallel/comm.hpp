@@ -9,6 +9,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common.hpp"
@@ -54,6 +55,13 @@ class Comm {
   bool owns_ = false;
   int rank_ = 0, size_ = 1, ep_rank_ = 0, ep_size_ = 1;
 };
+
+// Agreement on a failure, a collective over `comm`: every rank passes its own error ("" for
+// none) and every rank gets back "" when none failed, else the lowest failing rank's message,
+// prefixed "rank r: " when the communicator has several ranks. Used wherever a rank-local
+// failure (unreadable data, a bad checkpoint, an exception in a step) must end every rank
+// instead of leaving the others waiting in their next collective.
+std::string agreed_error(MPI_Comm comm, const std::string& mine);
 
 // Wall seconds this process has spent inside MPI calls of training (reductions, exchanges),
 // fences before them included: the communication time benchmarks report.

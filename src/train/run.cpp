@@ -103,22 +103,27 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
   std::ostream* log = rank == 0 ? opts.log : nullptr;
   const std::string& path = cfg.output.path;
 
-  // Everything is checked before any file is created or changed.
+  // Everything is checked before any file is created or changed, and every rank learns whether
+  // any rank failed (data or a checkpoint may be unreadable on one node only): all of them
+  // refuse together instead of some training on while the others have gone.
   Corpus corpus;
+  Checkpoint ck;
+  std::string input_error;
   try {
     corpus = load_corpus(cfg);
-  } catch (const std::exception& e) {
-    throw InputError(e.what());
-  }
-  Checkpoint ck;
-  if (opts.resume) {
-    try {
-      ck = read_checkpoint(checkpoint_path(path));
-    } catch (const std::exception& e) {
-      throw InputError(std::string("--resume: ") + e.what());
+    if (opts.resume) {
+      try {
+        ck = read_checkpoint(checkpoint_path(path));
+      } catch (const std::exception& e) {
+        throw InputError(std::string("--resume: ") + e.what());
+      }
+      check_same_shape(cfg, ck);
     }
-    check_same_shape(cfg, ck);
+  } catch (const std::exception& e) {
+    input_error = e.what();
   }
+  input_error = agreed_error(comm, input_error);
+  if (!input_error.empty()) throw InputError(input_error);
 
   // One writer: rank 0 holds the run file; the others learn whether it could be created.
   std::unique_ptr<RunFile> file;

@@ -379,22 +379,8 @@ void Trainer::guarded_step(std::int64_t s) {
   } catch (const std::exception& e) {
     error = e.what();
   }
-  if (!comm_->distributed()) {
-    if (!error.empty()) throw std::runtime_error(error);
-    return;
-  }
-  const int P = comm_->size();
-  int failing = error.empty() ? P : comm_->rank();
-  {
-    MpiTimer t;
-    MPI_Allreduce(MPI_IN_PLACE, &failing, 1, MPI_INT, MPI_MIN, comm_->world());
-  }
-  if (failing == P) return;
-  int len = int(error.size());
-  MPI_Bcast(&len, 1, MPI_INT, failing, comm_->world());
-  error.resize(std::size_t(len));
-  MPI_Bcast(error.data(), len, MPI_CHAR, failing, comm_->world());
-  throw std::runtime_error("rank " + std::to_string(failing) + ": " + error);
+  error = agreed_error(comm_->distributed() ? comm_->world() : MPI_COMM_NULL, error);
+  if (!error.empty()) throw std::runtime_error(error);
 }
 
 TrainSummary Trainer::train(std::int64_t first, std::int64_t max_steps,
