@@ -1,0 +1,123 @@
+// moe-router-bench: time of the routing kernels for one batch of router probabilities.
+//   moe-router-bench [--tokens N] [--experts E] [--top-k K] [--capacity-factor F] [--reps R]
+// Prints, for float probabilities drawn uniformly (then row-normalised by the softmax), the best
+// of R timed calls (after one warm-up) of: the row softmax over E experts, top-k selection, and
+// expert choice's per-expert selection of C = ceil(N F / E) tokens, with the default execution
+// space fenced after each call. Bad arguments: one line on stderr, exit 2.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "common.hpp"
+#include "expert_choice.hpp"
+#include "parallel/runtime.hpp"
+#include "router.hpp"
+
+namespace moe_router_bench {
+
+using moe::Index;
+
+struct Options {
+  int tokens = 4096, experts = 64, top_k = 2, reps = 5;
+  double capacity_factor = 2.0;
+};
+
+const char* kUsage =
+    "usage: moe-router-bench [--tokens N] [--experts E] [--top-k K] [--capacity-factor F] "
+    "[--reps R]";
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--kokkos-", 0) == 0) continue;  // Kokkos' own
+    if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value (" + kUsage + ")");
+    const std::string v = argv[++i];
+    std::size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != v.size()) throw std::invalid_argument(a + " '" + v + "' is not a number");
+    auto whole = [&](int lo, int hi) {
+      if (x != double(int(x)) || x < lo || x > hi)
+        throw std::invalid_argument(a + " '" + v + "' (allowed: a whole number in [" +
+                                    std::to_string(lo) + ", " + std::to_string(hi) + "])");
+      return int(x);
+    };
+    if (a == "--tokens")
+      o.tokens = whole(1, 1 << 24);
+    else if (a == "--experts")
+      o.experts = whole(1, 4096);
+    else if (a == "--top-k")
+      o.top_k = whole(1, 4096);
+    else if (a == "--reps")
+      o.reps = whole(1, 1000);
+    else if (a == "--capacity-factor") {
+      if (!(x > 0)) throw std::invalid_argument(a + " '" + v + "' (allowed: a number > 0)");
+      o.capacity_factor = x;
+    } else
+      throw std::invalid_argument("unknown argument '" + a + "' (" + kUsage + ")");
+  }
+  if (o.top_k > o.experts)
+    throw std::invalid_argument("--top-k " + std::to_string(o.top_k) + " exceeds --experts " +
+                                std::to_string(o.experts));
+  return o;
+}
+
+template <class F>
+double best_seconds(int reps, F&& call) {
+  call();  // warm-up
+  moe::ExecSpace().fence();
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    call();
+    moe::ExecSpace().fence();
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+int run(const Options& o) {
+  const int N = o.tokens, E = o.experts, K = o.top_k;
+  const Index NE = Index(N) * E;
+  const int C = int(std::min<double>(N, std::ceil(double(N) * o.capacity_factor / E)));
+  moe::Buffer<float> logits("logits", NE), probs("probs", NE), val("val", Index(N) * K),
+      gate("gate", NE);
+  moe::Buffer<int> idx("idx", Index(N) * K), expert_of("expert_of", NE), counts("counts", E);
+  Kokkos::parallel_for(
+      "moe::router_bench_fill", moe::range(NE),
+      KOKKOS_LAMBDA(const Index i) { logits(i) = float(4.0 * moe::uniform01(11, i)); });
+  moe::softmax_rows_forward<float>(logits, probs, N, E);
+
+  std::printf("# moe-router-bench: %s, N=%d tokens, E=%d experts, top-%d, expert choice C=%d\n",
+              moe::Runtime::backend_name(), N, E, K, C);
+  std::printf("%-16s %12s\n", "kernel", "best_ms");
+  auto row = [](const char* name, double s) { std::printf("%-16s %12.4f\n", name, s * 1e3); };
+  row("softmax",
+      best_seconds(o.reps, [&] { moe::softmax_rows_forward<float>(logits, probs, N, E); }));
+  row("topk", best_seconds(o.reps, [&] { moe::topk_rows<float>(probs, idx, val, N, E, K); }));
+  row("expert_choice", best_seconds(o.reps, [&] {
+        moe::expert_choice_forward<float>(probs, expert_of, gate, counts, N, E, C);
+      }));
+  return 0;
+}
+
+}  // namespace moe_router_bench
+
+int main(int argc, char** argv) {
+  moe::Runtime rt(argc, argv);
+  try {
+    const auto o = moe_router_bench::parse(argc, argv);
+    return moe_router_bench::run(o);
+  } catch (const std::invalid_argument& e) {
+    if (rt.rank() == 0) std::fprintf(stderr, "moe-router-bench: %s\n", e.what());
+    return 2;
+  }
+}
