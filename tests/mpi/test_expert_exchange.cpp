@@ -3,7 +3,9 @@
 // - forward puts every source's rows of expert e on e's owner, expert-major (for each local
 //   expert, source 0's rows, then source 1's, ...), each source's rows in their own order;
 // - reverse brings rows back to their senders' positions (checked on rows the owner changed);
-// - with expert groups smaller than P, rows stay within the sender's group.
+// - with expert groups smaller than P, rows stay within the sender's group;
+// - the k-th block a rank sends to a peer pairs with the k-th block the peer receives from it
+//   (the order the NCCL path relies on, having no message tags).
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -79,11 +81,45 @@ void check_exchange(int ep_size, int E, unsigned seed) {
   ex.plan(offsets, E, comm);
   // Mismatches are counted, not asserted, so that every rank goes through every exchange
   // (a rank leaving early would leave its peers waiting).
+  EXPECT_EQ(ex.sent(), M);
   EXPECT_EQ(ex.first_expert(), first);
   EXPECT_EQ(ex.local_experts(), El);
   EXPECT_EQ(ex.local_offsets(), expect_offsets);
   const int R = ex.received();
   EXPECT_EQ(std::size_t(R) * C, expect.size()) << "rank " << me << " of " << P;
+
+  // The pairing both transports rely on (NCCL has no tags): the k-th block this rank sends to a
+  // peer has as many rows as the k-th block that peer receives from this rank. Every rank's
+  // lists, in world ranks, gathered everywhere.
+  auto flatten = [&](const std::vector<moe::ExchangeBlock>& blocks) {
+    std::vector<int> v;
+    for (const auto& b : blocks) v.insert(v.end(), {group0 + b.peer, b.rows});
+    return v;
+  };
+  auto gather = [&](const std::vector<int>& mine_list) {
+    const int n = int(mine_list.size());
+    std::vector<int> sizes(P), starts(P, 0);
+    MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD);
+    for (int r = 1; r < P; ++r) starts[r] = starts[r - 1] + sizes[r - 1];
+    std::vector<int> all(std::size_t(starts[P - 1] + sizes[P - 1]));
+    MPI_Allgatherv(mine_list.data(), n, MPI_INT, all.data(), sizes.data(), starts.data(), MPI_INT,
+                   MPI_COMM_WORLD);
+    std::vector<std::vector<std::pair<int, int>>> per_rank(P);  // (peer, rows) per world rank
+    for (int r = 0; r < P; ++r)
+      for (int i = starts[r]; i < starts[r] + sizes[r]; i += 2)
+        per_rank[r].push_back({all[std::size_t(i)], all[std::size_t(i) + 1]});
+    return per_rank;
+  };
+  const auto sends = gather(flatten(ex.send_blocks())), recvs = gather(flatten(ex.recv_blocks()));
+  for (int a = 0; a < P; ++a)
+    for (int b = 0; b < P; ++b) {
+      std::vector<int> out_rows, in_rows;  // a -> b as a sends them, and as b receives them
+      for (const auto& [peer, n] : sends[std::size_t(a)])
+        if (peer == b) out_rows.push_back(n);
+      for (const auto& [peer, n] : recvs[std::size_t(b)])
+        if (peer == a) in_rows.push_back(n);
+      EXPECT_EQ(out_rows, in_rows) << "blocks " << a << " -> " << b;
+    }
 
   auto in = moe::test::to_device(rows);
   moe::Buffer<Real> got("got", std::size_t(std::max(R, 1)) * C);
