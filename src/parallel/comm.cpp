@@ -50,6 +50,7 @@ Comm::Comm(MPI_Comm world, int ep_size) : owns_(true) {
 }
 
 Comm::~Comm() {
+  if (nccl_ep_ && nccl_destroy_) nccl_destroy_(nccl_ep_);
   if (!owns_) return;
   MPI_Comm_free(&replica_);
   MPI_Comm_free(&ep_);

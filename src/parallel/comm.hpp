@@ -50,7 +50,18 @@ class Comm {
   template <class T>
   std::vector<T> allgather(const std::vector<T>& mine) const;
 
+  // The NCCL communicator over ep() in NCCL builds: made on first use by the token exchange and
+  // destroyed with this object (a handle cached elsewhere could outlive ep(), whose handle
+  // value MPI may give to a later communicator). Opaque here, so only NCCL code sees nccl.h.
+  void* nccl_ep() const { return nccl_ep_; }
+  void set_nccl_ep(void* nccl_comm, void (*destroy)(void*)) const {
+    nccl_ep_ = nccl_comm;
+    nccl_destroy_ = destroy;
+  }
+
  private:
+  mutable void* nccl_ep_ = nullptr;
+  mutable void (*nccl_destroy_)(void*) = nullptr;
   MPI_Comm world_ = MPI_COMM_NULL, ep_ = MPI_COMM_NULL, replica_ = MPI_COMM_NULL;
   bool owns_ = false;
   int rank_ = 0, size_ = 1, ep_rank_ = 0, ep_size_ = 1;

@@ -14,24 +14,17 @@ namespace {
 constexpr int kExchangeTag = 7;  // point-to-point messages of the exchange on the ep communicator
 
 #if defined(MOE_HAVE_NCCL)
-// One NCCL communicator per MPI communicator of expert groups, created on first use (rank 0 of
-// the group makes the id, MPI broadcasts it).
-ncclComm_t nccl_comm_for(MPI_Comm comm) {
-  static std::vector<std::pair<MPI_Comm, ncclComm_t>> known;
-  for (auto& [m, n] : known) {
-    int same = MPI_UNEQUAL;
-    MPI_Comm_compare(m, comm, &same);
-    if (same == MPI_IDENT) return n;
-  }
-  int rank = 0, size = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
+// The NCCL communicator of an expert group, created on first use (rank 0 of the group makes the
+// id, MPI broadcasts it) and owned by the Comm, which destroys it with the MPI communicators.
+ncclComm_t nccl_comm_for(const Comm& comm) {
+  if (comm.nccl_ep() != nullptr) return static_cast<ncclComm_t>(comm.nccl_ep());
   ncclUniqueId id;
-  if (rank == 0) MOE_CHECK(ncclGetUniqueId(&id) == ncclSuccess, "ncclGetUniqueId failed");
-  MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm);
+  if (comm.ep_rank() == 0) MOE_CHECK(ncclGetUniqueId(&id) == ncclSuccess, "ncclGetUniqueId failed");
+  MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm.ep());
   ncclComm_t n;
-  MOE_CHECK(ncclCommInitRank(&n, size, id, rank) == ncclSuccess, "ncclCommInitRank failed");
-  known.emplace_back(comm, n);
+  MOE_CHECK(ncclCommInitRank(&n, comm.ep_size(), id, comm.ep_rank()) == ncclSuccess,
+            "ncclCommInitRank failed");
+  comm.set_nccl_ep(n, [](void* c) { ncclCommDestroy(static_cast<ncclComm_t>(c)); });
   return n;
 }
 
@@ -126,7 +119,7 @@ void ExpertExchange<Real>::move_nccl(const Real* src, const std::vector<Exchange
                                      Real* dst, const std::vector<ExchangeBlock>& to, int C) {
 #if defined(MOE_HAVE_NCCL)
   MpiTimer timer;
-  ncclComm_t nccl = nccl_comm_for(comm_->ep());
+  ncclComm_t nccl = nccl_comm_for(*comm_);
   cudaStream_t stream = ExecSpace().cuda_stream();
   // One group: NCCL runs the calls to one peer in order, so the blocks pair up as in MPI.
   MOE_CHECK(ncclGroupStart() == ncclSuccess, "ncclGroupStart failed");

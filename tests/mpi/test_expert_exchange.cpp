@@ -18,7 +18,9 @@
 #include "parallel/runtime.hpp"
 #include "support.hpp"
 
-namespace {
+// A named namespace rather than an anonymous one: CUDA's extended lambdas want enclosing
+// functions with external linkage.
+namespace exchange_test {
 
 using moe::Index;
 
@@ -161,7 +163,7 @@ TEST(ExpertExchange, GroupsOfTwoStayWithinTheirGroup) {
   check_exchange<double>(2, 6, 5);
 }
 
-}  // namespace
+}  // namespace exchange_test
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
