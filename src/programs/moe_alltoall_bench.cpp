@@ -184,9 +184,17 @@ Index exchange_errors(moe::View1<const float> out, Index a, Index b, int P, int 
   return bad;
 }
 
-// Max over ranks of this rank's mean seconds per call.
-double max_mean(double secs, int iters) {
-  double mean = secs / iters, worst = 0;
+// `warmup` untimed calls, then the max over ranks of each rank's mean seconds over `iters`
+// timed ones (fenced, started together after a barrier).
+template <class Call>
+double seconds_per_call(const Call& call, const Options& o) {
+  for (int w = 0; w < o.warmup; ++w) call();
+  moe::ExecSpace().fence();
+  MPI_Barrier(MPI_COMM_WORLD);
+  const double t0 = MPI_Wtime();
+  for (int it = 0; it < o.iters; ++it) call();
+  moe::ExecSpace().fence();
+  double mean = (MPI_Wtime() - t0) / o.iters, worst = 0;
   MPI_Allreduce(&mean, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return worst;
 }
@@ -270,13 +278,7 @@ int run(int argc, char** argv, int rank, int P) {
                      MPI_FLOAT, MPI_COMM_WORLD);
         Kokkos::deep_copy(dev_recv, host_recv);
       };
-      for (int w = 0; w < o.warmup; ++w) call();
-      moe::ExecSpace().fence();
-      MPI_Barrier(MPI_COMM_WORLD);
-      const double t0 = MPI_Wtime();
-      for (int it = 0; it < o.iters; ++it) call();
-      moe::ExecSpace().fence();
-      const double secs = max_mean(MPI_Wtime() - t0, o.iters);
+      const double secs = seconds_per_call(call, o);
       if (o.check &&
           any_errors(
               alltoall_errors(moe::View1<const float>(recv.data(), std::size_t(n)), block, P, rank),
@@ -331,13 +333,7 @@ int run(int argc, char** argv, int rank, int P) {
         ex.plan(offsets, E, comm);
         ex.forward(in, got, C);
       };
-      for (int w = 0; w < o.warmup; ++w) call();
-      moe::ExecSpace().fence();
-      MPI_Barrier(MPI_COMM_WORLD);
-      const double t0 = MPI_Wtime();
-      for (int it = 0; it < o.iters; ++it) call();
-      moe::ExecSpace().fence();
-      const double secs = max_mean(MPI_Wtime() - t0, o.iters);
+      const double secs = seconds_per_call(call, o);
       if (o.check) {
         Index bad = ex.received() == R * P ? 0 : 1;
         if (bad == 0) bad = exchange_errors(got, a, b, P, rank, C);
