@@ -379,7 +379,7 @@ void Trainer::guarded_step(std::int64_t s) {
   } catch (const std::exception& e) {
     error = e.what();
   }
-  error = agreed_error(comm_->distributed() ? comm_->world() : MPI_COMM_NULL, error);
+  error = agreed_error(comm_->world(), error);  // a one-rank Comm's world is MPI_COMM_NULL
   if (!error.empty()) throw std::runtime_error(error);
 }
 

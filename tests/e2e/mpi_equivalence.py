@@ -47,6 +47,13 @@ def run(ranks, args, out):
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
 
 
+def suite_lines(stderr):
+    """The non-empty stderr lines that are the suite's own: Kokkos' start-up warnings (OpenMP
+    builds warn of oversubscription: a "Kokkos::" line and indented detail lines) are not."""
+    return [l for l in stderr.splitlines()
+            if l.strip() and not l.startswith("Kokkos::") and not l.startswith("    ")]
+
+
 def series(path):
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "complete"
@@ -89,10 +96,7 @@ cases = [
 for ranks, args, key in cases:
     out = WORK / "refused.h5"
     proc = run(ranks, TINY + args, out)
-    # Kokkos' own start-up warnings (OpenMP builds warn of oversubscription: a "Kokkos::" line
-    # and indented detail lines) are not the suite's output.
-    lines = [l for l in proc.stderr.splitlines()
-             if l.strip() and not l.startswith("Kokkos::") and not l.startswith("    ")]
+    lines = suite_lines(proc.stderr)
     assert proc.returncode == 2, (key, proc.returncode, proc.stderr)
     assert len(lines) == 1 and key in lines[0], (key, proc.stderr)
     assert not out.exists(), key
@@ -111,8 +115,7 @@ common = TINY + ["--set", "data.source=text", "--set", "data.tokenizer=bpe",
 cmd = ["mpiexec", "-n", "1", TRAIN, *common, "--set", f"data.path={corpus}", ":",
        "-n", "1", TRAIN, *common, "--set", f"data.path={WORK / 'missing.txt'}"]
 proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
-lines = [l for l in proc.stderr.splitlines()
-         if l.strip() and not l.startswith("Kokkos::") and not l.startswith("    ")]
+lines = suite_lines(proc.stderr)
 assert proc.returncode == 2, (proc.returncode, proc.stderr)
 assert len(lines) == 1 and "rank 1" in lines[0] and "data.path" in lines[0], proc.stderr
 assert not out.exists()
