@@ -9,6 +9,7 @@ PACKAGES=(
   mpich libmpich-dev                     # MPI
   libhdf5-mpich-dev hdf5-tools           # parallel HDF5 + h5dump
   libtomlplusplus-dev                    # TOML config parsing
+  nlohmann-json3-dev libcli11-dev        # JSON (study index) and command lines
   libopenblas-dev                        # CBLAS on the host
   libgtest-dev                           # unit tests
   libsentencepiece-dev bible-kjv         # tokenizers, the KJV corpus
