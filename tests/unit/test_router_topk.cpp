@@ -141,8 +141,12 @@ TEST(TopKRouter, DropPolicyProbabilityKeepsHighestGateCopies) {
       auto gate = to_host(st.gate);
       auto want = reference_kept(ex, gate, E, cap, true);
       for (int a = 0; a < N * k; ++a) EXPECT_EQ(slot[a] >= 0, bool(want[a])) << "a=" << a;
-      // The choice really differs from dropping by position here.
-      EXPECT_NE(want, reference_kept(ex, gate, E, cap, false));
+      // The choice really differs from dropping by position here, except for normalised top-1,
+      // whose gates are all exactly 1 (ties to the lower index = position).
+      if (normalize && k == 1)
+        EXPECT_EQ(want, reference_kept(ex, gate, E, cap, false));
+      else
+        EXPECT_NE(want, reference_kept(ex, gate, E, cap, false));
     }
 }
 
@@ -261,4 +265,36 @@ TEST(TopKRouter, PriorityDispatchPipelineBackwardMatchesFiniteDifferences) {
                                View1<double> dx) { pipe.backward(ctx, dout, x, p, g, dx); },
                            N, C, F, E, 31, opt);
   }
+}
+
+// The tie bug: with k = 1 and normalize_gates every gate is p / p = 1, so dropping by
+// probability must fall back to the lower assignment index, i.e. keep the first copies in token
+// order. Computed as p * (1/p) in float, the gates were 1 or 1 - 2^-24 depending on p, and that
+// last bit decided which tokens were dropped.
+TEST(TopKRouter, NormalizedTopOneGatesAreExactlyOneSoProbabilityDropKeepsTokenOrder) {
+  const int N = 64, E = 4, k = 1;
+  const Config cfg = topk_config(E, k, 1.0, "probability", true);
+  TopKRouter<float> router(cfg, RouterSetup{});
+  auto st = make_state<float>(N, E, k);
+  std::vector<float> logits(std::size_t(N) * E);
+  const auto raw = skewed_logits(N, E, 97);
+  for (std::size_t i = 0; i < raw.size(); ++i) logits[i] = float(raw[i]);
+  std::vector<int> ids(N, 0);
+  router.forward({to_device(ids), 0, true}, to_device(logits), st, N);
+  const auto gate = to_host(st.gate), probs = to_host(st.probs);
+  const auto ex = to_host(st.expert_of);
+  int inexact_products = 0;  // tokens where the old formula p * (1/p) is not 1
+  for (int n = 0; n < N; ++n) {
+    EXPECT_EQ(gate[n], 1.0f) << "token " << n;
+    const float p = probs[std::size_t(n) * E + std::size_t(ex[n])];
+    const volatile float inv = 1.0f / p;
+    if (p * inv != 1.0f) ++inexact_products;
+  }
+  EXPECT_GT(inexact_products, 0) << "the inputs must contain a case the old formula got wrong";
+  const int cap = router.capacity(N);
+  DispatchPlan by_gate, by_position;
+  dispatch_plan<float>(st.expert_of, router.drop_priority(st), Index(N) * k, E, cap, by_gate);
+  dispatch_plan(st.expert_of, Index(N) * k, E, cap, by_position);
+  ASSERT_GT(by_position.dropped, 0) << "expert 0 must overflow";
+  EXPECT_EQ(to_host(by_gate.slot_of, N), to_host(by_position.slot_of, N));
 }
