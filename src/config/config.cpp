@@ -18,6 +18,8 @@
 #include <type_traits>
 #include <variant>
 
+#include "routing/expert_dropout_rule.hpp"
+
 namespace moe {
 
 namespace {
@@ -38,6 +40,9 @@ const std::vector<std::string> kHashTables = {"balanced", "random"};
 const std::vector<std::string> kMaskBy = {"vocab", "mass"};
 const std::vector<std::string> kClusterLoss = {"intra", "inter"};
 const std::vector<std::string> kDropoutModes = {"uniform", "cluster"};
+const std::vector<std::string> kClusterLossScales = {"share", "public_sum"};
+const std::vector<std::string> kBalanceCounts = {"first", "all"};
+const std::vector<std::string> kDropOrders = {"slot", "token"};
 
 // A pointer to one member of a Config; the alternative held is the key's type.
 using FieldRef = std::variant<int*, std::int64_t*, std::uint64_t*, double*, std::string*, bool*>;
@@ -98,6 +103,10 @@ const Key kSchema[] = {
     {MOE_FIELD(router, jitter_noise), closed(0, 1), nullptr,
      "multiplicative router-input noise in training (Switch)"},
     {MOE_FIELD(router, aux_loss_weight), at_least(0), nullptr, "load-balance loss weight"},
+    {MOE_FIELD(router, balance_count), no_range(), &kBalanceCounts,
+     "balance loss f_e counts each token's first choice (GShard/Switch) or all k choices"},
+    {MOE_FIELD(router, drop_order), no_range(), &kDropOrders,
+     "capacity cut by position: every first choice before any second (slot) or token order"},
     {MOE_FIELD(router, z_loss_weight), at_least(0), nullptr, "router z-loss weight"},
     {MOE_FIELD(router, mask_ratio), closed(0, 1), nullptr, "MaskMoE mask ratio"},
     {MOE_FIELD(router, visible_experts), at_least(0), nullptr,
@@ -111,10 +120,14 @@ const Key kSchema[] = {
     {MOE_FIELD(router, cluster_loss_weight), at_least(0), nullptr, "MoEC cluster loss weight"},
     {MOE_FIELD(router, cluster_loss), no_range(), &kClusterLoss,
      "MoEC cluster loss form (intra = public code)"},
+    {MOE_FIELD(router, cluster_loss_scale), no_range(), &kClusterLossScales,
+     "MoEC cluster loss on loads relative to uniform (share) or batch sums (public_sum)"},
     {MOE_FIELD(router, dropout_mode), no_range(), &kDropoutModes,
-     "MoEC expert dropout: uniform (public code) or per cluster"},
+     "MoEC expert dropout: uniform over all experts (public code) or per cluster (paper)"},
     {MOE_FIELD(router, expert_dropout), half_open(0, 1), nullptr, "MoEC expert dropout rate"},
     {MOE_FIELD(router, dropout_interval), at_least(1), nullptr, "MoEC steps between dropout draws"},
+    {MOE_FIELD(router, dropout_at_eval), no_range(), nullptr,
+     "MoEC evaluation drops the current interval's experts too (as the public code)"},
     {MOE_FIELD(train, steps), at_least(1), nullptr, "optimizer steps"},
     {MOE_FIELD(train, batch_size), at_least(1), nullptr, "sequences per global batch"},
     {MOE_FIELD(train, lr), above(0), nullptr, "peak learning rate"},
@@ -440,6 +453,15 @@ void check_router_keys(const Config& c) {
     throw ConfigError(
         "router.cluster_size = 1 leaves no within-cluster variance for "
         "router.cluster_loss = \"intra\" (allowed: >= 2, or cluster_loss_weight = 0)");
+  if (r.type == "moec" && r.expert_dropout > 0 &&
+      m.num_experts % std::max(1, r.cluster_size) == 0 &&
+      dropout_kept_count(r.expert_dropout, m.num_experts, std::max(1, r.cluster_size), m.top_k,
+                         r.dropout_mode == "cluster") == m.num_experts)
+    throw ConfigError("router.expert_dropout = " + format_number(r.expert_dropout) +
+                      " drops no expert with dropout_mode = " + quote(r.dropout_mode) +
+                      ", num_experts = " + E + ", cluster_size = " +
+                      std::to_string(r.cluster_size) + ", top_k = " + std::to_string(m.top_k) +
+                      " (allowed: 0, or a setting that drops one; docs/routing.md lists them)");
   if (r.type == "expert_choice" && r.capacity_factor <= 0)
     throw ConfigError("router.capacity_factor = " + format_number(r.capacity_factor) +
                       " with router.type = \"expert_choice\" (allowed: > 0; each expert takes "

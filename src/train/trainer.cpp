@@ -313,6 +313,10 @@ void Trainer::record_step(std::int64_t step, double tokens_per_s) {
   run_->append("/train/cluster_loss", last_.aux.cluster);
   run_->append("/train/lr", last_lr_);
   run_->append("/train/grad_norm", last_norm_);
+  // 1 when the clip scaled this step's gradients down (clip_to_norm's condition), so the share
+  // of clipped steps, e.g. under a badly scaled auxiliary loss, can be read off the run.
+  const double clip = cfg_.train.grad_clip;
+  run_->append("/train/clipped", std::int64_t(clip > 0 && last_norm_ > clip ? 1 : 0));
   run_->append("/train/tokens_per_s", tokens_per_s);
   for (int p = 0; p < kNumPhases; ++p)
     run_->append(std::string("/train/time/") + phase_name(p), phase_seconds_[p]);

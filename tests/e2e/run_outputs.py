@@ -65,6 +65,10 @@ with h5py.File(ref_path, "r") as f:
     for name in ("loss", "aux_loss", "balance_loss", "z_loss", "cluster_loss", "lr",
                  "grad_norm", "tokens_per_s"):
         assert f[f"train/{name}"].shape == (n,), name
+    # Clipping fired exactly on the steps whose norm exceeded train.grad_clip (default 1.0).
+    clipped = f["train/clipped"][:]
+    assert clipped.shape == (n,)
+    assert np.array_equal(clipped, (f["train/grad_norm"][:] > 1.0).astype(clipped.dtype))
     phases = ("router", "dispatch", "experts", "combine", "attention", "rest", "optimizer")
     times = np.stack([f[f"train/time/{p}"][:] for p in phases])
     assert np.all(times >= 0) and np.all(times.sum(axis=0) > 0)
