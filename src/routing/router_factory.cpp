@@ -1,9 +1,9 @@
 // router.type -> strategy. The config layer has already refused unknown types.
-#include "routing/strategy.hpp"
 #include "routing/expert_choice_router.hpp"
 #include "routing/hash_router.hpp"
 #include "routing/maskmoe_router.hpp"
 #include "routing/moec_router.hpp"
+#include "routing/strategy.hpp"
 #include "routing/topk_router.hpp"
 
 namespace moe {

@@ -69,6 +69,7 @@ TEST(MaskMoERouter, VocabRuleMarksTheLowestCountFraction) {
   const int vocab = 40;
   auto counts = zipf_counts(vocab);
   Config cfg = mask_config(vocab, 8, 2, 3, 0.3);
+  cfg.router.mask_by = "vocab";  // the option; "mass" is the default
   MaskMoERouter<double> router(cfg, RouterSetup{0, &counts});
   const int want = int(std::floor(0.3 * vocab));
   EXPECT_EQ(router.num_infrequent(), want);
@@ -222,6 +223,7 @@ namespace {
 void layer_gradient_check(double capacity_factor, bool normalize) {
   const int vocab = 16, N = 8, C = 8, F = 6, E = 4;
   Config cfg = mask_config(vocab, E, 2, 3, 0.25);
+  cfg.router.mask_by = "vocab";  // the 4 lowest-count of 16 types
   cfg.router.capacity_factor = capacity_factor;
   cfg.router.normalize_gates = normalize;
   std::vector<std::int64_t> counts(vocab);
