@@ -33,7 +33,7 @@ struct RouterConfig {
   std::string balance_count = "first";  // f_e counts first choices (GShard/Switch), or all k
   std::string drop_order = "slot";      // position drops: first choices before second (GShard)
   double z_loss_weight = 1e-3;
-  double mask_ratio = 0.0;
+  double mask_ratio = 0.25;  // MaskMoE: with mask_by = "mass", the tail of a quarter of the tokens
   int visible_experts = 0;
   std::string mask_by = "mass";         // infrequent = lowest-count mask_ratio of mass, or types
   bool mask_per_layer = true;           // independent masks per MoE layer

@@ -69,6 +69,16 @@ Trainer::Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ost
     run_->write_array("/eval/bucket_min_count", buckets_.min_count);
     run_->write_array("/eval/bucket_types", buckets_.types);
     run_->set_attr("/eval/frequency_split", frequency_split(cfg.router));
+    // What "infrequent" covered: its vocabulary types and its share of the training tokens.
+    double infrequent_mass = 0, total = 0;
+    std::int64_t infrequent_types = 0;
+    for (std::size_t t = 0; t < infrequent_.size(); ++t) {
+      const double c = double(corpus.train_counts[t]);
+      total += c;
+      if (infrequent_[t]) infrequent_mass += c, ++infrequent_types;
+    }
+    run_->set_attr("/eval/infrequent_train_mass", total > 0 ? infrequent_mass / total : kNaN);
+    run_->set_attr("/eval/infrequent_types", infrequent_types);
   }
 }
 
@@ -254,6 +264,8 @@ double Trainer::evaluate(std::int64_t steps_done) {
   const double* cls = sums.data() + 2 * kFrequencyBuckets;
   run_->append("/eval/ppl_frequent", cls[1] > 0 ? std::exp(cls[0] / cls[1]) : kNaN);
   run_->append("/eval/ppl_infrequent", cls[3] > 0 ? std::exp(cls[2] / cls[3]) : kNaN);
+  run_->append("/eval/infrequent_val_share",
+               cls[1] + cls[3] > 0 ? cls[3] / (cls[1] + cls[3]) : kNaN);
   for (std::size_t i = 0; i < fluctuation.size(); ++i)
     run_->append_row("/eval/fluctuation/" + layer_group(model_, int(i)), fluctuation[i]);
   run_->flush();
