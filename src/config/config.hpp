@@ -39,7 +39,7 @@ struct RouterConfig {
   bool mask_per_layer = true;           // independent masks per MoE layer
   std::string hash_table = "balanced";  // balanced (by training frequency) or random
   int cluster_size = 0;
-  double cluster_loss_weight = 0.0;
+  double cluster_loss_weight = 3.0;          // calibrated on the share scale (docs/routing.md)
   std::string cluster_loss = "intra";        // intra (public MoEC code) or inter
   std::string cluster_loss_scale = "share";  // loads relative to uniform, or public_sum
   std::string dropout_mode = "uniform";      // uniform (public code) or cluster (the paper)
