@@ -18,6 +18,8 @@
 #include <type_traits>
 #include <variant>
 
+#include "util/format_double.hpp"
+
 namespace moe {
 
 namespace {
@@ -186,19 +188,9 @@ const Key& find_key(const std::string& section, const std::string& name) {
                   "]: " + keys_of(section) + ")");
 }
 
-// Shortest decimal text that reads back as exactly v (the "C" locale is assumed, as by TOML).
-std::string format_number(double v) {
-  char buf[32];
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  return buf;
-}
-
 // A TOML float literal: like format_number but always float syntax (1 -> 1.0).
 std::string toml_float(double v) {
-  std::string text = format_number(v);
+  std::string text = shortest_double(v);
   if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
   return text;
 }
@@ -225,7 +217,7 @@ std::string quote(const std::string& s) {
 std::string describe(const toml::node& node) {
   if (auto v = node.as_string()) return "string " + quote(v->get());
   if (auto v = node.as_integer()) return "integer " + std::to_string(v->get());
-  if (auto v = node.as_floating_point()) return "float " + format_number(v->get());
+  if (auto v = node.as_floating_point()) return "float " + shortest_double(v->get());
   if (auto v = node.as_boolean()) return std::string("boolean ") + (v->get() ? "true" : "false");
   if (node.is_table()) return "a table";
   if (node.is_array()) return "an array";
@@ -244,9 +236,9 @@ Range effective_range(const Key& key) {
 }
 
 std::string describe_range(const Range& r, bool integral) {
-  if (integral && std::isfinite(r.hi)) return format_number(r.lo) + ".." + format_number(r.hi);
-  std::string text = (r.lo_open ? "> " : ">= ") + format_number(r.lo);
-  if (std::isfinite(r.hi)) text += (r.hi_open ? " and < " : " and <= ") + format_number(r.hi);
+  if (integral && std::isfinite(r.hi)) return shortest_double(r.lo) + ".." + shortest_double(r.hi);
+  std::string text = (r.lo_open ? "> " : ">= ") + shortest_double(r.lo);
+  if (std::isfinite(r.hi)) text += (r.hi_open ? " and < " : " and <= ") + shortest_double(r.hi);
   return text;
 }
 
@@ -284,7 +276,7 @@ double read_float(const Key& key, const toml::node& node) {
     v = double(i->get());
   else
     throw UserError(full_name(key) + ": expected a number, got " + describe(node));
-  check_range(key, v, format_number(v), key.range, false);
+  check_range(key, v, shortest_double(v), key.range, false);
   return v;
 }
 
@@ -434,7 +426,7 @@ void check_router_keys(const Config& c) {
         "router.cluster_size = 1 leaves no within-cluster variance for "
         "router.cluster_loss = \"intra\" (allowed: >= 2, or cluster_loss_weight = 0)");
   if (r.type == "expert_choice" && r.capacity_factor <= 0)
-    throw UserError("router.capacity_factor = " + format_number(r.capacity_factor) +
+    throw UserError("router.capacity_factor = " + shortest_double(r.capacity_factor) +
                     " with router.type = \"expert_choice\" (allowed: > 0; each expert takes "
                     "tokens*capacity_factor/num_experts tokens)");
 }
