@@ -1,8 +1,12 @@
 // grad_dump: the suite's side of the PyTorch gradient oracle (tests/oracle/test_torch_oracle.py).
-//   grad_dump --config F [--set section.key=value ...] [--checkpoint CKPT] --output OUT.h5
+//   grad_dump --config F [--set section.key=value ...] [--checkpoint CKPT] [--param-scale X]
+//             --output OUT.h5
 // Builds the model in double precision from the config (parameters from train.seed, or from a
 // training checkpoint), takes the global batch of one training step (step 0, or the checkpoint's
-// next step), runs one forward and backward, and writes to OUT.h5 (all double unless noted):
+// next step), optionally multiplies every parameter by X (so that at initialisation the
+// nonlinearities are used well beyond their near-linear range: GELU's cubic term, peaked router
+// and attention softmaxes), runs one forward and backward, and writes to OUT.h5 (all double unless
+// noted):
 //   attributes loss_ce, aux_weighted, balance, z (summed over the MoE layers), step, num_params
 //   /config        the effective config as TOML text
 //   /names         the tensors' names, one a line, in layout order; /offsets, /sizes (int64)
@@ -13,6 +17,7 @@
 // A test-only program: it reads internals (routing decisions) the run file does not record.
 #include <hdf5.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -86,9 +91,23 @@ moe::Buffer<T> device(const std::vector<T>& v) {
   return d;
 }
 
+double positive_number(const std::string& arg, const std::string& text) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || !(v > 0) || !std::isfinite(v))
+    throw moe::ConfigError(arg + " = '" + text + "' (allowed: a finite number > 0)");
+  return v;
+}
+
 struct Args {
   std::string config, checkpoint, output;
   std::vector<std::string> sets;
+  double param_scale = 1.0;
 };
 
 Args parse(int argc, char** argv) {
@@ -107,9 +126,12 @@ Args parse(int argc, char** argv) {
       a.checkpoint = value();
     else if (arg == "--output")
       a.output = value();
+    else if (arg == "--param-scale")
+      a.param_scale = positive_number(arg, value());
     else if (arg.rfind("--kokkos-", 0) != 0)
-      throw moe::ConfigError("unknown argument '" + arg +
-                             "' (allowed: --config F --set k=v --checkpoint CKPT --output OUT.h5)");
+      throw moe::ConfigError(
+          "unknown argument '" + arg +
+          "' (allowed: --config F --set k=v --checkpoint CKPT --param-scale X --output OUT.h5)");
   }
   if (a.output.empty()) throw moe::ConfigError("--output OUT.h5 is required");
   return a;
@@ -187,6 +209,11 @@ int run(int argc, char** argv) {
     std::vector<double> p(ck.params.begin(), ck.params.end());
     Kokkos::deep_copy(model.params(), device(p));
     step = ck.next_step;
+  }
+  if (args.param_scale != 1.0) {
+    std::vector<double> p = host(model.params(), model.num_params());
+    for (double& v : p) v *= args.param_scale;
+    Kokkos::deep_copy(model.params(), device(p));
   }
   const moe::Corpus corpus = moe::load_corpus(cfg);
   const moe::Batch batch = moe::train_batch(corpus, cfg, step);
