@@ -29,6 +29,7 @@
 #include "io/checkpoint.hpp"
 #include "model/transformer.hpp"
 #include "parallel/runtime.hpp"
+#include "util/user_error.hpp"
 
 namespace {
 
@@ -100,7 +101,7 @@ double positive_number(const std::string& arg, const std::string& text) {
     used = 0;
   }
   if (used != text.size() || !(v > 0) || !std::isfinite(v))
-    throw moe::ConfigError(arg + " = '" + text + "' (allowed: a finite number > 0)");
+    throw moe::UserError(arg + " = '" + text + "' (allowed: a finite number > 0)");
   return v;
 }
 
@@ -115,7 +116,7 @@ Args parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw moe::ConfigError(arg + " needs a value");
+      if (i + 1 >= argc) throw moe::UserError(arg + " needs a value");
       return argv[++i];
     };
     if (arg == "--config")
@@ -129,11 +130,11 @@ Args parse(int argc, char** argv) {
     else if (arg == "--param-scale")
       a.param_scale = positive_number(arg, value());
     else if (arg.rfind("--kokkos-", 0) != 0)
-      throw moe::ConfigError(
+      throw moe::UserError(
           "unknown argument '" + arg +
           "' (allowed: --config F --set k=v --checkpoint CKPT --param-scale X --output OUT.h5)");
   }
-  if (a.output.empty()) throw moe::ConfigError("--output OUT.h5 is required");
+  if (a.output.empty()) throw moe::UserError("--output OUT.h5 is required");
   return a;
 }
 
@@ -200,11 +201,11 @@ int run(int argc, char** argv) {
     try {
       ck = moe::read_checkpoint(args.checkpoint);
     } catch (const std::exception& e) {
-      throw moe::ConfigError(std::string("--checkpoint: ") + e.what());
+      throw moe::UserError(std::string("--checkpoint: ") + e.what());
     }
     if (ck.shape != moe::model_shape(cfg.model) ||
         moe::Index(ck.params.size()) != model.num_params())
-      throw moe::ConfigError("--checkpoint " + args.checkpoint +
+      throw moe::UserError("--checkpoint " + args.checkpoint +
                              " holds another model shape than the config");
     std::vector<double> p(ck.params.begin(), ck.params.end());
     Kokkos::deep_copy(model.params(), device(p));
@@ -232,7 +233,7 @@ int main(int argc, char** argv) {
   moe::Runtime rt(argc, argv);
   try {
     rc = run(argc, argv);
-  } catch (const moe::ConfigError& e) {
+  } catch (const moe::UserError& e) {
     std::fprintf(stderr, "grad_dump: %s\n", e.what());
     rc = 2;
   } catch (const std::exception& e) {
