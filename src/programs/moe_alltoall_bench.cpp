@@ -37,6 +37,7 @@
 #include "parallel/comm.hpp"
 #include "parallel/expert_exchange.hpp"
 #include "parallel/runtime.hpp"
+#include "programs/command_line.hpp"
 #include "programs/run_main.hpp"
 #include "util/checked_parse.hpp"
 #include "util/user_error.hpp"
@@ -74,39 +75,25 @@ Index parse_bytes(const std::string& flag, const std::string& s) {
   }
 }
 
-int parse_int(const std::string& flag, const std::string& s, int lo) {
-  return int(moe::parse_integer(flag, s, lo, INT_MAX));
+void add_bytes(CLI::App& app, const std::string& name, Index& value, const std::string& help) {
+  app.add_option_function<std::string>(
+         name, [&value, name](const std::string& text) { value = parse_bytes(name, text); }, help)
+      ->type_name("BYTES");
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&] {
-      if (i + 1 >= argc) throw moe::UserError(a + " needs a value");
-      return std::string(argv[++i]);
-    };
-    if (a == "--min-bytes")
-      o.min_bytes = parse_bytes(a, value());
-    else if (a == "--max-bytes")
-      o.max_bytes = parse_bytes(a, value());
-    else if (a == "--factor")
-      o.factor = parse_int(a, value(), 2);
-    else if (a == "--iters")
-      o.iters = parse_int(a, value(), 1);
-    else if (a == "--warmup")
-      o.warmup = parse_int(a, value(), 0);
-    else if (a == "--check")
-      o.check = true;
-    else if (a.rfind("--kokkos-", 0) == 0)
-      continue;
-    else
-      throw moe::UserError("unknown argument '" + a +
-                           "' (usage: moe-alltoall-bench [--min-bytes 1K] [--max-bytes 64M] "
-                           "[--factor 2] [--iters 20] [--warmup 5] [--check])");
-  }
+// False when --help was given.
+bool parse(int argc, char** argv, Options& o, bool print_help) {
+  CLI::App app("All-to-all bandwidth in the manner of nccl-tests' alltoall_perf.",
+               "moe-alltoall-bench");
+  add_bytes(app, "--min-bytes", o.min_bytes, "smallest size per rank (4096, 1K, 64M; default 1K)");
+  add_bytes(app, "--max-bytes", o.max_bytes, "largest size per rank (at most 4G; default 64M)");
+  moe::add_integer(app, "--factor", o.factor, 2, INT_MAX, "size multiplier between rows");
+  moe::add_integer(app, "--iters", o.iters, 1, INT_MAX, "timed calls per size");
+  moe::add_integer(app, "--warmup", o.warmup, 0, INT_MAX, "untimed calls per size");
+  app.add_flag("--check", o.check, "verify every element received (exit 1 on a mismatch)");
+  if (!moe::parse_command_line(app, argc, argv, print_help)) return false;
   if (o.max_bytes < o.min_bytes) throw moe::UserError("--max-bytes is below --min-bytes");
-  return o;
+  return true;
 }
 
 // The value every element carries: its source rank and its index in the
@@ -206,7 +193,8 @@ std::vector<Index> sizes(const Options& o) {
 }
 
 int run(int argc, char** argv, int rank, int P) {
-  const Options o = parse(argc, argv);
+  Options o;
+  if (!parse(argc, argv, o, rank == 0)) return 0;
   const bool host_visible = Kokkos::SpaceAccessibility<moe::HostSpace, moe::MemSpace>::accessible;
   if (rank == 0) {
     std::printf(
