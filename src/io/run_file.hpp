@@ -1,15 +1,22 @@
 // The run file: one HDF5 file per run. Scalar series (one value per step) and row series (one
 // row of fixed width per step) are chunked, deflate-compressed, extendible datasets, appended
-// as the run goes and flushed regularly, so a run that dies leaves every flushed step.
-// Uses HDF5's C API with the default (sec2) driver; one process writes.
+// as the run goes and flushed regularly. Uses HDF5's C API with the default (sec2) driver;
+// one process writes. A process killed inside an HDF5 write can leave the live file torn, so
+// the file is never trusted after a kill: each checkpoint carries the run file's image (the
+// bytes of the flushed file), a resume installs that image in place of whatever is there,
+// and a finished run's final state is written to a copy that is renamed into place.
+// Every error throws std::runtime_error naming the file (and the OS error when there is one).
 #pragma once
 
 #include <hdf5.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "io/h5_util.hpp"
 
 namespace moe {
 
@@ -19,7 +26,7 @@ class RunFile {
   // Create truncates `path`; Append opens an existing run file and finds its series.
   // Throws std::runtime_error naming the file on failure.
   RunFile(const std::string& path, Mode mode = Mode::Create);
-  ~RunFile();
+  ~RunFile() = default;
   RunFile(const RunFile&) = delete;
   RunFile& operator=(const RunFile&) = delete;
 
@@ -50,10 +57,14 @@ class RunFile {
   void truncate(const std::map<std::string, std::int64_t>& rows);
 
   void flush();
+  // Flushes and returns the file's bytes: a consistent HDF5 file (checkpoints keep it).
+  std::string image();
+  // Flushes and closes the file; the object is unusable afterwards. Throws on failure.
+  void close();
 
  private:
   struct Series {
-    hid_t dset = -1;
+    h5::Handle dset;
     hsize_t rows = 0, width = 0;  // width 0: 1-D
   };
   Series& series(const std::string& name, hid_t type, hsize_t width);
@@ -62,9 +73,19 @@ class RunFile {
   hid_t open_parent(const std::string& name, std::string& leaf);
   void discover_series();
 
+  template <class F>
+  auto guarded(F f) const -> decltype(f());
+
   std::string path_;
-  hid_t file_ = -1;
+  h5::Handle file_;
   std::map<std::string, Series> series_;
 };
+
+// Puts the run file image `image` at `path` atomically: the bytes go to a temporary file
+// beside it, `edit` (when given) changes that copy through a RunFile, and the copy is synced
+// and renamed over `path`. Whatever instant the process dies, `path` holds its old bytes or
+// the new file whole. Throws std::runtime_error naming the file.
+void install_run_file(const std::string& path, const std::string& image,
+                      const std::function<void(RunFile&)>& edit = nullptr);
 
 }  // namespace moe

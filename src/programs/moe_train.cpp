@@ -1,6 +1,6 @@
 // moe-train: trains one model from a TOML config and writes one HDF5 run file.
 //   moe-train --config FILE.toml [--set section.key=value ...] [--output RUN.h5]
-//             [--resume] [--stop-after N]
+//             [--resume | --overwrite] [--stop-after N]
 // Bad input (options, config, data) -> one line on stderr, exit 2, no output file.
 // Exit 0 when complete or stopped with a checkpoint (--stop-after, SIGTERM, SIGUSR1),
 // 1 when the run failed (the file keeps status = failed and the reason).
@@ -20,7 +20,7 @@ namespace {
 
 const char* kUsage =
     "usage: moe-train --config FILE.toml [--set section.key=value ...] [--output RUN.h5] "
-    "[--resume] [--stop-after N]";
+    "[--resume | --overwrite] [--stop-after N]";
 
 struct Options {
   std::string config_path, output;
@@ -40,8 +40,11 @@ Options parse_args(int argc, char** argv) {
       o.config_path = value();
     else if (a == "--set")
       o.sets.push_back(value());
-    else if (a == "--output")
+    else if (a == "--output") {
       o.output = value();
+      if (o.output.empty()) throw moe::InputError("--output is empty (allowed: a file name)");
+    } else if (a == "--overwrite")
+      o.run.overwrite = true;
     else if (a == "--resume")
       o.run.resume = true;
     else if (a == "--stop-after") {
@@ -70,6 +73,7 @@ int run(int argc, char** argv) {
     moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
     if (!opt.output.empty()) cfg.output.path = opt.output;
     opt.run.log = &std::cout;
+    if (!opt.config_path.empty()) opt.run.inputs.push_back(opt.config_path);
     switch (moe::run_training(cfg, opt.run, MPI_COMM_WORLD)) {
       case moe::RunOutcome::Complete:
       case moe::RunOutcome::Stopped:
