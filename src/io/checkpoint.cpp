@@ -76,25 +76,32 @@ void read_contents(hid_t f, Checkpoint& ck) {
 }  // namespace
 
 void write_checkpoint(const std::string& path, const Checkpoint& ck) {
-  const std::string tmp = temporary_name(path);
+  // Built in memory (HDF5's core driver), then written as one image through a temporary file,
+  // fsync and rename: HDF5 never writes to disk, so a full disk is one POSIX error naming the
+  // file, and readers (and a process killed at any instant) see the old checkpoint or the new.
+  std::string image;
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   try {
-    h5::Handle f = h5::file_handle(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+    const h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+    H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/0);
+    const h5::Handle f =
+        h5::file_handle(H5Fcreate("/proc/self/moe-checkpoint", H5F_ACC_TRUNC, H5P_DEFAULT,
+                                  fapl.get()));  // in memory only (see run_file.cpp)
     h5::check(f.get(), "create");
     write_contents(f.get(), ck);
     h5::check(H5Fflush(f.get(), H5F_SCOPE_GLOBAL), "flush");
-    h5::check(f.reset(), "close");
-    sync_file(tmp);
+    const ssize_t size = H5Fget_file_image(f.get(), nullptr, 0);
+    h5::check(herr_t(size < 0 ? -1 : 0), "size of the file image");
+    image.resize(std::size_t(size));
+    h5::check(herr_t(H5Fget_file_image(f.get(), &image[0], image.size()) < 0 ? -1 : 0),
+              "file image");
   } catch (const std::exception& e) {
-    std::remove(tmp.c_str());
     throw std::runtime_error("cannot write checkpoint '" + path + "': " + e.what());
   }
-  // rename(2) replaces the old checkpoint in one step: readers see the old or the new one.
   try {
-    rename_durably(tmp, path);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
+    replace_file(path, image);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot write checkpoint '" + path + "': " + e.what());
   }
 }
 

@@ -1,6 +1,7 @@
 #include "io/run_file.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <stdexcept>
 
@@ -14,6 +15,18 @@ std::pair<std::string, std::string> split_path(const std::string& path) {
   const auto pos = path.rfind('/');
   if (pos == std::string::npos) return {"/", path};
   return {pos == 0 ? "/" : path.substr(0, pos), path.substr(pos + 1)};
+}
+
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The name HDF5 knows an in-memory file by. The core driver refuses to load an image under the
+// name of a file that exists on disk, and takes two files of one name for the same file; a
+// fresh name where no file can exist (/proc/self does not take new files) avoids both.
+std::string memory_name() {
+  static int counter = 0;
+  return "/proc/self/moe-run-file-" + std::to_string(++counter);
 }
 
 }  // namespace
@@ -30,22 +43,31 @@ auto RunFile::guarded(F f) const -> decltype(f()) {
 
 RunFile::RunFile(const std::string& path, Mode mode) : path_(path) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are reported by us, in one line
-  if (mode == Mode::Create) {
-    file_ = h5::file_handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
-    if (!file_.valid()) {
-      const std::string os = h5::os_error();
-      throw std::runtime_error("cannot create run file '" + path + "'" +
-                               (os.empty() ? std::string() : ": " + os));
-    }
-  } else {
-    file_ = h5::file_handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
-    if (!file_.valid()) {
-      const std::string os = h5::os_error();
-      throw std::runtime_error("cannot open run file '" + path + "'" +
-                               (os.empty() ? std::string() : ": " + os));
-    }
-    guarded([&] { discover_series(); });
+  if (mode == Mode::Append) {
+    open_image(read_file_bytes(path));
+    return;
   }
+  const h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/0);
+  file_ = h5::file_handle(H5Fcreate(memory_name().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
+  if (!file_.valid()) throw std::runtime_error("cannot create run file '" + path + "'");
+}
+
+RunFile::RunFile(const std::string& path, const std::string& image) : path_(path) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  open_image(image);
+}
+
+void RunFile::open_image(const std::string& image) {
+  const h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/0);
+  // HDF5 copies the image into its own buffer.
+  if (H5Pset_file_image(fapl.get(), const_cast<char*>(image.data()), image.size()) < 0)
+    throw std::runtime_error("run file '" + path_ + "': cannot load its image");
+  file_ = h5::file_handle(H5Fopen(memory_name().c_str(), H5F_ACC_RDWR, fapl.get()));
+  if (!file_.valid())
+    throw std::runtime_error("run file '" + path_ + "' is not a readable HDF5 file");
+  guarded([&] { discover_series(); });
 }
 
 void RunFile::discover_series() {
@@ -235,40 +257,29 @@ void RunFile::truncate(const std::map<std::string, std::int64_t>& rows) {
 }
 
 void RunFile::flush() {
-  guarded([&] { h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flush"); });
+  const double now = seconds_now();
+  const bool due =
+      last_save_ < 0 || (now - last_save_ >= 1.0 && now - last_save_ >= 20 * last_save_seconds_);
+  if (due) save();
+}
+
+void RunFile::save() {
+  const double t0 = seconds_now();
+  replace_file(path_, image());
+  last_save_ = seconds_now();
+  last_save_seconds_ = last_save_ - t0;
 }
 
 std::string RunFile::image() {
-  // After a global flush the file on disk is a complete HDF5 file (HDF5 also trims it to its
-  // allocated size); nothing writes to it while its bytes are read.
-  flush();
-  return read_file_bytes(path_);
-}
-
-void RunFile::close() {
-  guarded([&] {
-    flush();
-    series_.clear();
-    h5::check(file_.reset(), "close");
+  return guarded([&] {
+    h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flush");
+    const ssize_t size = H5Fget_file_image(file_.get(), nullptr, 0);
+    h5::check(herr_t(size < 0 ? -1 : 0), "size of the file image");
+    std::string bytes(std::size_t(size), '\0');
+    h5::check(herr_t(H5Fget_file_image(file_.get(), &bytes[0], bytes.size()) < 0 ? -1 : 0),
+              "file image");
+    return bytes;
   });
-}
-
-void install_run_file(const std::string& path, const std::string& image,
-                      const std::function<void(RunFile&)>& edit) {
-  const std::string tmp = temporary_name(path);
-  try {
-    replace_file(tmp, image);
-    if (edit) {
-      RunFile copy(tmp, RunFile::Mode::Append);
-      edit(copy);
-      copy.close();
-      sync_file(tmp);
-    }
-    rename_durably(tmp, path);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
 }
 
 }  // namespace moe

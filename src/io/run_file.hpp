@@ -1,17 +1,19 @@
 // The run file: one HDF5 file per run. Scalar series (one value per step) and row series (one
 // row of fixed width per step) are chunked, deflate-compressed, extendible datasets, appended
-// as the run goes and flushed regularly. Uses HDF5's C API with the default (sec2) driver;
-// one process writes. A process killed inside an HDF5 write can leave the live file torn, so
-// the file is never trusted after a kill: each checkpoint carries the run file's image (the
-// bytes of the flushed file), a resume installs that image in place of whatever is there,
-// and a finished run's final state is written to a copy that is renamed into place.
+// as the run goes. Uses HDF5's C API; one process writes.
+//
+// Kill safety: the file is built in memory (HDF5's core driver, no backing store) and written
+// to disk only as a whole image, through a temporary file that is fsync'ed and renamed over
+// the path. HDF5 itself never writes the path, so the file on disk is always one complete,
+// consistent image (the last one saved), whatever instant the process dies, and a failed
+// write (full disk, quota, permissions) is one POSIX error naming the file that leaves the
+// previous image in place. Checkpoints keep an image too (image()), and a resume starts from it.
 // Every error throws std::runtime_error naming the file (and the OS error when there is one).
 #pragma once
 
 #include <hdf5.h>
 
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,9 +25,12 @@ namespace moe {
 class RunFile {
  public:
   enum class Mode { Create, Append };
-  // Create truncates `path`; Append opens an existing run file and finds its series.
+  // Create starts an empty file (nothing is written to `path` before the first save);
+  // Append reads the existing run file at `path` and finds its series.
   // Throws std::runtime_error naming the file on failure.
   RunFile(const std::string& path, Mode mode = Mode::Create);
+  // A run file from `image` (the bytes of one), to be saved at `path`.
+  RunFile(const std::string& path, const std::string& image);
   ~RunFile() = default;
   RunFile(const RunFile&) = delete;
   RunFile& operator=(const RunFile&) = delete;
@@ -56,11 +61,13 @@ class RunFile {
   std::map<std::string, std::int64_t> series_rows() const;
   void truncate(const std::map<std::string, std::int64_t>& rows);
 
+  // Saves the file to disk when due: the first time, then at most once a second and with at
+  // most ~5% of the time spent writing (a large file is saved less often).
   void flush();
-  // Flushes and returns the file's bytes: a consistent HDF5 file (checkpoints keep it).
+  // Saves the file to disk now (atomically: temporary file, fsync, rename).
+  void save();
+  // The file's bytes: a complete HDF5 file (checkpoints keep it).
   std::string image();
-  // Flushes and closes the file; the object is unusable afterwards. Throws on failure.
-  void close();
 
  private:
   struct Series {
@@ -75,17 +82,13 @@ class RunFile {
 
   template <class F>
   auto guarded(F f) const -> decltype(f());
+  void open_image(const std::string& image);
 
   std::string path_;
   h5::Handle file_;
   std::map<std::string, Series> series_;
+  double last_save_ = -1;         // steady-clock seconds of the last save (-1: never saved)
+  double last_save_seconds_ = 0;  // how long it took
 };
-
-// Puts the run file image `image` at `path` atomically: the bytes go to a temporary file
-// beside it, `edit` (when given) changes that copy through a RunFile, and the copy is synced
-// and renamed over `path`. Whatever instant the process dies, `path` holds its old bytes or
-// the new file whole. Throws std::runtime_error naming the file.
-void install_run_file(const std::string& path, const std::string& image,
-                      const std::function<void(RunFile&)>& edit = nullptr);
 
 }  // namespace moe

@@ -88,9 +88,9 @@ Claim claim_next(const Study& st, int only, const std::string& who, std::ostream
         *out << "moe-study: point " << i << " " << p.id << " is already complete\n" << std::flush;
       continue;
     }
-    c.resume = f.readable && f.status == "running" && f.checkpoint;
-    // A checkpoint beside a failed or torn run would be resumed by a later rerun: drop it.
-    if (!c.resume && f.checkpoint) std::remove(checkpoint_path(path).c_str());
+    // A checkpoint is what a kill or a stop leaves (the run file itself may be torn: the resume
+    // rebuilds it from the checkpoint). A failed run starts over (run_training replaces it).
+    c.resume = f.checkpoint && !(f.readable && f.status == "failed");
     set_status(entry, "running");
     entry.set("claimed_by", json::Value::string(who));
     entry.set("error", json::Value::null());
@@ -134,6 +134,7 @@ PointResult run_point(const Study& st, int i, bool resume, const StudyOptions& o
   std::ofstream log;
   RunOptions ro;
   ro.resume = resume;
+  ro.overwrite = !resume;  // the study owns its points' files: a point that starts over replaces
   ro.stop_after = opts.stop_after;
   if (leader) {
     log.open((fs::path(st.output_dir) / (p.id + ".log")).string(), std::ios::app);
@@ -150,9 +151,8 @@ PointResult run_point(const Study& st, int i, bool resume, const StudyOptions& o
       if (log.is_open()) log << "moe-study: " << r.error << "\n" << std::flush;
       if (!ro.resume) return r;
       // An unusable checkpoint: start the point over rather than give it up.
-      if (leader) std::remove(checkpoint_path(cfg.output.path).c_str());
-      MPI_Barrier(group);
       ro.resume = false;
+      ro.overwrite = true;
     }
   }
   return r;
@@ -248,9 +248,6 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
                                : r.outcome == RunOutcome::Stopped ? "stopped"
                                                                   : "failed";
     if (r.outcome == RunOutcome::Failed) failed = 1;
-    // A complete run file is final (a rerun skips it): its checkpoint only takes space.
-    if (leader && r.outcome == RunOutcome::Complete)
-      std::remove(checkpoint_path(run_path(st, p)).c_str());
     if (r.outcome == RunOutcome::Stopped) stopped = true;
     if (leader) {
       try {

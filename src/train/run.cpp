@@ -245,11 +245,8 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
   if (rank == 0) {
     try {
       if (opts.resume && !ck.run_file_image.empty()) {
-        install_run_file(path, ck.run_file_image, [&](RunFile& f) {
-          f.set_attr("/status", std::string("running"));
-          f.set_attr("/checkpoint_step", std::int64_t(ck.next_step));
-        });
-        file = std::make_unique<RunFile>(path, RunFile::Mode::Append);
+        file = std::make_unique<RunFile>(path, ck.run_file_image);
+        file->set_attr("/checkpoint_step", std::int64_t(ck.next_step));
       } else if (opts.resume) {  // a checkpoint of an older version: cut the series back
         file = std::make_unique<RunFile>(path, RunFile::Mode::Append);
         file->truncate(ck.series_rows);
@@ -265,7 +262,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
       file->set_attr("/expert_parallel", std::int64_t(ep));
       file->set_attr("/data_parallel", std::int64_t(ranks));
       file->write_text("/config", config_to_toml(cfg));
-      file->flush();
+      file->save();
       if (!opts.resume) {
         Checkpoint first;
         first.config_text = config_to_toml(cfg);
@@ -276,7 +273,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     } catch (const std::exception& e) {
       error = e.what();
       file.reset();
-      // A new run's file is ours and half written: it goes (the lock is still held).
+      // A new run's file is ours and incomplete: it goes (the lock is still held).
       if (!opts.resume) std::remove(path.c_str()), std::remove(checkpoint_path(path).c_str());
     }
   }
@@ -317,18 +314,15 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     };
     if (!s.finished) {
       write_final(*file);
-      file->flush();
+      file->save();
       if (log)
         *log << "stopped after step " << s.next_step << " (checkpoint " << checkpoint_path(path)
              << "); continue with --resume\n";
       return RunOutcome::Stopped;
     }
-    // The complete file is written as a copy renamed into place: a kill at any instant leaves
-    // the running file and its checkpoint, or the complete file whole.
-    install_run_file(path, file->image(), [&](RunFile& f) {
-      write_final(f);
-      f.set_attr("/status", std::string("complete"));
-    });
+    write_final(*file);
+    file->set_attr("/status", std::string("complete"));
+    file->save();
     file.reset();
     std::remove(checkpoint_path(path).c_str());  // a complete run is final: nothing to resume
     if (log) *log << "wrote " << path << "\n";
@@ -343,7 +337,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
         file->set_attr("/status", std::string("failed"));
         file->set_attr("/error", std::string(e.what()));
         file->set_attr("/end_time", now_iso8601());
-        file->flush();
+        file->save();
       } catch (const std::exception&) {
       }
     }

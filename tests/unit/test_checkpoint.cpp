@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "io/checkpoint.hpp"
@@ -74,7 +75,8 @@ TEST(Checkpoint, KilledWriterNeverDestroysThePreviousCheckpoint) {
       const Checkpoint b = make(2, n);
       for (;;) write_checkpoint(path, b);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5 + 23 * trial));
+    // Later trials wait long enough for whole writes (each is fsync'ed) to complete.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 + 60 * trial));
     kill(child, SIGKILL);
     waitpid(child, nullptr, 0);
     const Checkpoint c = read_checkpoint(path);  // must never throw
@@ -87,5 +89,8 @@ TEST(Checkpoint, KilledWriterNeverDestroysThePreviousCheckpoint) {
   }
   EXPECT_GT(saw_new, 0) << "the writer should have completed at least once";
   std::remove(path.c_str());
-  std::remove((path + ".tmp").c_str());
+  // The killed writers' temporary files ("<path>.tmp.<pid>").
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+    if (entry.path().string().rfind(path + ".tmp", 0) == 0) std::filesystem::remove(entry.path());
 }
