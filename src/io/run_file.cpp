@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <stdexcept>
 
 #include "io/posix_file.hpp"
@@ -240,6 +241,23 @@ std::map<std::string, std::int64_t> RunFile::series_rows() const {
   std::map<std::string, std::int64_t> out;
   for (const auto& [name, s] : series_) out[name] = std::int64_t(s.rows);
   return out;
+}
+
+double RunFile::last_value(const std::string& dataset) const {
+  const auto it = series_.find(dataset);
+  if (it == series_.end() || it->second.rows == 0 || it->second.width != 0)
+    return std::numeric_limits<double>::quiet_NaN();
+  return guarded([&] {
+    const Series& s = it->second;
+    const h5::Handle fspace = h5::space_handle(H5Dget_space(s.dset.get()));
+    hsize_t start[1] = {s.rows - 1}, count[1] = {1};
+    H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+    const h5::Handle mspace = h5::space_handle(H5Screate_simple(1, count, nullptr));
+    double v = 0;
+    h5::check(H5Dread(s.dset.get(), H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, &v),
+              "read " + dataset);
+    return v;
+  });
 }
 
 void RunFile::truncate(const std::map<std::string, std::int64_t>& rows) {

@@ -59,6 +59,8 @@ class RunFile {
   // Rows of every series, and cutting every series back to given rows (absent = 0): a
   // resumed run forgets the steps recorded after its checkpoint.
   std::map<std::string, std::int64_t> series_rows() const;
+  // The last value of a 1-D float64 series (NaN when it is empty or absent).
+  double last_value(const std::string& dataset) const;
   void truncate(const std::map<std::string, std::int64_t>& rows);
 
   // Saves the file to disk when due: the first time, then at most once a second and with at

@@ -145,7 +145,7 @@ PointResult run_point(const Study& st, int i, bool resume, const StudyOptions& o
       r.outcome = run_training(cfg, ro, group);
       r.error.clear();
       return r;
-    } catch (const std::exception& e) {  // InputError: nothing was written
+    } catch (const std::exception& e) {  // UserError: nothing was written
       r.outcome = RunOutcome::Failed;
       r.error = e.what();
       if (log.is_open()) log << "moe-study: " << r.error << "\n" << std::flush;
@@ -176,12 +176,12 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
   MPI_Comm_size(world, &size);
   const int rpr = st.ranks_per_run;
   if (size % rpr != 0)
-    throw StudyError(std::to_string(size) +
-                     " MPI ranks do not split into groups of ranks_per_run = " +
-                     std::to_string(rpr) + " (allowed: a multiple of ranks_per_run)");
+    throw UserError(std::to_string(size) +
+                    " MPI ranks do not split into groups of ranks_per_run = " +
+                    std::to_string(rpr) + " (allowed: a multiple of ranks_per_run)");
   if (opts.point >= int(st.points.size()))
-    throw StudyError("--point " + std::to_string(opts.point) + " (allowed: 0.." +
-                     std::to_string(st.points.size() - 1) + "; see --list)");
+    throw UserError("--point " + std::to_string(opts.point) + " (allowed: 0.." +
+                    std::to_string(st.points.size() - 1) + "; see --list)");
 
   // Output directory and index, by world rank 0; an error there is bad input for everyone.
   std::string err;
@@ -201,7 +201,7 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
     }
   }
   bcast_string(err, 0, world);
-  if (!err.empty()) throw StudyError(err);
+  if (!err.empty()) throw UserError(err);
 
   const int group_id = rank / rpr;
   MPI_Comm group;
@@ -248,6 +248,9 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
                                : r.outcome == RunOutcome::Stopped ? "stopped"
                                                                   : "failed";
     if (r.outcome == RunOutcome::Failed) failed = 1;
+    // A complete run file is final (a rerun skips it): its checkpoint only takes space.
+    if (leader && r.outcome == RunOutcome::Complete)
+      std::remove(checkpoint_path(run_path(st, p)).c_str());
     if (r.outcome == RunOutcome::Stopped) stopped = true;
     if (leader) {
       try {

@@ -18,14 +18,6 @@ namespace moe {
 
 namespace fs = std::filesystem;
 
-StudyError::StudyError(const std::string& message)
-    : std::runtime_error([&] {
-        std::string m = message;  // one line, always
-        for (char& c : m)
-          if (c == '\n' || c == '\r') c = ' ';
-        return m;
-      }()) {}
-
 std::string ParamValue::toml() const {
   switch (kind) {
     case Kind::Int:
@@ -112,9 +104,9 @@ class Parser {
   explicit Parser(const std::string& path) : path_(path) {}
 
   [[noreturn]] void fail(const toml::node& node, const std::string& what) const {
-    throw StudyError(at(node) + ": " + what);
+    throw UserError(at(node) + ": " + what);
   }
-  [[noreturn]] void fail(const std::string& what) const { throw StudyError(path_ + ": " + what); }
+  [[noreturn]] void fail(const std::string& what) const { throw UserError(path_ + ": " + what); }
   std::string at(const toml::node& node) const {
     return path_ + ":" + std::to_string(node.source().begin.line);
   }
@@ -295,12 +287,12 @@ class Parser {
 
 std::string read_text(const std::string& path) {
   if (fs::is_directory(path))
-    throw StudyError("cannot read study file '" + path + "': it is a directory");
+    throw UserError("cannot read study file '" + path + "': it is a directory");
   errno = 0;
   std::ifstream in(path, std::ios::binary);
   if (!in)
-    throw StudyError("cannot read study file '" + path + "'" +
-                     (errno ? std::string(": ") + std::strerror(errno) : std::string()));
+    throw UserError("cannot read study file '" + path + "'" +
+                    (errno ? std::string(": ") + std::strerror(errno) : std::string()));
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
@@ -350,8 +342,8 @@ Study load_study(const std::string& path, bool scale) {
     root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     const auto& pos = e.source().begin;
-    throw StudyError(path + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) +
-                     ": TOML parse error: " + std::string(e.description()));
+    throw UserError(path + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) +
+                    ": TOML parse error: " + std::string(e.description()));
   }
 
   Parser p(path);
@@ -465,12 +457,12 @@ Study load_study(const std::string& path, bool scale) {
   for (const Exclusion& e : p.exclusions) {
     for (const auto& w : e.where)
       if (!swept.count(w.first))
-        throw StudyError(e.origin + ": [[exclude]] where key '" + w.first +
-                         "' is not a swept key (allowed: keys of [[axis]] and [[zip]])");
+        throw UserError(e.origin + ": [[exclude]] where key '" + w.first +
+                        "' is not a swept key (allowed: keys of [[axis]] and [[zip]])");
     for (const std::string& d : e.drop)
       if (!swept.count(d))
-        throw StudyError(e.origin + ": [[exclude]] drop key '" + d +
-                         "' is not a swept key (allowed: keys of [[axis]] and [[zip]])");
+        throw UserError(e.origin + ": [[exclude]] drop key '" + d +
+                        "' is not a swept key (allowed: keys of [[axis]] and [[zip]])");
   }
 
   // Cartesian product, then exclusions, then dedup by the final parameter set.
@@ -549,7 +541,7 @@ Study load_study(const std::string& path, bool scale) {
       origins.push_back({r.params[q].key + "=" + r.params[q].value.toml(), r.origins[q]});
     try {
       point_config(st, st.points.back());
-    } catch (const StudyError& e) {
+    } catch (const UserError& e) {
       std::string msg = e.what();
       const std::string lead = "--set ";
       std::string where = path;
@@ -561,7 +553,7 @@ Study load_study(const std::string& path, bool scale) {
             break;
           }
       }
-      throw StudyError(where + ": " + msg + " (point " + pt.id + ": " + desc + ")");
+      throw UserError(where + ": " + msg + " (point " + pt.id + ": " + desc + ")");
     }
   }
   return st;
@@ -570,12 +562,7 @@ Study load_study(const std::string& path, bool scale) {
 Config point_config(const Study& study, const StudyPoint& point) {
   std::vector<std::string> sets = study.base_sets;
   for (const Param& q : point.params) sets.push_back(q.key + "=" + q.value.toml());
-  Config cfg;
-  try {
-    cfg = load_config(study.base_path, sets);
-  } catch (const ConfigError& e) {
-    throw StudyError(e.what());
-  }
+  Config cfg = load_config(study.base_path, sets);
   cfg.output.path = (fs::path(study.output_dir) / point.file).string();
   return cfg;
 }

@@ -20,7 +20,9 @@
 #include "parallel/runtime.hpp"
 #include "train/memory_estimate.hpp"
 #include "train/resume_check.hpp"
+#include "train/run_schema.hpp"
 #include "train/trainer.hpp"
+#include "util/user_error.hpp"
 #include "version.hpp"
 
 namespace moe {
@@ -51,8 +53,8 @@ void check_resume_config(const Config& cfg, const Checkpoint& ck) {
   std::string keys, safe;
   for (const std::string& d : diff) keys += (keys.empty() ? "" : ", ") + d;
   for (const std::string& k : resume_safe_keys()) safe += (safe.empty() ? "" : ", ") + k;
-  throw InputError("--resume: the config differs from the checkpoint's in " + keys +
-                   " (allowed to change on resume: " + safe + ")");
+  throw UserError("--resume: the config differs from the checkpoint's in " + keys +
+                  " (allowed to change on resume: " + safe + ")");
 }
 
 // The files the run reads: the output must be none of them.
@@ -70,12 +72,12 @@ std::vector<std::string> run_inputs(const Config& cfg, const RunOptions& opts) {
 
 // Before the lock: the path itself.
 void check_output_path(const std::string& path, const std::vector<std::string>& inputs) {
-  if (path.empty()) throw InputError("output.path is empty (allowed: a file name, e.g. run.h5)");
+  if (path.empty()) throw UserError("output.path is empty (allowed: a file name, e.g. run.h5)");
   for (const std::string& input : inputs)
     for (const std::string& mine : {path, checkpoint_path(path), lock_path(path)})
       if (same_file(mine, input))
-        throw InputError("output '" + path + "' would overwrite '" + input +
-                         "', an input of this run (allowed: another --output)");
+        throw UserError("output '" + path + "' would overwrite '" + input +
+                        "', an input of this run (allowed: another --output)");
 }
 
 // The root attribute `status` of an existing run file; "" when absent or unreadable.
@@ -103,27 +105,27 @@ void check_existing_output(const std::string& path, const RunOptions& opts) {
   const bool has_file = fs::exists(path, ec);
   const std::string status = has_file ? run_file_status(path) : std::string();
   if (opts.resume && opts.overwrite)
-    throw InputError("--resume and --overwrite together (allowed: one of them)");
+    throw UserError("--resume and --overwrite together (allowed: one of them)");
   if (opts.resume) {
     if (status == "complete")
-      throw InputError("--resume: run file '" + path + "' is already complete");
+      throw UserError("--resume: run file '" + path + "' is already complete");
     if (!has_ckpt)
-      throw InputError("--resume: no checkpoint '" + ckpt +
-                       "' (allowed: --resume of a run that was stopped or killed)");
+      throw UserError("--resume: no checkpoint '" + ckpt +
+                      "' (allowed: --resume of a run that was stopped or killed)");
     return;
   }
   if (opts.overwrite) return;
   if (status == "complete")
-    throw InputError("output '" + path +
-                     "' holds a complete run (allowed: --overwrite to replace it, or another "
-                     "--output)");
+    throw UserError("output '" + path +
+                    "' holds a complete run (allowed: --overwrite to replace it, or another "
+                    "--output)");
   if (has_ckpt)
-    throw InputError("output '" + path + "' has the checkpoint of an unfinished run, '" + ckpt +
-                     "' (allowed: --resume to continue it, --overwrite to start over)");
+    throw UserError("output '" + path + "' has the checkpoint of an unfinished run, '" + ckpt +
+                    "' (allowed: --resume to continue it, --overwrite to start over)");
   if (has_file && status.empty())
-    throw InputError("output '" + path +
-                     "' exists and is not a readable run file (allowed: --overwrite to replace "
-                     "it, or another --output)");
+    throw UserError("output '" + path +
+                    "' exists and is not a readable run file (allowed: --overwrite to replace "
+                    "it, or another --output)");
 }
 
 // Ranks of comm on this node (they share its memory).
@@ -164,22 +166,22 @@ void write_identity(RunFile& f, const Config& cfg, const Corpus& corpus, int ran
 void check_decomposition(const Config& cfg, int ranks) {
   const std::string P = std::to_string(ranks);
   if (cfg.train.batch_size % ranks != 0)
-    throw InputError("train.batch_size = " + std::to_string(cfg.train.batch_size) +
-                     " is not divisible by the " + P + " MPI ranks (allowed: a multiple of " + P +
-                     ")");
+    throw UserError("train.batch_size = " + std::to_string(cfg.train.batch_size) +
+                    " is not divisible by the " + P + " MPI ranks (allowed: a multiple of " + P +
+                    ")");
   const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
   if (ranks % ep != 0)
-    throw InputError("parallel.expert_parallel = " + std::to_string(ep) + " does not divide the " +
-                     P + " MPI ranks (allowed: a divisor of " + P + ", or 0 = all ranks)");
+    throw UserError("parallel.expert_parallel = " + std::to_string(ep) + " does not divide the " +
+                    P + " MPI ranks (allowed: a divisor of " + P + ", or 0 = all ranks)");
   if (cfg.model.num_experts > 1 && cfg.model.num_experts % ep != 0)
-    throw InputError("model.num_experts = " + std::to_string(cfg.model.num_experts) +
-                     " is not divisible by the expert-parallel group of " + std::to_string(ep) +
-                     " ranks (allowed: a multiple of parallel.expert_parallel, which is 0 = all " +
-                     P + " ranks by default)");
+    throw UserError("model.num_experts = " + std::to_string(cfg.model.num_experts) +
+                    " is not divisible by the expert-parallel group of " + std::to_string(ep) +
+                    " ranks (allowed: a multiple of parallel.expert_parallel, which is 0 = all " +
+                    P + " ranks by default)");
   if (ranks > 1 && cfg.router.drop_policy == "probability" && cfg.router.capacity_factor > 0)
-    throw InputError("router.drop_policy = \"probability\" with " + P +
-                     " MPI ranks (allowed: \"position\"; dropping by probability over the "
-                     "global batch is single-rank only)");
+    throw UserError("router.drop_policy = \"probability\" with " + P +
+                    " MPI ranks (allowed: \"position\"; dropping by probability over the "
+                    "global batch is single-rank only)");
 }
 
 }  // namespace
@@ -213,7 +215,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     }
   }
   error = from_rank0(comm, error);
-  if (!error.empty()) throw InputError(error);
+  if (!error.empty()) throw UserError(error);
 
   // Everything else is checked before any file is created or changed, and every rank learns
   // whether any rank failed (data or a checkpoint may be unreadable on one node only): all of
@@ -222,13 +224,13 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
   Checkpoint ck;
   try {
     const std::string memory = check_memory(cfg, ranks, ranks_on_this_node(comm));
-    if (!memory.empty()) throw InputError(memory);
+    if (!memory.empty()) throw UserError(memory);
     corpus = load_corpus(cfg);
     if (opts.resume) {
       try {
         ck = read_checkpoint(checkpoint_path(path));
       } catch (const std::exception& e) {
-        throw InputError(std::string("--resume: ") + e.what());
+        throw UserError(std::string("--resume: ") + e.what());
       }
       check_resume_config(cfg, ck);
     }
@@ -236,7 +238,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     error = e.what();
   }
   error = agreed_error(comm, error);
-  if (!error.empty()) throw InputError(error);
+  if (!error.empty()) throw UserError(error);
 
   // One writer: rank 0 holds the run file. A new run writes its header and a first checkpoint
   // (step 0) at once, so a resume works from any instant on; a resumed run's file is rebuilt
@@ -278,7 +280,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     }
   }
   error = from_rank0(comm, error);
-  if (!error.empty()) throw InputError(error);
+  if (!error.empty()) throw UserError(error);
   if (log) {
     *log << "moe-suite " << suite_version() << " (" << git_commit() << ")  Kokkos "
          << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "."
@@ -307,8 +309,11 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
            << (opts.resume ? ", resumed at step " + std::to_string(first) : std::string()) << "\n";
     const TrainSummary s = trainer.train(first, opts.stop_after, [] { return g_stop_signal != 0; });
     if (!file) return s.finished ? RunOutcome::Complete : RunOutcome::Stopped;
+    // A resume after the final checkpoint (killed before the file was marked complete) runs no
+    // step: the last loss is the file's.
+    const double last_loss = s.steps_done > 0 ? s.last_loss : file->last_value(schema::kTrainLoss);
     auto write_final = [&](RunFile& f) {
-      f.set_attr("/final_loss", s.last_loss);
+      f.set_attr("/final_loss", last_loss);
       f.set_attr("/final_val_loss", s.last_val_loss);
       f.set_attr("/end_time", now_iso8601());
     };
@@ -324,7 +329,6 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     file->set_attr("/status", std::string("complete"));
     file->save();
     file.reset();
-    std::remove(checkpoint_path(path).c_str());  // a complete run is final: nothing to resume
     if (log) *log << "wrote " << path << "\n";
     return RunOutcome::Complete;
   } catch (const std::exception& e) {

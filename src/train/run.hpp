@@ -6,19 +6,12 @@
 
 #include <cstdint>
 #include <iosfwd>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
 
 namespace moe {
-
-// Bad input found before anything was written: the caller prints what() as one line and
-// exits with code 2.
-struct InputError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct RunOptions {
   bool resume = false;           // continue cfg.output.path from its last checkpoint
@@ -37,7 +30,7 @@ enum class RunOutcome {
 
 // All ranks of comm call this together. Rank 0 first takes the output's lock (output_lock.hpp)
 // and checks what is there; then every rank checks the memory the config needs, loads the
-// data and (with resume) reads the checkpoint. Throws InputError for bad input before creating
+// data and (with resume) reads the checkpoint. Throws UserError for bad input before creating
 // or changing any file: an empty output path or one that is an input, an output in use by
 // another run, a complete run or a leftover checkpoint at the output without
 // opts.overwrite (or resume), --resume without a checkpoint or with a config that differs

@@ -53,19 +53,19 @@ std::vector<std::string> ids(const Study& s) {
   return out;
 }
 
-// Loads and returns the StudyError message after checking it is one line holding every
+// Loads and returns the UserError message after checking it is one line holding every
 // fragment; fails if nothing was thrown.
 std::string expect_error(const std::string& text, std::initializer_list<std::string> fragments) {
   const std::string path = write_study(text);
   try {
     load_study(path);
-  } catch (const StudyError& e) {
+  } catch (const UserError& e) {
     const std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     for (const std::string& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << msg;
     return msg;
   }
-  ADD_FAILURE() << "no StudyError for:\n" << text;
+  ADD_FAILURE() << "no UserError for:\n" << text;
   return "";
 }
 
@@ -317,7 +317,7 @@ TEST(StudyErrors, UnreadableFile) {
   try {
     load_study("/nonexistent/study.toml");
     FAIL() << "no error";
-  } catch (const StudyError& e) {
+  } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/study.toml"), std::string::npos);
   }
 }
