@@ -59,6 +59,14 @@ RunFile::RunFile(const std::string& path, const std::string& image) : path_(path
   open_image(image);
 }
 
+RunFile::~RunFile() {
+  if (!dirty_ || !file_.valid()) return;
+  try {
+    save();
+  } catch (const std::exception&) {
+  }
+}
+
 void RunFile::open_image(const std::string& image) {
   const h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
   H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/0);
@@ -122,6 +130,7 @@ hid_t RunFile::open_parent(const std::string& name, std::string& leaf) {
 }
 
 void RunFile::set_attr(const std::string& name, const std::string& value) {
+  dirty_ = true;
   guarded([&] {
     std::string leaf;
     const h5::Handle obj = h5::object_handle(open_parent(name, leaf));
@@ -129,6 +138,7 @@ void RunFile::set_attr(const std::string& name, const std::string& value) {
   });
 }
 void RunFile::set_attr(const std::string& name, double value) {
+  dirty_ = true;
   guarded([&] {
     std::string leaf;
     const h5::Handle obj = h5::object_handle(open_parent(name, leaf));
@@ -136,6 +146,7 @@ void RunFile::set_attr(const std::string& name, double value) {
   });
 }
 void RunFile::set_attr(const std::string& name, std::int64_t value) {
+  dirty_ = true;
   guarded([&] {
     std::string leaf;
     const h5::Handle obj = h5::object_handle(open_parent(name, leaf));
@@ -160,6 +171,7 @@ std::int64_t RunFile::int_attr(const std::string& name) const {
 }
 
 void RunFile::write_text(const std::string& dataset, const std::string& text) {
+  dirty_ = true;
   guarded([&] {
     ensure_groups(split_path(dataset).first);
     if (H5Lexists(file_.get(), dataset.c_str(), H5P_DEFAULT) > 0)
@@ -169,6 +181,7 @@ void RunFile::write_text(const std::string& dataset, const std::string& text) {
 }
 
 void RunFile::write_array(const std::string& dataset, const std::vector<double>& values) {
+  dirty_ = true;
   guarded([&] {
     ensure_groups(split_path(dataset).first);
     if (H5Lexists(file_.get(), dataset.c_str(), H5P_DEFAULT) > 0)
@@ -208,6 +221,7 @@ RunFile::Series& RunFile::series(const std::string& name, hid_t type, hsize_t wi
 }
 
 void RunFile::append_raw(const std::string& name, hid_t type, hsize_t width, const void* data) {
+  dirty_ = true;
   guarded([&] {
     const hid_t file_type = H5Tequal(type, H5T_NATIVE_DOUBLE) > 0 ? H5T_IEEE_F64LE : H5T_STD_I64LE;
     Series& s = series(name, file_type, width);
@@ -261,6 +275,7 @@ double RunFile::last_value(const std::string& dataset) const {
 }
 
 void RunFile::truncate(const std::map<std::string, std::int64_t>& rows) {
+  dirty_ = true;
   guarded([&] {
     for (auto& [name, s] : series_) {
       auto it = rows.find(name);
@@ -278,12 +293,13 @@ void RunFile::flush() {
   const double now = seconds_now();
   const bool due =
       last_save_ < 0 || (now - last_save_ >= 1.0 && now - last_save_ >= 20 * last_save_seconds_);
-  if (due) save();
+  if (due && dirty_) save();
 }
 
 void RunFile::save() {
   const double t0 = seconds_now();
   replace_file(path_, image());
+  dirty_ = false;
   last_save_ = seconds_now();
   last_save_seconds_ = last_save_ - t0;
 }

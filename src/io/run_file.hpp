@@ -31,7 +31,9 @@ class RunFile {
   RunFile(const std::string& path, Mode mode = Mode::Create);
   // A run file from `image` (the bytes of one), to be saved at `path`.
   RunFile(const std::string& path, const std::string& image);
-  ~RunFile() = default;
+  // Saves what changed since the last save (best effort: a failure here goes unreported; call
+  // save() to know).
+  ~RunFile();
   RunFile(const RunFile&) = delete;
   RunFile& operator=(const RunFile&) = delete;
 
@@ -91,6 +93,7 @@ class RunFile {
   std::map<std::string, Series> series_;
   double last_save_ = -1;         // steady-clock seconds of the last save (-1: never saved)
   double last_save_seconds_ = 0;  // how long it took
+  bool dirty_ = false;            // changed since the last save
 };
 
 }  // namespace moe

@@ -30,7 +30,7 @@ void Checkpointer::save(std::int64_t next_step) {
   ck.last_val_loss = evaluator_.last_val_loss();
   write_checkpoint(checkpoint_path(run_->path()), ck);
   run_->set_attr(schema::kCheckpointStep, std::int64_t(next_step));
-  run_->flush();
+  run_->save();  // the file on disk is then at least as recent as the checkpoint
 }
 
 std::int64_t Checkpointer::restore(const Checkpoint& ck) {

@@ -75,8 +75,10 @@ TEST(Checkpoint, KilledWriterNeverDestroysThePreviousCheckpoint) {
       const Checkpoint b = make(2, n);
       for (;;) write_checkpoint(path, b);
     }
-    // Later trials wait long enough for whole writes (each is fsync'ed) to complete.
-    std::this_thread::sleep_for(std::chrono::milliseconds(5 + 60 * trial));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 + 23 * trial));
+    // The last trial waits until a whole write (fsync'ed: slow on a busy disk) completed.
+    for (int wait = 0; trial == 7 && wait < 600 && read_checkpoint(path).next_step != 2; ++wait)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     kill(child, SIGKILL);
     waitpid(child, nullptr, 0);
     const Checkpoint c = read_checkpoint(path);  // must never throw
