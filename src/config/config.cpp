@@ -18,6 +18,8 @@
 #include <type_traits>
 #include <variant>
 
+#include "io/input_file.hpp"
+
 namespace moe {
 
 namespace {
@@ -348,14 +350,7 @@ void apply_section(const std::string& path, const std::string& section, const to
 }
 
 std::string read_file(const std::string& path) {
-  if (std::filesystem::is_directory(path))
-    throw UserError("cannot read config file '" + path + "': it is a directory");
-  errno = 0;  // so that a failed open reports its own reason, not a stale one
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw UserError("cannot read config file '" + path + "'" +
-                    (errno ? std::string(": ") + std::strerror(errno) : std::string()));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return read_input_file(path, "config file");
 }
 
 void apply_file(const std::string& path, Config& config) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 
+#include "io/input_file.hpp"
 #include "study/json.hpp"
 
 namespace moe {
@@ -286,14 +287,7 @@ class Parser {
 };
 
 std::string read_text(const std::string& path) {
-  if (fs::is_directory(path))
-    throw UserError("cannot read study file '" + path + "': it is a directory");
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw UserError("cannot read study file '" + path + "'" +
-                    (errno ? std::string(": ") + std::strerror(errno) : std::string()));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return read_input_file(path, "study file");
 }
 
 // Id characters: [A-Za-z0-9.-] (and '_' in keys, which join with '_' anyway); others -> '-'.
