@@ -264,7 +264,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
       file->set_attr("/expert_parallel", std::int64_t(ep));
       file->set_attr("/data_parallel", std::int64_t(ranks));
       file->write_text("/config", config_to_toml(cfg));
-      file->save();
+      // The checkpoint first: once anything of a run is on disk, --resume can continue it.
       if (!opts.resume) {
         Checkpoint first;
         first.config_text = config_to_toml(cfg);
@@ -272,6 +272,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
         first.run_file_image = file->image();
         write_checkpoint(checkpoint_path(path), first);
       }
+      file->save();
     } catch (const std::exception& e) {
       error = e.what();
       file.reset();
