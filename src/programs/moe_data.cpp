@@ -12,45 +12,34 @@
 #include "config/config.hpp"
 #include "data/corpus.hpp"
 #include "data/prepare.hpp"
+#include "programs/command_line.hpp"
 #include "programs/run_main.hpp"
 #include "util/user_error.hpp"
 
 namespace {
 
-const char* kUsage = "usage: moe-data prepare [--config FILE.toml] [--set section.key=value ...]";
-
 struct Options {
-  std::string command, config_path;
+  std::string config_path;
   std::vector<std::string> sets;
 };
 
-Options parse_args(int argc, char** argv) {
-  Options o;
-  if (argc < 2) throw moe::UserError(kUsage);
-  o.command = argv[1];
-  if (o.command == "--help" || o.command == "-h") throw moe::UserError(kUsage);
-  if (o.command != "prepare")
-    throw moe::UserError("unknown command '" + o.command + "' (" + kUsage + ")");
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&](const char* flag) {
-      if (i + 1 >= argc)
-        throw moe::UserError(std::string(flag) + " needs a value (" + kUsage + ")");
-      return std::string(argv[++i]);
-    };
-    if (a == "--config")
-      o.config_path = value("--config");
-    else if (a == "--set")
-      o.sets.push_back(value("--set"));
-    else
-      throw moe::UserError("unknown argument '" + a + "' (" + kUsage + ")");
-  }
-  return o;
+// False when --help was given.
+bool parse_args(int argc, char** argv, Options& o) {
+  CLI::App app("Prepares the data a config describes, ahead of training.", "moe-data");
+  CLI::App* prepare = app.add_subcommand(
+      "prepare", "train the tokenizer, tokenize and write the cache (data/prepare.hpp)");
+  moe::add_config_options(*prepare, o.config_path, o.sets);
+  app.require_subcommand(1);
+  if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "prepare")
+    throw moe::UserError("unknown command '" + std::string(argv[1]) +
+                         "' (allowed: prepare; see moe-data --help)");
+  return moe::parse_command_line(app, argc, argv);
 }
 
 int run(int argc, char** argv) {
   {
-    const Options opt = parse_args(argc, argv);
+    Options opt;
+    if (!parse_args(argc, argv, opt)) return 0;
     const moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
     const auto t0 = std::chrono::steady_clock::now();
     if (cfg.data.source == "text" || cfg.data.source == "kjv") {

@@ -15,18 +15,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "programs/command_line.hpp"
 #include "programs/run_main.hpp"
 #include "study/driver.hpp"
 #include "study/study.hpp"
 #include "train/run.hpp"
-#include "util/checked_parse.hpp"
 #include "util/user_error.hpp"
 
 namespace {
-
-const char* kUsage =
-    "usage: moe-study STUDY.toml [--list] [--point I] [--output-dir DIR] [--ranks-per-run R] "
-    "[--scale] [--stop-after N]";
 
 struct Options {
   std::string study;
@@ -37,61 +33,48 @@ struct Options {
   moe::StudyOptions run;
 };
 
-Options parse_args(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() {
-      if (i + 1 >= argc) throw moe::UserError(a + " needs a value (" + kUsage + ")");
-      return std::string(argv[++i]);
-    };
-    if (a == "--list")
-      o.list = true;
-    else if (a == "--scale")
-      o.scale = true;
-    else if (a == "--point")
-      o.run.point = int(moe::parse_integer(a, value(), 0, INT_MAX));
-    else if (a == "--output-dir") {
-      o.output_dir = value();
-      if (o.output_dir.empty())
-        throw moe::UserError("--output-dir is empty (allowed: a directory)");
-    } else if (a == "--ranks-per-run")
-      o.ranks_per_run = int(moe::parse_integer(a, value(), 1, INT_MAX));
-    else if (a == "--stop-after")
-      o.run.stop_after = moe::parse_integer(a, value(), 1);
-    else if (a.rfind("--kokkos-", 0) == 0)
-      continue;  // consumed by Kokkos
-    else if (a.rfind("--", 0) == 0 || !o.study.empty())
-      throw moe::UserError("unknown argument '" + a + "' (" + kUsage + ")");
-    else
-      o.study = a;
-  }
-  if (o.study.empty()) throw moe::UserError(std::string("no study file (") + kUsage + ")");
+// False when --help was given.
+bool parse_args(int argc, char** argv, Options& o, bool print_help) {
+  CLI::App app("Runs a study (a base config and sweep axes) as one run file per point.",
+               "moe-study");
+  app.add_option("study", o.study, "the study file (TOML)")->required()->type_name("STUDY.toml");
+  app.add_flag("--list", o.list, "print \"<index> <id> <key=value ...>\" per point and exit");
+  moe::add_integer(app, "--point", o.run.point, 0, INT_MAX, "run this point only (job arrays)")
+      ->default_str("");
+  moe::add_nonempty(app, "--output-dir", o.output_dir, "a directory",
+                    "where run files and index.json go (default: the study's output_dir)");
+  moe::add_integer(app, "--ranks-per-run", o.ranks_per_run, 1, INT_MAX,
+                   "MPI ranks per run (default: the study's ranks_per_run)")
+      ->default_str("");
+  app.add_flag("--scale", o.scale, "apply the study's [scale] table (or MOE_STUDY_SCALE=1)");
+  moe::add_integer(app, "--stop-after", o.run.stop_after, 1, INT64_MAX,
+                   "stop each run after this many steps, with a checkpoint")
+      ->default_str("");
+  if (!moe::parse_command_line(app, argc, argv, print_help)) return false;
   const char* env = std::getenv("MOE_STUDY_SCALE");
   if (env && std::string(env) == "1") o.scale = true;
-  return o;
+  return true;
 }
 
 int run(int argc, char** argv, int rank) {
-  {
-    Options opt = parse_args(argc, argv);
-    moe::Study study = moe::load_study(opt.study, opt.scale);
-    if (!opt.output_dir.empty()) study.output_dir = opt.output_dir;
-    if (opt.ranks_per_run > 0) study.ranks_per_run = opt.ranks_per_run;
-    if (opt.run.point >= int(study.points.size()))
-      throw moe::UserError("--point " + std::to_string(opt.run.point) + " (allowed: 0.." +
-                           std::to_string(study.points.size() - 1) + "; " +
-                           std::to_string(study.points.size()) + " points, see --list)");
-    if (opt.list) {
-      if (rank == 0)
-        for (std::size_t i = 0; i < study.points.size(); ++i)
-          std::cout << i << " " << study.points[i].id << " "
-                    << moe::describe_params(study.points[i].params) << "\n";
-      return 0;
-    }
-    opt.run.out = &std::cout;
-    return moe::run_study(study, opt.run, MPI_COMM_WORLD);
+  Options opt;
+  if (!parse_args(argc, argv, opt, rank == 0)) return 0;
+  moe::Study study = moe::load_study(opt.study, opt.scale);
+  if (!opt.output_dir.empty()) study.output_dir = opt.output_dir;
+  if (opt.ranks_per_run > 0) study.ranks_per_run = opt.ranks_per_run;
+  if (opt.run.point >= int(study.points.size()))
+    throw moe::UserError("--point " + std::to_string(opt.run.point) + " (allowed: 0.." +
+                         std::to_string(study.points.size() - 1) + "; " +
+                         std::to_string(study.points.size()) + " points, see --list)");
+  if (opt.list) {
+    if (rank == 0)
+      for (std::size_t i = 0; i < study.points.size(); ++i)
+        std::cout << i << " " << study.points[i].id << " "
+                  << moe::describe_params(study.points[i].params) << "\n";
+    return 0;
   }
+  opt.run.out = &std::cout;
+  return moe::run_study(study, opt.run, MPI_COMM_WORLD);
 }
 
 }  // namespace

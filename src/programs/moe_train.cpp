@@ -1,28 +1,22 @@
 // moe-train: trains one model from a TOML config and writes one HDF5 run file.
 //   moe-train --config FILE.toml [--set section.key=value ...] [--output RUN.h5]
-//             [--resume | --overwrite] [--stop-after N]
+//             [--resume] [--stop-after N]
 // Bad input (options, config, data) -> one line on stderr, exit 2, no output file.
 // Exit 0 when complete or stopped with a checkpoint (--stop-after, SIGTERM, SIGUSR1),
 // 1 when the run failed (the file keeps status = failed and the reason).
 #include <mpi.h>
 
-#include <cstdio>
+#include <cstdint>
 #include <iostream>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
+#include "programs/command_line.hpp"
 #include "programs/run_main.hpp"
 #include "train/run.hpp"
-#include "util/checked_parse.hpp"
-#include "util/user_error.hpp"
 
 namespace {
-
-const char* kUsage =
-    "usage: moe-train --config FILE.toml [--set section.key=value ...] [--output RUN.h5] "
-    "[--resume | --overwrite] [--stop-after N]";
 
 struct Options {
   std::string config_path, output;
@@ -30,39 +24,26 @@ struct Options {
   moe::RunOptions run;
 };
 
-Options parse_args(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() {
-      if (i + 1 >= argc) throw moe::UserError(a + " needs a value (" + kUsage + ")");
-      return std::string(argv[++i]);
-    };
-    if (a == "--config")
-      o.config_path = value();
-    else if (a == "--set")
-      o.sets.push_back(value());
-    else if (a == "--output") {
-      o.output = value();
-      if (o.output.empty()) throw moe::UserError("--output is empty (allowed: a file name)");
-    } else if (a == "--overwrite")
-      o.run.overwrite = true;
-    else if (a == "--resume")
-      o.run.resume = true;
-    else if (a == "--stop-after") {
-      o.run.stop_after = moe::parse_integer("--stop-after", value(), 1);
-    } else if (a.rfind("--kokkos-", 0) == 0)
-      continue;  // consumed by Kokkos
-    else
-      throw moe::UserError("unknown argument '" + a + "' (" + kUsage + ")");
-  }
-  return o;
+// False when --help was given.
+bool parse_args(int argc, char** argv, Options& o, bool print_help) {
+  CLI::App app("Trains one model from a TOML config and writes one HDF5 run file.", "moe-train");
+  moe::add_config_options(app, o.config_path, o.sets);
+  moe::add_nonempty(app, "--output", o.output, "a file path",
+                    "run file (HDF5); overrides output.path");
+  app.add_flag("--resume", o.run.resume, "continue the run file from its last checkpoint");
+  app.add_flag("--overwrite", o.run.overwrite,
+               "replace a complete run or an unfinished run's checkpoint at the output");
+  moe::add_integer(app, "--stop-after", o.run.stop_after, 1, INT64_MAX,
+                   "checkpoint and stop after this many steps")
+      ->default_str("");
+  return moe::parse_command_line(app, argc, argv, print_help);
 }
 
-int run(int argc, char** argv) {
+int run(int argc, char** argv, int rank) {
+  Options opt;
+  if (!parse_args(argc, argv, opt, rank == 0)) return 0;
   // After MPI_Init, which may install handlers of its own.
   moe::install_stop_signal_handlers();
-  Options opt = parse_args(argc, argv);
   moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
   if (!opt.output.empty()) cfg.output.path = opt.output;
   opt.run.log = &std::cout;
@@ -81,5 +62,5 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   return moe::run_mpi_main("moe-train", argc, argv,
-                           [&](const moe::Runtime&) { return run(argc, argv); });
+                           [&](const moe::Runtime& rt) { return run(argc, argv, rt.rank()); });
 }

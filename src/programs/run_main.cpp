@@ -3,9 +3,11 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "util/user_error.hpp"
 
@@ -58,7 +60,16 @@ int run_main(const char* program, const std::function<int()>& body) {
 
 int run_mpi_main(const char* program, int& argc, char**& argv,
                  const std::function<int(const Runtime&)>& body) {
-  const Runtime rt(argc, argv);
+  // Kokkos 3.4 answers a plain --help with a page of its own options: --help is the program's
+  // (CLI11's), so Kokkos sees the arguments without it.
+  std::vector<char*> runtime_args;
+  for (int i = 0; i < argc; ++i)
+    if (std::strcmp(argv[i], "--help") != 0 && std::strcmp(argv[i], "-h") != 0)
+      runtime_args.push_back(argv[i]);
+  int runtime_argc = int(runtime_args.size());
+  runtime_args.push_back(nullptr);
+  char** runtime_argv = runtime_args.data();
+  const Runtime rt(runtime_argc, runtime_argv);
   try {
     return body(rt);
   } catch (...) {

@@ -1,5 +1,5 @@
-// The shortest decimal text that reads back as exactly the same double (std::to_chars), for
-// configs written into run files, study ids and JSON: "0.001", "1e-30", "3".
+// The shortest decimal text that reads back as exactly the same double (std::to_chars in
+// printf's %g style), for configs written into run files and study ids: "0.001", "1e-30", "3".
 #pragma once
 
 #include <string>

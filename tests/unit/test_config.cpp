@@ -1,6 +1,7 @@
 // load_config / config_to_toml: defaults, files, --set, every class of bad input, round trip.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -189,6 +190,13 @@ TEST(Config, UnreadableOrUnparsableFileNamesTheFile) {
   const std::string path = write_temp("[model]\nd_model = 3\nd_model = 4\n");
   expect_error([&] { load_config(path, {}); }, {path + ":3", "TOML parse error"});
   file_error("[model\n", {"moe_config_", ":1", "TOML parse error"});
+  // Issue 16, case 11: a device is refused before it is read (it used to be std::bad_alloc),
+  // and so is a file far larger than any config.
+  expect_error([&] { load_config("/dev/zero", {}); }, {"/dev/zero", "not a regular file"});
+  const std::string huge = write_temp("", "_huge");
+  std::filesystem::resize_file(huge, (16u << 20) + 1);
+  expect_error([&] { load_config(huge, {}); }, {huge, "16777217 bytes", "at most 16 MiB"});
+  std::filesystem::remove(huge);
 }
 
 TEST(Config, ValuesQuotedInMessagesStayOnOneLine) {
