@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <Kokkos_Core.hpp>
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ Runtime::Runtime(int& argc, char**& argv) {
     cudaSetDevice(device_id_);
   }
 #endif
+  // Past a file-size limit (ulimit -f) write() must fail with EFBIG, reported like a full disk
+  // naming the file, instead of SIGXFSZ killing the process (MPI_Init writes files too).
+  std::signal(SIGXFSZ, SIG_IGN);
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
