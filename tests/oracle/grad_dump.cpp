@@ -1,10 +1,10 @@
 // grad_dump: the suite's side of the PyTorch gradient oracle (tests/oracle/test_torch_oracle.py).
-//   grad_dump --config F [--set section.key=value ...] [--checkpoint CKPT] [--param-scale X]
-//             --output OUT.h5
+//   grad_dump --config F [--set section.key=value ...] [--checkpoint CKPT | --step S]
+//             [--param-scale X] --output OUT.h5
 // Builds the model in double precision from the config (parameters from train.seed, or from a
-// training checkpoint), takes the global batch of one training step (step 0, or the checkpoint's
-// next step), optionally multiplies every parameter by X (so that at initialisation the
-// nonlinearities are used well beyond their near-linear range: GELU's cubic term, peaked router
+// training checkpoint), takes the global batch of one training step (--step S, default 0, or the
+// checkpoint's next step), optionally multiplies every parameter by X (so that at initialisation
+// the nonlinearities are used well beyond their near-linear range: GELU's cubic term, peaked router
 // and attention softmaxes), runs one forward and backward, and writes to OUT.h5 (all double unless
 // noted):
 //   attributes loss_ce, aux_weighted, balance, z (summed over the MoE layers), step, num_params
@@ -91,7 +91,7 @@ moe::Buffer<T> device(const std::vector<T>& v) {
   return d;
 }
 
-double positive_number(const std::string& arg, const std::string& text) {
+double positive_number(const std::string& arg, const std::string& text, bool zero_ok = false) {
   std::size_t used = 0;
   double v = 0;
   try {
@@ -99,8 +99,9 @@ double positive_number(const std::string& arg, const std::string& text) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != text.size() || !(v > 0) || !std::isfinite(v))
-    throw moe::ConfigError(arg + " = '" + text + "' (allowed: a finite number > 0)");
+  if (used != text.size() || !(v > 0 || (zero_ok && v == 0)) || !std::isfinite(v))
+    throw moe::ConfigError(arg + " = '" + text + "' (allowed: a finite number " +
+                           (zero_ok ? ">= 0)" : "> 0)"));
   return v;
 }
 
@@ -108,6 +109,7 @@ struct Args {
   std::string config, checkpoint, output;
   std::vector<std::string> sets;
   double param_scale = 1.0;
+  std::int64_t step = 0;
 };
 
 Args parse(int argc, char** argv) {
@@ -126,12 +128,16 @@ Args parse(int argc, char** argv) {
       a.checkpoint = value();
     else if (arg == "--output")
       a.output = value();
-    else if (arg == "--param-scale")
+    else if (arg == "--step") {
+      const double v = positive_number(arg, value(), /*zero_ok=*/true);
+      if (v != std::floor(v)) throw moe::ConfigError("--step needs a whole number >= 0");
+      a.step = std::int64_t(v);
+    } else if (arg == "--param-scale")
       a.param_scale = positive_number(arg, value());
     else if (arg.rfind("--kokkos-", 0) != 0)
-      throw moe::ConfigError(
-          "unknown argument '" + arg +
-          "' (allowed: --config F --set k=v --checkpoint CKPT --param-scale X --output OUT.h5)");
+      throw moe::ConfigError("unknown argument '" + arg +
+                             "' (allowed: --config F --set k=v --checkpoint CKPT --step S "
+                             "--param-scale X --output OUT.h5)");
   }
   if (a.output.empty()) throw moe::ConfigError("--output OUT.h5 is required");
   return a;
@@ -192,7 +198,7 @@ int run(int argc, char** argv) {
   const moe::Config cfg = moe::load_config(args.config, args.sets);
   const int B = cfg.train.batch_size;
   moe::Transformer<double> model(cfg, B);
-  std::int64_t step = 0;
+  std::int64_t step = args.step;
   if (args.checkpoint.empty()) {
     model.init_parameters(cfg.train.seed);
   } else {

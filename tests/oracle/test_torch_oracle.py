@@ -18,7 +18,9 @@ below what any real defect gives: a wrong GELU constant in the 4th digit or a wr
 moves gradients by 1e-5 or more relative. The routing decisions are compared before anything
 else because a flipped top-k choice would make the comparison meaningless.
 The last case trains a few steps with moe-train, then takes the parameters from its checkpoint
-file directly (float32, widened) and checks the loss and gradients there too.
+file directly (float32, widened) and checks the loss and gradients there too; and the PyTorch
+trainer (AdamW, clipping, schedule) repeats those steps from the same initial parameters and
+batches and must reach the checkpoint's parameters and Adam moments (float32 tolerance).
 """
 
 import os
@@ -33,10 +35,13 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks", "torch_reference"))
 import model as ref  # noqa: E402
+import train  # noqa: E402
 
 REL_LOSS = 1e-12
 REL_GRAD = 1e-9
 REL_INIT = 1e-13  # numpy's log/cos against glibc's may differ in the last bit
+REL_TRAIN = 1e-4  # moe-train's float32 steps against float64 (see check_training)
+TRAIN_STEPS = 3
 
 TINY = [
     "model.vocab_size=32", "model.d_model=16", "model.n_heads=2", "model.d_ff=24",
@@ -152,6 +157,57 @@ def compare(name, dump, fail, params=None, check_init=True, scale=1):
     return dropped
 
 
+def check_training(grad_dump, set_args, run_file, work, fail):
+    """The first TRAIN_STEPS steps of moe-train (float32) against the PyTorch trainer (float64)
+    from the same initial parameters and batches: per-step loss, learning rate and gradient
+    norm from the run file, then the checkpoint's parameters and Adam moments. The suite trains
+    in float32, so agreement is to float32 round-off (REL_TRAIN), not to double's; a wrong
+    beta, epsilon, decay set, clipping rule or schedule is off by 1e-3 or more."""
+    batches = []
+    for s in range(TRAIN_STEPS):
+        out = os.path.join(work, f"batch_step{s}.h5")
+        run([grad_dump, *set_args, "--step", str(s), "--output", out])
+        batches.append(read_dump(out))
+    cfg = batches[0]["config"]
+    shape, routing = ref.from_config(cfg)
+    training = train.training_from_config(cfg)
+    params = {t.name: torch.tensor(ref.init_values(t, training.seed)).requires_grad_()
+              for t in ref.layout(shape)}  # fmt: skip
+    p0 = torch.cat([p.detach().reshape(-1) for p in params.values()]).numpy().copy()
+    trainer = train.Trainer(ref.MoEModel(shape, routing, params), training)
+    S = shape.seq_len
+    mine = {"loss": [], "lr": [], "grad_norm": []}
+    for s, d in enumerate(batches):
+        tokens = torch.tensor(d["tokens"], dtype=torch.int64).view(-1, S)
+        targets = torch.tensor(d["targets"], dtype=torch.int64).view(-1, S)
+        ce, _, norm = trainer.step(s, tokens, targets)
+        mine["loss"].append(ce)
+        mine["lr"].append(train.learning_rate(training, s))
+        mine["grad_norm"].append(norm)
+    with h5py.File(run_file, "r") as f:
+        theirs = {k: f[f"train/{k}"][()][:TRAIN_STEPS] for k in mine}
+    for k in mine:
+        e = rel(np.array(mine[k]), theirs[k])
+        fail.check(e <= REL_TRAIN, f"training: {k} per step differs (rel {e:.2e})")
+    clipped = sum(n > training.grad_clip for n in mine["grad_norm"])
+    with h5py.File(run_file + ".ckpt", "r") as f:
+        suite = {k: f[k][()].astype(np.float64) for k in ("params", "adam_m", "adam_v")}
+    state = [trainer.opt.state[p] for p in params.values()]
+    torch_side = {
+        "params": torch.cat([p.detach().reshape(-1) for p in params.values()]).numpy(),
+        "adam_m": torch.cat([st["exp_avg"].reshape(-1) for st in state]).numpy(),
+        "adam_v": torch.cat([st["exp_avg_sq"].reshape(-1) for st in state]).numpy(),
+    }
+    errs = {k: rel(torch_side[k], suite[k]) for k in suite}
+    errs["update"] = rel(torch_side["params"] - p0, suite["params"] - p0)
+    del errs["params"]  # the update is the sensitive part of the parameters
+    for k, e in errs.items():
+        fail.check(e <= REL_TRAIN, f"training: {k} after {TRAIN_STEPS} steps differs (rel {e:.2e})")
+    print(f"{'training ' + str(TRAIN_STEPS) + ' steps (AdamW, clip, lr)':38s} "
+          + "  ".join(f"{k} rel {e:.1e}" for k, e in errs.items())
+          + f"  loss rel {rel(np.array(mine['loss']), theirs['loss']):.1e}  clipped {clipped}/{TRAIN_STEPS}")
+
+
 def run(cmd):
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -179,7 +235,7 @@ def main():
         if os.path.exists(stale):
             os.remove(stale)
     set_args = sum((["--set", s] for s in sets), [])
-    run([moe_train, *set_args, "--output", run_file, "--stop-after", "3"])
+    run([moe_train, *set_args, "--output", run_file, "--stop-after", str(TRAIN_STEPS)])
     out = os.path.join(work, "from_checkpoint.h5")
     run([grad_dump, *set_args, "--checkpoint", run_file + ".ckpt", "--output", out])
     with h5py.File(run_file + ".ckpt", "r") as f:
@@ -188,6 +244,7 @@ def main():
     dump = read_dump(out)
     fail.check(ckpt_step == 3 and int(dump["step"]) == 3, "checkpoint: not at step 3")
     compare("from_checkpoint_step3", dump, fail, params=ckpt_params, check_init=False)
+    check_training(grad_dump, set_args, run_file, work, fail)
 
     if fail.lines:
         print(f"{len(fail.lines)} checks failed")
