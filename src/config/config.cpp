@@ -18,16 +18,11 @@
 #include <type_traits>
 #include <variant>
 
+#include "util/format_double.hpp"
+
 namespace moe {
 
 namespace {
-
-// Errors go to stderr as one line; text quoted from the input must not break that.
-std::string one_line(std::string message) {
-  for (char& ch : message)
-    if (ch == '\n' || ch == '\r') ch = ' ';
-  return message;
-}
 
 // The allowed values of the enumerated keys: the one place a new router or data source is added.
 const std::vector<std::string> kRouterTypes = {"topk", "hash", "maskmoe", "moec", "expert_choice"};
@@ -186,26 +181,16 @@ bool is_section(const std::string& name) {
 
 const Key& find_key(const std::string& section, const std::string& name) {
   if (!is_section(section))
-    throw ConfigError("unknown section '" + section + "' " + allowed_sections());
+    throw UserError("unknown section '" + section + "' " + allowed_sections());
   for (const Key& key : kSchema)
     if (section == key.section && name == key.name) return key;
-  throw ConfigError("unknown key '" + section + "." + name + "' (allowed in [" + section +
-                    "]: " + keys_of(section) + ")");
-}
-
-// Shortest decimal text that reads back as exactly v (the "C" locale is assumed, as by TOML).
-std::string format_number(double v) {
-  char buf[32];
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  return buf;
+  throw UserError("unknown key '" + section + "." + name + "' (allowed in [" + section +
+                  "]: " + keys_of(section) + ")");
 }
 
 // A TOML float literal: like format_number but always float syntax (1 -> 1.0).
 std::string toml_float(double v) {
-  std::string text = format_number(v);
+  std::string text = shortest_double(v);
   if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
   return text;
 }
@@ -232,7 +217,7 @@ std::string quote(const std::string& s) {
 std::string describe(const toml::node& node) {
   if (auto v = node.as_string()) return "string " + quote(v->get());
   if (auto v = node.as_integer()) return "integer " + std::to_string(v->get());
-  if (auto v = node.as_floating_point()) return "float " + format_number(v->get());
+  if (auto v = node.as_floating_point()) return "float " + shortest_double(v->get());
   if (auto v = node.as_boolean()) return std::string("boolean ") + (v->get() ? "true" : "false");
   if (node.is_table()) return "a table";
   if (node.is_array()) return "an array";
@@ -251,9 +236,9 @@ Range effective_range(const Key& key) {
 }
 
 std::string describe_range(const Range& r, bool integral) {
-  if (integral && std::isfinite(r.hi)) return format_number(r.lo) + ".." + format_number(r.hi);
-  std::string text = (r.lo_open ? "> " : ">= ") + format_number(r.lo);
-  if (std::isfinite(r.hi)) text += (r.hi_open ? " and < " : " and <= ") + format_number(r.hi);
+  if (integral && std::isfinite(r.hi)) return shortest_double(r.lo) + ".." + shortest_double(r.hi);
+  std::string text = (r.lo_open ? "> " : ">= ") + shortest_double(r.lo);
+  if (std::isfinite(r.hi)) text += (r.hi_open ? " and < " : " and <= ") + shortest_double(r.hi);
   return text;
 }
 
@@ -265,20 +250,20 @@ bool in_range(double v, const Range& r) {
 
 void check_range(const Key& key, double v, const std::string& text, const Range& r, bool integral) {
   if (!in_range(v, r))
-    throw ConfigError(full_name(key) + " = " + text +
-                      " is out of range (allowed: " + describe_range(r, integral) + ")");
+    throw UserError(full_name(key) + " = " + text +
+                    " is out of range (allowed: " + describe_range(r, integral) + ")");
 }
 
 std::string read_string(const Key& key, const toml::node& node) {
   auto v = node.as_string();
-  if (!v) throw ConfigError(full_name(key) + ": expected a string, got " + describe(node));
+  if (!v) throw UserError(full_name(key) + ": expected a string, got " + describe(node));
   const std::string& s = v->get();
   if (key.allowed) {
     bool ok = false;
     for (const std::string& allowed : *key.allowed) ok = ok || s == allowed;
     if (!ok)
-      throw ConfigError(full_name(key) + " = " + quote(s) +
-                        " is not supported (allowed: " + join(*key.allowed) + ")");
+      throw UserError(full_name(key) + " = " + quote(s) +
+                      " is not supported (allowed: " + join(*key.allowed) + ")");
   }
   return s;
 }
@@ -290,21 +275,21 @@ double read_float(const Key& key, const toml::node& node) {
   else if (auto i = node.as_integer())  // lr = 1 means 1.0
     v = double(i->get());
   else
-    throw ConfigError(full_name(key) + ": expected a number, got " + describe(node));
-  check_range(key, v, format_number(v), key.range, false);
+    throw UserError(full_name(key) + ": expected a number, got " + describe(node));
+  check_range(key, v, shortest_double(v), key.range, false);
   return v;
 }
 
 bool read_bool(const Key& key, const toml::node& node) {
   auto b = node.as_boolean();
-  if (!b) throw ConfigError(full_name(key) + ": expected true or false, got " + describe(node));
+  if (!b) throw UserError(full_name(key) + ": expected true or false, got " + describe(node));
   return b->get();
 }
 
 template <class T>
 T read_integer(const Key& key, const toml::node& node) {
   auto i = node.as_integer();
-  if (!i) throw ConfigError(full_name(key) + ": expected an integer, got " + describe(node));
+  if (!i) throw UserError(full_name(key) + ": expected an integer, got " + describe(node));
   const std::int64_t v = i->get();
   check_range(key, double(v), std::to_string(v), effective_range<T>(key), true);
   return T(v);
@@ -332,8 +317,8 @@ template <class F>
 void with_origin(const std::string& origin, F&& body) {
   try {
     body();
-  } catch (const ConfigError& e) {
-    throw ConfigError(origin + ": " + e.what());
+  } catch (const UserError& e) {
+    throw UserError(origin + ": " + e.what());
   }
 }
 
@@ -345,9 +330,9 @@ void apply_section(const std::string& path, const std::string& section, const to
                    Config& config) {
   with_origin(line_origin(path, node), [&] {
     if (!is_section(section))
-      throw ConfigError("unknown section '" + section + "' " + allowed_sections());
+      throw UserError("unknown section '" + section + "' " + allowed_sections());
     if (!node.is_table())
-      throw ConfigError(section + ": expected a table [" + section + "], got " + describe(node));
+      throw UserError(section + ": expected a table [" + section + "], got " + describe(node));
   });
   for (const auto& [name, value] : *node.as_table())
     with_origin(line_origin(path, value),
@@ -356,12 +341,12 @@ void apply_section(const std::string& path, const std::string& section, const to
 
 std::string read_file(const std::string& path) {
   if (std::filesystem::is_directory(path))
-    throw ConfigError("cannot read config file '" + path + "': it is a directory");
+    throw UserError("cannot read config file '" + path + "': it is a directory");
   errno = 0;  // so that a failed open reports its own reason, not a stale one
   std::ifstream in(path, std::ios::binary);
   if (!in)
-    throw ConfigError("cannot read config file '" + path + "'" +
-                      (errno ? std::string(": ") + std::strerror(errno) : std::string()));
+    throw UserError("cannot read config file '" + path + "'" +
+                    (errno ? std::string(": ") + std::strerror(errno) : std::string()));
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
@@ -372,8 +357,8 @@ void apply_file(const std::string& path, Config& config) {
     root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     const auto& pos = e.source().begin;
-    throw ConfigError(path + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) +
-                      ": TOML parse error: " + std::string(e.description()));
+    throw UserError(path + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) +
+                    ": TOML parse error: " + std::string(e.description()));
   }
   for (const auto& [section, node] : root)
     apply_section(path, std::string(section.str()), node, config);
@@ -403,8 +388,8 @@ void apply_set(const std::string& arg, Config& config) {
   const std::size_t eq = arg.find('=');
   const std::size_t dot = arg.find('.');
   if (eq == std::string::npos || dot == std::string::npos || dot == 0 || dot + 1 >= eq)
-    throw ConfigError("malformed --set '" + arg +
-                      "' (expected section.key=value, e.g. --set model.d_model=256)");
+    throw UserError("malformed --set '" + arg +
+                    "' (expected section.key=value, e.g. --set model.d_model=256)");
   with_origin("--set " + arg, [&] {
     const Key& key = find_key(arg.substr(0, dot), arg.substr(dot + 1, eq - dot - 1));
     assign(key, *set_value(key, arg.substr(eq + 1)).get("v"), config);
@@ -422,57 +407,56 @@ void check_router_keys(const Config& c) {
   const RouterConfig& r = c.router;
   const std::string E = std::to_string(m.num_experts);
   if (r.type == "hash" && m.top_k != 1)
-    throw ConfigError("model.top_k = " + std::to_string(m.top_k) +
-                      " with router.type = \"hash\" (allowed: 1; a hash table gives one expert)");
+    throw UserError("model.top_k = " + std::to_string(m.top_k) +
+                    " with router.type = \"hash\" (allowed: 1; a hash table gives one expert)");
   if (r.type == "maskmoe" && (r.visible_experts < 1 || r.visible_experts > m.num_experts))
-    throw ConfigError("router.visible_experts = " + std::to_string(r.visible_experts) +
-                      " with router.type = \"maskmoe\" (allowed: 1..num_experts = " + E + ")");
+    throw UserError("router.visible_experts = " + std::to_string(r.visible_experts) +
+                    " with router.type = \"maskmoe\" (allowed: 1..num_experts = " + E + ")");
   if (r.type == "maskmoe" && m.top_k > r.visible_experts)
-    throw ConfigError("model.top_k = " + std::to_string(m.top_k) +
-                      " exceeds router.visible_experts = " + std::to_string(r.visible_experts) +
-                      " (allowed: 1..visible_experts)");
+    throw UserError("model.top_k = " + std::to_string(m.top_k) +
+                    " exceeds router.visible_experts = " + std::to_string(r.visible_experts) +
+                    " (allowed: 1..visible_experts)");
   if (r.type == "moec" && (r.cluster_size < 1 || m.num_experts % r.cluster_size != 0))
-    throw ConfigError("router.cluster_size = " + std::to_string(r.cluster_size) +
-                      " does not divide model.num_experts = " + E +
-                      " (allowed: a divisor of num_experts, >= 1)");
+    throw UserError("router.cluster_size = " + std::to_string(r.cluster_size) +
+                    " does not divide model.num_experts = " + E +
+                    " (allowed: a divisor of num_experts, >= 1)");
   if (r.type == "moec" && r.cluster_loss == "intra" && r.cluster_size < 2 &&
       r.cluster_loss_weight > 0)
-    throw ConfigError(
+    throw UserError(
         "router.cluster_size = 1 leaves no within-cluster variance for "
         "router.cluster_loss = \"intra\" (allowed: >= 2, or cluster_loss_weight = 0)");
   if (r.type == "expert_choice" && r.capacity_factor <= 0)
-    throw ConfigError("router.capacity_factor = " + format_number(r.capacity_factor) +
-                      " with router.type = \"expert_choice\" (allowed: > 0; each expert takes "
-                      "tokens*capacity_factor/num_experts tokens)");
+    throw UserError("router.capacity_factor = " + shortest_double(r.capacity_factor) +
+                    " with router.type = \"expert_choice\" (allowed: > 0; each expert takes "
+                    "tokens*capacity_factor/num_experts tokens)");
 }
 
 // Checks that involve more than one key, once every key has its final value.
 void check_cross_keys(const Config& c) {
   const ModelConfig& m = c.model;
   if (m.top_k > m.num_experts)
-    throw ConfigError("model.top_k = " + std::to_string(m.top_k) + " exceeds model.num_experts = " +
-                      std::to_string(m.num_experts) + " (allowed: 1..num_experts)");
+    throw UserError("model.top_k = " + std::to_string(m.top_k) + " exceeds model.num_experts = " +
+                    std::to_string(m.num_experts) + " (allowed: 1..num_experts)");
   if (m.d_model % m.n_heads != 0)
-    throw ConfigError("model.n_heads = " + std::to_string(m.n_heads) +
-                      " does not divide model.d_model = " + std::to_string(m.d_model) +
-                      " (d_model must be a multiple of n_heads)");
+    throw UserError("model.n_heads = " + std::to_string(m.n_heads) +
+                    " does not divide model.d_model = " + std::to_string(m.d_model) +
+                    " (d_model must be a multiple of n_heads)");
   check_router_keys(c);
   const std::int64_t window = std::int64_t(m.seq_len) + 1;
   const DataConfig& d = c.data;
   if (d.train_tokens == 0 && d.source == "synthetic")
-    throw ConfigError(
-        "data.train_tokens = 0 (all of the source) is impossible with data.source = " +
-        quote(d.source) + ", which has no end " + tokens_rule(c));
+    throw UserError("data.train_tokens = 0 (all of the source) is impossible with data.source = " +
+                    quote(d.source) + ", which has no end " + tokens_rule(c));
   if (d.path.empty() && (d.source == "text" || d.source == "tokens"))
-    throw ConfigError("data.path is empty with data.source = " + quote(d.source) +
-                      " (allowed: a file or a glob(3) pattern of files)");
+    throw UserError("data.path is empty with data.source = " + quote(d.source) +
+                    " (allowed: a file or a glob(3) pattern of files)");
   if (d.train_tokens != 0 && d.train_tokens < window)
-    throw ConfigError("data.train_tokens = " + std::to_string(d.train_tokens) +
-                      " is less than one sequence (allowed: 0 = all, or >= " +
-                      std::to_string(window) + " = model.seq_len + 1)");
+    throw UserError("data.train_tokens = " + std::to_string(d.train_tokens) +
+                    " is less than one sequence (allowed: 0 = all, or >= " +
+                    std::to_string(window) + " = model.seq_len + 1)");
   if (d.val_tokens < window)
-    throw ConfigError("data.val_tokens = " + std::to_string(d.val_tokens) +
-                      " is less than one sequence " + tokens_rule(c));
+    throw UserError("data.val_tokens = " + std::to_string(d.val_tokens) +
+                    " is less than one sequence " + tokens_rule(c));
 }
 
 // The value of one key as TOML text.
@@ -493,8 +477,6 @@ std::string toml_value(const Key& key, const Config& config) {
 }
 
 }  // namespace
-
-ConfigError::ConfigError(const std::string& message) : std::runtime_error(one_line(message)) {}
 
 Config load_config(const std::string& path, const std::vector<std::string>& sets) {
   Config config;

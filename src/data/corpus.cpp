@@ -78,8 +78,8 @@ void check_split(const std::vector<std::int32_t>& split, const char* which, cons
                  const std::string& where) {
   const std::int64_t window = std::int64_t(config.model.seq_len) + 1;
   if (std::int64_t(split.size()) < window)
-    throw ConfigError(where + ": the " + which + " split has " + std::to_string(split.size()) +
-                      " tokens, fewer than model.seq_len + 1 = " + std::to_string(window));
+    throw UserError(where + ": the " + which + " split has " + std::to_string(split.size()) +
+                    " tokens, fewer than model.seq_len + 1 = " + std::to_string(window));
 }
 
 std::string where_of(const Config& config) {
@@ -194,7 +194,7 @@ Corpus load_corpus(const Config& config) {
   else if (source == "tokens")
     corpus = token_corpus(config);
   else
-    throw ConfigError("data.source = \"" + source + "\" is not implemented");
+    throw UserError("data.source = \"" + source + "\" is not implemented");
   if (corpus.train_counts.empty())
     corpus.train_counts = count_tokens(corpus.train, corpus.vocab_size);
   corpus.unigram_entropy = entropy_of_counts(corpus.train_counts);

@@ -138,7 +138,7 @@ PreparedData prepare_text_data(const Config& config) {
   const auto t0 = std::chrono::steady_clock::now();
   const DataConfig& d = config.data;
   if (d.source != "text" && d.source != "kjv")
-    throw ConfigError("data.source = \"" + d.source + "\" has no text to prepare");
+    throw UserError("data.source = \"" + d.source + "\" has no text to prepare");
 
   // The key: the inputs' identity without reading text files; the KJV's text itself.
   std::vector<std::string> lines;
@@ -166,17 +166,15 @@ PreparedData prepare_text_data(const Config& config) {
   } else {
     std::error_code ec;
     fs::create_directories(root, ec);
-    if (ec)
-      throw ConfigError("data.cache_dir: cannot create " + root.string() + ": " + ec.message());
+    if (ec) throw UserError("data.cache_dir: cannot create " + root.string() + ": " + ec.message());
     if (d.source == "text") lines = read_text_lines(expand_data_path(d.path));
     if (lines.size() < 2)
-      throw ConfigError("data.path = \"" + d.path + "\" has " + std::to_string(lines.size()) +
-                        " non-blank lines (needs at least 2: training and validation)");
+      throw UserError("data.path = \"" + d.path + "\" has " + std::to_string(lines.size()) +
+                      " non-blank lines (needs at least 2: training and validation)");
     const fs::path tmp = root / (name + ".tmp." + std::to_string(::getpid()));
     fs::remove_all(tmp, ec);
     fs::create_directories(tmp, ec);
-    if (ec)
-      throw ConfigError("data.cache_dir: cannot create " + tmp.string() + ": " + ec.message());
+    if (ec) throw UserError("data.cache_dir: cannot create " + tmp.string() + ": " + ec.message());
     try {
       build(config, lines, inputs, tmp.string(), p);
     } catch (...) {
@@ -188,7 +186,7 @@ PreparedData prepare_text_data(const Config& config) {
     if (std::rename(tmp.c_str(), p.dir.c_str()) != 0) {
       fs::remove_all(tmp, ec);
       if (!fs::exists(fs::path(p.dir) / "info.txt"))
-        throw ConfigError("data.cache_dir: cannot create " + p.dir);
+        throw UserError("data.cache_dir: cannot create " + p.dir);
       read_info(p.dir, p);
     }
   }

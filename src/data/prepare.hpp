@@ -36,7 +36,7 @@ struct PreparedData {
 };
 
 // Makes sure the prepared data of config.data (source "text" or "kjv") exists and describes it.
-// Throws ConfigError for bad input (no such file, vocabulary too small, ...).
+// Throws UserError for bad input (no such file, vocabulary too small, ...).
 PreparedData prepare_text_data(const Config& config);
 
 // Number of validation lines for a text of n lines: ceil(n * 5%), at least 1.

@@ -26,6 +26,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -36,6 +37,9 @@
 #include "parallel/comm.hpp"
 #include "parallel/expert_exchange.hpp"
 #include "parallel/runtime.hpp"
+#include "programs/run_main.hpp"
+#include "util/checked_parse.hpp"
+#include "util/user_error.hpp"
 
 // A named namespace rather than an anonymous one: CUDA's extended lambdas want
 // enclosing functions with external linkage.
@@ -55,46 +59,23 @@ struct Options {
 
 // "4096", "1K", "64M", "2G" (binary multiples, as nccl-tests reads them).
 Index parse_bytes(const std::string& flag, const std::string& s) {
-  std::size_t used = 0;
-  long long v = -1;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
+  const std::string rule = "a positive byte count like 4096, 1K, 64M, at most 4G";
   Index mult = 1;
-  if (used > 0 && used + 1 == s.size()) {
-    const char u = s[used];
-    if (u == 'K' || u == 'k')
-      mult = Index(1) << 10;
-    else if (u == 'M' || u == 'm')
-      mult = Index(1) << 20;
-    else if (u == 'G' || u == 'g')
-      mult = Index(1) << 30;
-    else
-      used = 0;
-    if (used > 0) ++used;
+  std::string digits = s;
+  const char unit = s.empty() ? '\0' : s.back();
+  if (unit == 'K' || unit == 'k') mult = Index(1) << 10;
+  if (unit == 'M' || unit == 'm') mult = Index(1) << 20;
+  if (unit == 'G' || unit == 'g') mult = Index(1) << 30;
+  if (mult > 1) digits.pop_back();
+  try {
+    return moe::parse_integer(flag, digits, 1, kMaxBytes / mult) * mult;
+  } catch (const moe::UserError&) {
+    throw moe::UserError(flag + " '" + s + "' (allowed: " + rule + ")");
   }
-  if (used == 0 || used != s.size() || v < 1)
-    throw std::runtime_error(flag + " wants a positive byte count like 4096, 1K, 64M (got '" + s +
-                             "')");
-  if (Index(v) > kMaxBytes / mult)
-    throw std::runtime_error(flag + " " + s + " is over the limit of 4G");
-  return Index(v) * mult;
 }
 
 int parse_int(const std::string& flag, const std::string& s, int lo) {
-  std::size_t used = 0;
-  int v = 0;
-  try {
-    v = std::stoi(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != s.size() || v < lo)
-    throw std::runtime_error(flag + " wants an integer >= " + std::to_string(lo) + " (got '" + s +
-                             "')");
-  return v;
+  return int(moe::parse_integer(flag, s, lo, INT_MAX));
 }
 
 Options parse(int argc, char** argv) {
@@ -102,7 +83,7 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&] {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      if (i + 1 >= argc) throw moe::UserError(a + " needs a value");
       return std::string(argv[++i]);
     };
     if (a == "--min-bytes")
@@ -120,11 +101,11 @@ Options parse(int argc, char** argv) {
     else if (a.rfind("--kokkos-", 0) == 0)
       continue;
     else
-      throw std::runtime_error("unknown argument '" + a +
-                               "' (usage: moe-alltoall-bench [--min-bytes 1K] [--max-bytes 64M] "
-                               "[--factor 2] [--iters 20] [--warmup 5] [--check])");
+      throw moe::UserError("unknown argument '" + a +
+                           "' (usage: moe-alltoall-bench [--min-bytes 1K] [--max-bytes 64M] "
+                           "[--factor 2] [--iters 20] [--warmup 5] [--check])");
   }
-  if (o.max_bytes < o.min_bytes) throw std::runtime_error("--max-bytes is below --min-bytes");
+  if (o.max_bytes < o.min_bytes) throw moe::UserError("--max-bytes is below --min-bytes");
   return o;
 }
 
@@ -225,13 +206,7 @@ std::vector<Index> sizes(const Options& o) {
 }
 
 int run(int argc, char** argv, int rank, int P) {
-  Options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const std::exception& e) {
-    if (rank == 0) std::fprintf(stderr, "moe-alltoall-bench: %s\n", e.what());
-    return 2;
-  }
+  const Options o = parse(argc, argv);
   const bool host_visible = Kokkos::SpaceAccessibility<moe::HostSpace, moe::MemSpace>::accessible;
   if (rank == 0) {
     std::printf(
@@ -357,10 +332,7 @@ int run(int argc, char** argv, int rank, int P) {
 }  // namespace moe_alltoall_bench
 
 int main(int argc, char** argv) {
-  int rc;
-  {
-    moe::Runtime rt(argc, argv);
-    rc = moe_alltoall_bench::run(argc, argv, rt.rank(), rt.size());
-  }
-  return rc;
+  return moe::run_mpi_main("moe-alltoall-bench", argc, argv, [&](const moe::Runtime& rt) {
+    return moe_alltoall_bench::run(argc, argv, rt.rank(), rt.size());
+  });
 }

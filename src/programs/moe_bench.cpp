@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -21,8 +22,10 @@
 #include "io/run_file.hpp"
 #include "matmul.hpp"
 #include "parallel/comm.hpp"
-#include "parallel/runtime.hpp"
+#include "programs/run_main.hpp"
 #include "train/trainer.hpp"
+#include "util/checked_parse.hpp"
+#include "util/user_error.hpp"
 
 namespace {
 
@@ -56,11 +59,11 @@ int run(int argc, char** argv, int rank, int ranks) {
   std::string config_path, output;
   std::vector<std::string> sets = kReference;
   int steps = 3;
-  try {
+  {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       auto value = [&] {
-        if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+        if (i + 1 >= argc) throw moe::UserError(a + " needs a value");
         return std::string(argv[++i]);
       };
       if (a == "--config")
@@ -68,23 +71,22 @@ int run(int argc, char** argv, int rank, int ranks) {
       else if (a == "--set")
         sets.push_back(value());
       else if (a == "--steps")
-        steps = std::stoi(value());
+        steps = int(moe::parse_integer(a, value(), 1, INT_MAX));
       else if (a == "--output")
         output = value();
       else if (a.rfind("--kokkos-", 0) == 0)
         continue;
       else
-        throw std::runtime_error("unknown argument '" + a +
-                                 "' (usage: moe-bench [--config F] [--set k=v ...] [--steps N])");
+        throw moe::UserError("unknown argument '" + a +
+                             "' (usage: moe-bench [--config F] [--set k=v ...] [--steps N])");
     }
-    if (steps < 1) throw std::runtime_error("--steps must be >= 1");
     // A config file replaces the reference; --set still applies on top.
     if (!config_path.empty()) sets.erase(sets.begin(), sets.begin() + kReference.size());
     const moe::Config cfg = moe::load_config(config_path, sets);
     const moe::Corpus corpus = moe::load_corpus(cfg);
     if (cfg.train.batch_size % ranks != 0)
-      throw std::runtime_error("train.batch_size must be a multiple of the " +
-                               std::to_string(ranks) + " MPI ranks");
+      throw moe::UserError("train.batch_size must be a multiple of the " + std::to_string(ranks) +
+                           " MPI ranks");
     const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
     const moe::Comm comm(MPI_COMM_WORLD, ep);
 
@@ -130,9 +132,6 @@ int run(int argc, char** argv, int rank, int ranks) {
       if (record) std::printf(" metrics_overhead=%.5f", overhead);
       std::printf("\n");
     }
-  } catch (const std::exception& e) {
-    if (rank == 0) std::fprintf(stderr, "moe-bench: %s\n", e.what());
-    return 2;
   }
   return 0;
 }
@@ -144,10 +143,7 @@ int main(int argc, char** argv) {
   // One core: the benchmark compares the model with sgemm on the same single core.
   openblas_set_num_threads(1);
 #endif
-  int rc;
-  {
-    moe::Runtime rt(argc, argv);
-    rc = run(argc, argv, rt.rank(), rt.size());
-  }
-  return rc;
+  return moe::run_mpi_main("moe-bench", argc, argv, [&](const moe::Runtime& rt) {
+    return run(argc, argv, rt.rank(), rt.size());
+  });
 }

@@ -12,12 +12,10 @@
 #include "config/config.hpp"
 #include "data/corpus.hpp"
 #include "data/prepare.hpp"
+#include "programs/run_main.hpp"
+#include "util/user_error.hpp"
 
 namespace {
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 const char* kUsage = "usage: moe-data prepare [--config FILE.toml] [--set section.key=value ...]";
 
@@ -28,15 +26,16 @@ struct Options {
 
 Options parse_args(int argc, char** argv) {
   Options o;
-  if (argc < 2) throw UsageError(kUsage);
+  if (argc < 2) throw moe::UserError(kUsage);
   o.command = argv[1];
-  if (o.command == "--help" || o.command == "-h") throw UsageError(kUsage);
+  if (o.command == "--help" || o.command == "-h") throw moe::UserError(kUsage);
   if (o.command != "prepare")
-    throw UsageError("unknown command '" + o.command + "' (" + kUsage + ")");
+    throw moe::UserError("unknown command '" + o.command + "' (" + kUsage + ")");
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* flag) {
-      if (i + 1 >= argc) throw UsageError(std::string(flag) + " needs a value (" + kUsage + ")");
+      if (i + 1 >= argc)
+        throw moe::UserError(std::string(flag) + " needs a value (" + kUsage + ")");
       return std::string(argv[++i]);
     };
     if (a == "--config")
@@ -44,15 +43,13 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--set")
       o.sets.push_back(value("--set"));
     else
-      throw UsageError("unknown argument '" + a + "' (" + kUsage + ")");
+      throw moe::UserError("unknown argument '" + a + "' (" + kUsage + ")");
   }
   return o;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  try {
+int run(int argc, char** argv) {
+  {
     const Options opt = parse_args(argc, argv);
     const moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
     const auto t0 = std::chrono::steady_clock::now();
@@ -74,9 +71,12 @@ int main(int argc, char** argv) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("data: %s\n", corpus.description.c_str());
     std::printf("data: unigram entropy %.4f nats/token; total %.2f s\n", corpus.unigram_entropy, s);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "moe-data: %s\n", e.what());
-    return 2;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return moe::run_main("moe-data", [&] { return run(argc, argv); });
 }

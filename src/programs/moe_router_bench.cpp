@@ -13,7 +13,10 @@
 #include "common.hpp"
 #include "expert_choice.hpp"
 #include "parallel/runtime.hpp"
+#include "programs/run_main.hpp"
 #include "router.hpp"
+#include "util/checked_parse.hpp"
+#include "util/user_error.hpp"
 
 namespace moe_router_bench {
 
@@ -33,22 +36,9 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--kokkos-", 0) == 0) continue;  // Kokkos' own
-    if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value (" + kUsage + ")");
+    if (i + 1 >= argc) throw moe::UserError(a + " needs a value (" + kUsage + ")");
     const std::string v = argv[++i];
-    std::size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != v.size()) throw std::invalid_argument(a + " '" + v + "' is not a number");
-    auto whole = [&](int lo, int hi) {
-      if (x != double(int(x)) || x < lo || x > hi)
-        throw std::invalid_argument(a + " '" + v + "' (allowed: a whole number in [" +
-                                    std::to_string(lo) + ", " + std::to_string(hi) + "])");
-      return int(x);
-    };
+    auto whole = [&](int lo, int hi) { return int(moe::parse_integer(a, v, lo, hi)); };
     if (a == "--tokens")
       o.tokens = whole(1, 1 << 24);
     else if (a == "--experts")
@@ -58,14 +48,15 @@ Options parse(int argc, char** argv) {
     else if (a == "--reps")
       o.reps = whole(1, 1000);
     else if (a == "--capacity-factor") {
-      if (!(x > 0)) throw std::invalid_argument(a + " '" + v + "' (allowed: a number > 0)");
-      o.capacity_factor = x;
+      o.capacity_factor = moe::parse_number(a, v, 0);
+      if (!(o.capacity_factor > 0))
+        throw moe::UserError(a + " '" + v + "' (allowed: a number > 0)");
     } else
-      throw std::invalid_argument("unknown argument '" + a + "' (" + kUsage + ")");
+      throw moe::UserError("unknown argument '" + a + "' (" + kUsage + ")");
   }
   if (o.top_k > o.experts)
-    throw std::invalid_argument("--top-k " + std::to_string(o.top_k) + " exceeds --experts " +
-                                std::to_string(o.experts));
+    throw moe::UserError("--top-k " + std::to_string(o.top_k) + " exceeds --experts " +
+                         std::to_string(o.experts));
   return o;
 }
 
@@ -112,12 +103,7 @@ int run(const Options& o) {
 }  // namespace moe_router_bench
 
 int main(int argc, char** argv) {
-  moe::Runtime rt(argc, argv);
-  try {
-    const auto o = moe_router_bench::parse(argc, argv);
-    return moe_router_bench::run(o);
-  } catch (const std::invalid_argument& e) {
-    if (rt.rank() == 0) std::fprintf(stderr, "moe-router-bench: %s\n", e.what());
-    return 2;
-  }
+  return moe::run_mpi_main("moe-router-bench", argc, argv, [&](const moe::Runtime&) {
+    return moe_router_bench::run(moe_router_bench::parse(argc, argv));
+  });
 }

@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "parallel/runtime.hpp"
+#include "programs/run_main.hpp"
 #include "train/run.hpp"
+#include "util/checked_parse.hpp"
+#include "util/user_error.hpp"
 
 namespace {
 
@@ -33,7 +35,7 @@ Options parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() {
-      if (i + 1 >= argc) throw moe::InputError(a + " needs a value (" + kUsage + ")");
+      if (i + 1 >= argc) throw moe::UserError(a + " needs a value (" + kUsage + ")");
       return std::string(argv[++i]);
     };
     if (a == "--config")
@@ -45,44 +47,28 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--resume")
       o.run.resume = true;
     else if (a == "--stop-after") {
-      const std::string v = value();
-      std::size_t used = 0;
-      long long n = -1;
-      try {
-        n = std::stoll(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != v.size() || n < 1)
-        throw moe::InputError("--stop-after '" + v + "' (allowed: a step count >= 1)");
-      o.run.stop_after = n;
+      o.run.stop_after = moe::parse_integer("--stop-after", value(), 1);
     } else if (a.rfind("--kokkos-", 0) == 0)
       continue;  // consumed by Kokkos
     else
-      throw moe::InputError("unknown argument '" + a + "' (" + kUsage + ")");
+      throw moe::UserError("unknown argument '" + a + "' (" + kUsage + ")");
   }
   return o;
 }
 
 int run(int argc, char** argv) {
-  try {
-    Options opt = parse_args(argc, argv);
-    moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
-    if (!opt.output.empty()) cfg.output.path = opt.output;
-    opt.run.log = &std::cout;
-    switch (moe::run_training(cfg, opt.run, MPI_COMM_WORLD)) {
-      case moe::RunOutcome::Complete:
-      case moe::RunOutcome::Stopped:
-        return 0;
-      case moe::RunOutcome::Failed:
-        return 1;
-    }
-  } catch (const std::exception& e) {  // InputError, ConfigError: bad input
-    // Every rank checks the same input and exits 2; one of them says why.
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) std::fprintf(stderr, "moe-train: %s\n", e.what());
-    return 2;
+  // After MPI_Init, which may install handlers of its own.
+  moe::install_stop_signal_handlers();
+  Options opt = parse_args(argc, argv);
+  moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
+  if (!opt.output.empty()) cfg.output.path = opt.output;
+  opt.run.log = &std::cout;
+  switch (moe::run_training(cfg, opt.run, MPI_COMM_WORLD)) {
+    case moe::RunOutcome::Complete:
+    case moe::RunOutcome::Stopped:
+      return 0;
+    case moe::RunOutcome::Failed:
+      return 1;
   }
   return 1;
 }
@@ -90,12 +76,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int rc;
-  {
-    moe::Runtime rt(argc, argv);
-    // After MPI_Init, which may install handlers of its own.
-    moe::install_stop_signal_handlers();
-    rc = run(argc, argv);
-  }
-  return rc;
+  return moe::run_mpi_main("moe-train", argc, argv,
+                           [&](const moe::Runtime&) { return run(argc, argv); });
 }

@@ -50,8 +50,8 @@ std::string run_path(const Study& st, const StudyPoint& p) {
 }
 
 // The index with an entry for every point of the study (rebuilt when missing or stale).
-json::Value current_index(const Study& st) {
-  json::Value idx = read_index(st.output_dir);
+Json current_index(const Study& st) {
+  Json idx = read_index(st.output_dir);
   bool complete = !idx.is_null();
   for (const StudyPoint& p : st.points)
     if (complete && !find_entry(idx, p.id)) complete = false;
@@ -67,18 +67,15 @@ struct Claim {
 // whose run file turns out complete are recorded as such and passed over.
 Claim claim_next(const Study& st, int only, const std::string& who, std::ostream* out) {
   IndexLock lock(st.output_dir);
-  json::Value idx = current_index(st);
+  Json idx = current_index(st);
   Claim c;
   bool changed = false;
   const int first = only >= 0 ? only : 0;
   const int last = only >= 0 ? only + 1 : int(st.points.size());
   for (int i = first; i < last; ++i) {
     const StudyPoint& p = st.points[std::size_t(i)];
-    json::Value& entry = *find_entry(idx, p.id);
-    const json::Value* status = entry.find("status");
-    if (only < 0 &&
-        !(status && status->type == json::Value::Type::String && status->s == "pending"))
-      continue;
+    Json& entry = *find_entry(idx, p.id);
+    if (only < 0 && entry.value("status", Json()) != "pending") continue;
     const std::string path = run_path(st, p);
     const RunFileState f = inspect_run_file(path);
     if (f.readable && f.status == "complete") {
@@ -92,8 +89,8 @@ Claim claim_next(const Study& st, int only, const std::string& who, std::ostream
     // A checkpoint beside a failed or torn run would be resumed by a later rerun: drop it.
     if (!c.resume && f.checkpoint) std::remove(checkpoint_path(path).c_str());
     set_status(entry, "running");
-    entry.set("claimed_by", json::Value::string(who));
-    entry.set("error", json::Value::null());
+    entry["claimed_by"] = who;
+    entry["error"] = nullptr;
     changed = true;
     c.point = i;
     break;
@@ -105,13 +102,13 @@ Claim claim_next(const Study& st, int only, const std::string& who, std::ostream
 void record(const Study& st, int i, const std::string& status, double elapsed,
             const std::string& error) {
   IndexLock lock(st.output_dir);
-  json::Value idx = current_index(st);
+  Json idx = current_index(st);
   const StudyPoint& p = st.points[std::size_t(i)];
-  json::Value& entry = *find_entry(idx, p.id);
+  Json& entry = *find_entry(idx, p.id);
   const RunFileState f = inspect_run_file(run_path(st, p));
   set_status(entry, status, &f);
-  entry.set("elapsed_s", json::Value::number(elapsed));
-  entry.set("error", error.empty() ? json::Value::null() : json::Value::string(error));
+  entry["elapsed_s"] = elapsed;
+  entry["error"] = error.empty() ? Json(nullptr) : Json(error);
   write_index(st.output_dir, idx);
 }
 
@@ -144,7 +141,7 @@ PointResult run_point(const Study& st, int i, bool resume, const StudyOptions& o
       r.outcome = run_training(cfg, ro, group);
       r.error.clear();
       return r;
-    } catch (const std::exception& e) {  // InputError: nothing was written
+    } catch (const std::exception& e) {  // UserError: nothing was written
       r.outcome = RunOutcome::Failed;
       r.error = e.what();
       if (log.is_open()) log << "moe-study: " << r.error << "\n" << std::flush;
@@ -176,12 +173,12 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
   MPI_Comm_size(world, &size);
   const int rpr = st.ranks_per_run;
   if (size % rpr != 0)
-    throw StudyError(std::to_string(size) +
-                     " MPI ranks do not split into groups of ranks_per_run = " +
-                     std::to_string(rpr) + " (allowed: a multiple of ranks_per_run)");
+    throw UserError(std::to_string(size) +
+                    " MPI ranks do not split into groups of ranks_per_run = " +
+                    std::to_string(rpr) + " (allowed: a multiple of ranks_per_run)");
   if (opts.point >= int(st.points.size()))
-    throw StudyError("--point " + std::to_string(opts.point) + " (allowed: 0.." +
-                     std::to_string(st.points.size() - 1) + "; see --list)");
+    throw UserError("--point " + std::to_string(opts.point) + " (allowed: 0.." +
+                    std::to_string(st.points.size() - 1) + "; see --list)");
 
   // Output directory and index, by world rank 0; an error there is bad input for everyone.
   std::string err;
@@ -193,7 +190,7 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
         throw std::runtime_error("cannot create output directory '" + st.output_dir +
                                  "': " + ec.message());
       IndexLock lock(st.output_dir);
-      const json::Value old = read_index(st.output_dir);
+      const Json old = read_index(st.output_dir);
       write_index(st.output_dir,
                   sync_index(st, old, opts.point < 0 ? SyncMode::Restart : SyncMode::Keep));
     } catch (const std::exception& e) {
@@ -201,7 +198,7 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
     }
   }
   bcast_string(err, 0, world);
-  if (!err.empty()) throw StudyError(err);
+  if (!err.empty()) throw UserError(err);
 
   const int group_id = rank / rpr;
   MPI_Comm group;
@@ -285,10 +282,11 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
     std::map<std::string, int> counts;
     try {
       IndexLock lock(st.output_dir);
-      const json::Value idx = read_index(st.output_dir);
-      if (const json::Value* pts = idx.is_null() ? nullptr : idx.find("points"))
-        for (const json::Value& e : pts->items)
-          if (const json::Value* s = e.find("status")) ++counts[s->s];
+      const Json idx = read_index(st.output_dir);
+      if (idx.is_object())
+        for (const Json& e : idx["points"])
+          if (e.is_object() && e.value("status", Json()).is_string())
+            ++counts[e["status"].get<std::string>()];
     } catch (const std::exception&) {
     }
     std::ostringstream line;

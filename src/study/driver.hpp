@@ -22,7 +22,7 @@ struct StudyOptions {
 };
 
 // All ranks of world call this. Returns the exit code: 0 when every point it ran completed or
-// was stopped (signal, stop_after), 1 when one failed. Throws StudyError for bad input
+// was stopped (signal, stop_after), 1 when one failed. Throws UserError for bad input
 // (ranks not a multiple of ranks_per_run, --point out of range, an output dir that cannot be
 // made) before any run starts; every rank throws the same.
 int run_study(const Study& study, const StudyOptions& opts, MPI_Comm world);

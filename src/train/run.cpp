@@ -44,9 +44,8 @@ void check_same_shape(const Config& cfg, const Checkpoint& ck) {
   for (const auto& [key, value] : ck.shape) {
     auto it = now.find(key);
     if (it != now.end() && it->second != value)
-      throw InputError(key + " = " + std::to_string(it->second) +
-                       " differs from the checkpoint's " + std::to_string(value) +
-                       " (a resumed run keeps its model shape)");
+      throw UserError(key + " = " + std::to_string(it->second) + " differs from the checkpoint's " +
+                      std::to_string(value) + " (a resumed run keeps its model shape)");
   }
 }
 
@@ -68,22 +67,22 @@ void write_identity(RunFile& f, const Config& cfg, const Corpus& corpus, int ran
 void check_decomposition(const Config& cfg, int ranks) {
   const std::string P = std::to_string(ranks);
   if (cfg.train.batch_size % ranks != 0)
-    throw InputError("train.batch_size = " + std::to_string(cfg.train.batch_size) +
-                     " is not divisible by the " + P + " MPI ranks (allowed: a multiple of " + P +
-                     ")");
+    throw UserError("train.batch_size = " + std::to_string(cfg.train.batch_size) +
+                    " is not divisible by the " + P + " MPI ranks (allowed: a multiple of " + P +
+                    ")");
   const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
   if (ranks % ep != 0)
-    throw InputError("parallel.expert_parallel = " + std::to_string(ep) + " does not divide the " +
-                     P + " MPI ranks (allowed: a divisor of " + P + ", or 0 = all ranks)");
+    throw UserError("parallel.expert_parallel = " + std::to_string(ep) + " does not divide the " +
+                    P + " MPI ranks (allowed: a divisor of " + P + ", or 0 = all ranks)");
   if (cfg.model.num_experts > 1 && cfg.model.num_experts % ep != 0)
-    throw InputError("model.num_experts = " + std::to_string(cfg.model.num_experts) +
-                     " is not divisible by the expert-parallel group of " + std::to_string(ep) +
-                     " ranks (allowed: a multiple of parallel.expert_parallel, which is 0 = all " +
-                     P + " ranks by default)");
+    throw UserError("model.num_experts = " + std::to_string(cfg.model.num_experts) +
+                    " is not divisible by the expert-parallel group of " + std::to_string(ep) +
+                    " ranks (allowed: a multiple of parallel.expert_parallel, which is 0 = all " +
+                    P + " ranks by default)");
   if (ranks > 1 && cfg.router.drop_policy == "probability" && cfg.router.capacity_factor > 0)
-    throw InputError("router.drop_policy = \"probability\" with " + P +
-                     " MPI ranks (allowed: \"position\"; dropping by probability over the "
-                     "global batch is single-rank only)");
+    throw UserError("router.drop_policy = \"probability\" with " + P +
+                    " MPI ranks (allowed: \"position\"; dropping by probability over the "
+                    "global batch is single-rank only)");
 }
 
 }  // namespace
@@ -115,7 +114,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
       try {
         ck = read_checkpoint(checkpoint_path(path));
       } catch (const std::exception& e) {
-        throw InputError(std::string("--resume: ") + e.what());
+        throw UserError(std::string("--resume: ") + e.what());
       }
       check_same_shape(cfg, ck);
     }
@@ -123,7 +122,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     input_error = e.what();
   }
   input_error = agreed_error(comm, input_error);
-  if (!input_error.empty()) throw InputError(input_error);
+  if (!input_error.empty()) throw UserError(input_error);
 
   // One writer: rank 0 holds the run file; the others learn whether it could be created.
   std::unique_ptr<RunFile> file;
@@ -140,7 +139,7 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
   }
   int failed = file_error.empty() ? 0 : 1;
   MPI_Bcast(&failed, 1, MPI_INT, 0, comm);
-  if (failed) throw InputError(rank == 0 ? file_error : "the run file could not be opened");
+  if (failed) throw UserError(rank == 0 ? file_error : "the run file could not be opened");
   if (log) {
     *log << "moe-suite " << suite_version() << " (" << git_commit() << ")  Kokkos "
          << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "."

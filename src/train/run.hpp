@@ -6,18 +6,11 @@
 
 #include <cstdint>
 #include <iosfwd>
-#include <stdexcept>
 #include <string>
 
 #include "config/config.hpp"
 
 namespace moe {
-
-// Bad input found before anything was written: the caller prints what() as one line and
-// exits with code 2.
-struct InputError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct RunOptions {
   bool resume = false;           // continue cfg.output.path from its last checkpoint
@@ -31,7 +24,7 @@ enum class RunOutcome {
   Failed,    // error during training: status = failed with the reason
 };
 
-// All ranks of comm call this together. Throws InputError for bad input (config, data, an
+// All ranks of comm call this together. Throws UserError for bad input (config, data, an
 // output path that cannot be created, --resume of a file without a checkpoint or with another
 // model shape) before creating or changing any file.
 RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm);

@@ -22,19 +22,19 @@ std::string write_temp(const std::string& text, const std::string& suffix = "") 
   return path;
 }
 
-// Runs load and returns the ConfigError message after checking it is one line that contains
+// Runs load and returns the UserError message after checking it is one line that contains
 // every expected fragment; fails if nothing was thrown.
 std::string expect_error(const std::function<void()>& load,
                          std::initializer_list<std::string> fragments) {
   try {
     load();
-  } catch (const ConfigError& e) {
+  } catch (const UserError& e) {
     const std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     for (const std::string& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << msg;
     return msg;
   }
-  ADD_FAILURE() << "no ConfigError thrown";
+  ADD_FAILURE() << "no UserError thrown";
   return "";
 }
 
