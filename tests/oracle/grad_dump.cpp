@@ -17,7 +17,6 @@
 // A test-only program: it reads internals (routing decisions) the run file does not record.
 #include <hdf5.h>
 
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -28,7 +27,9 @@
 #include "data/corpus.hpp"
 #include "io/checkpoint.hpp"
 #include "model/transformer.hpp"
-#include "parallel/runtime.hpp"
+#include "programs/run_main.hpp"
+#include "util/checked_parse.hpp"
+#include "util/user_error.hpp"
 
 namespace {
 
@@ -91,20 +92,6 @@ moe::Buffer<T> device(const std::vector<T>& v) {
   return d;
 }
 
-double positive_number(const std::string& arg, const std::string& text, bool zero_ok = false) {
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || !(v > 0 || (zero_ok && v == 0)) || !std::isfinite(v))
-    throw moe::ConfigError(arg + " = '" + text + "' (allowed: a finite number " +
-                           (zero_ok ? ">= 0)" : "> 0)"));
-  return v;
-}
-
 struct Args {
   std::string config, checkpoint, output;
   std::vector<std::string> sets;
@@ -117,7 +104,7 @@ Args parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw moe::ConfigError(arg + " needs a value");
+      if (i + 1 >= argc) throw moe::UserError(arg + " needs a value");
       return argv[++i];
     };
     if (arg == "--config")
@@ -128,18 +115,16 @@ Args parse(int argc, char** argv) {
       a.checkpoint = value();
     else if (arg == "--output")
       a.output = value();
-    else if (arg == "--step") {
-      const double v = positive_number(arg, value(), /*zero_ok=*/true);
-      if (v != std::floor(v)) throw moe::ConfigError("--step needs a whole number >= 0");
-      a.step = std::int64_t(v);
-    } else if (arg == "--param-scale")
-      a.param_scale = positive_number(arg, value());
+    else if (arg == "--step")
+      a.step = moe::parse_integer(arg, value(), 0);
+    else if (arg == "--param-scale")
+      a.param_scale = moe::parse_number(arg, value(), 1e-3, 1e3);
     else if (arg.rfind("--kokkos-", 0) != 0)
-      throw moe::ConfigError("unknown argument '" + arg +
-                             "' (allowed: --config F --set k=v --checkpoint CKPT --step S "
-                             "--param-scale X --output OUT.h5)");
+      throw moe::UserError("unknown argument '" + arg +
+                           "' (allowed: --config F --set k=v --checkpoint CKPT --step S "
+                           "--param-scale X --output OUT.h5)");
   }
-  if (a.output.empty()) throw moe::ConfigError("--output OUT.h5 is required");
+  if (a.output.empty()) throw moe::UserError("--output OUT.h5 is required");
   return a;
 }
 
@@ -206,12 +191,12 @@ int run(int argc, char** argv) {
     try {
       ck = moe::read_checkpoint(args.checkpoint);
     } catch (const std::exception& e) {
-      throw moe::ConfigError(std::string("--checkpoint: ") + e.what());
+      throw moe::UserError(std::string("--checkpoint: ") + e.what());
     }
     if (ck.shape != moe::model_shape(cfg.model) ||
         moe::Index(ck.params.size()) != model.num_params())
-      throw moe::ConfigError("--checkpoint " + args.checkpoint +
-                             " holds another model shape than the config");
+      throw moe::UserError("--checkpoint " + args.checkpoint +
+                           " holds another model shape than the config");
     std::vector<double> p(ck.params.begin(), ck.params.end());
     Kokkos::deep_copy(model.params(), device(p));
     step = ck.next_step;
@@ -234,16 +219,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int rc = 0;
-  moe::Runtime rt(argc, argv);
-  try {
-    rc = run(argc, argv);
-  } catch (const moe::ConfigError& e) {
-    std::fprintf(stderr, "grad_dump: %s\n", e.what());
-    rc = 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "grad_dump: %s\n", e.what());
-    rc = 1;
-  }
-  return rc;
+  return moe::run_mpi_main("grad_dump", argc, argv,
+                           [&](const moe::Runtime&) { return run(argc, argv); });
 }
