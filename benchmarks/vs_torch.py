@@ -101,6 +101,8 @@ def main():
                 suite_cmd = [*args.mpiexec.split(), "-n", str(n), *suite_cmd,
                              "--set", "parallel.expert_parallel=1"]  # fmt: skip
             torch_cmd = [python, BENCH_PY, *sets, "--steps", str(args.steps), "--threads", str(n)]
+            print(f"# {name}, {n} core(s): {' '.join(suite_cmd)}\n#   vs {' '.join(torch_cmd)}",
+                  flush=True)
             suite, torch = [], []
             for r in range(args.rounds):
                 # A/B, then B/A in the next round: neither side always runs first.
