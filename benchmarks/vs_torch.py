@@ -55,7 +55,9 @@ def step_seconds(cmd, env, pattern):
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     m = re.search(pattern, res.stdout)
     if res.returncode != 0 or not m:
-        sys.exit(f"vs_torch.py: failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}{res.stderr}")
+        sys.exit(
+            f"vs_torch.py: failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}{res.stderr}"
+        )
     return float(m.group(1))
 
 
@@ -82,7 +84,10 @@ def main():
         sys.exit(2)
     moe_bench = os.path.join(args.build, "src", "moe-bench")
     if not os.access(moe_bench, os.X_OK):
-        print(f"vs_torch.py: --build {args.build}: no src/moe-bench there (build first)", file=sys.stderr)
+        print(
+            f"vs_torch.py: --build {args.build}: no src/moe-bench there (build first)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     setup = subprocess.run(["bash", os.path.join(REPO, "scripts", "setup_torch.sh")],
                            capture_output=True, text=True)  # fmt: skip
@@ -101,18 +106,23 @@ def main():
                 suite_cmd = [*args.mpiexec.split(), "-n", str(n), *suite_cmd,
                              "--set", "parallel.expert_parallel=1"]  # fmt: skip
             torch_cmd = [python, BENCH_PY, *sets, "--steps", str(args.steps), "--threads", str(n)]
-            print(f"# {name}, {n} core(s): {' '.join(suite_cmd)}\n#   vs {' '.join(torch_cmd)}",
-                  flush=True)
+            print(
+                f"# {name}, {n} core(s): {' '.join(suite_cmd)}\n#   vs {' '.join(torch_cmd)}",
+                flush=True,
+            )
             suite, torch = [], []
             for r in range(args.rounds):
                 # A/B, then B/A in the next round: neither side always runs first.
                 order = [("suite", suite_cmd), ("torch", torch_cmd)]
                 for side, cmd in order if r % 2 == 0 else order[::-1]:
                     (suite if side == "suite" else torch).append(
-                        step_seconds(cmd, env, r"step_s=([0-9.eE+-]+)"))
+                        step_seconds(cmd, env, r"step_s=([0-9.eE+-]+)")
+                    )
             ratio = statistics.median(torch) / statistics.median(suite)
-            print(f"{name:18s} {n:5d} {summary(suite):>24s} {summary(torch):>24s} {ratio:21.2f}x",
-                  flush=True)
+            print(
+                f"{name:18s} {n:5d} {summary(suite):>24s} {summary(torch):>24s} {ratio:21.2f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

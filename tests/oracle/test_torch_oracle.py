@@ -1,6 +1,6 @@
 """PyTorch as an independent gradient oracle for the suite's whole forward and backward pass.
 
-usage: test_torch_oracle.py GRAD_DUMP MOE_TRAIN WORK_DIR   (run with scripts/setup_torch.sh's python)
+usage: test_torch_oracle.py GRAD_DUMP MOE_TRAIN WORK_DIR  (with scripts/setup_torch.sh's python)
 
 For each case, grad_dump (the suite, double precision) writes its parameters, one training batch,
 the losses and every gradient; the PyTorch model of benchmarks/torch_reference (float64, written
@@ -52,24 +52,24 @@ TINY = [
 # (name, --set overrides, expect capacity drops, parameter scale). At the initial scale the
 # activations are small and nearly linear; the scaled cases (every parameter x 5, as the
 # whole-model finite-difference test does) drive GELU, the router and attention softmaxes hard.
+DENSE = ["model.num_experts=1", "model.top_k=1"]
+TOP1 = ["model.num_experts=4", "model.top_k=1"]
+TOP2 = ["model.num_experts=4", "model.top_k=2"]
+CAPACITY = ["router.capacity_factor=1.0"]
 CASES = [
-    ("dense", ["model.num_experts=1", "model.top_k=1"], False, 1),
-    ("dense_x5", ["model.num_experts=1", "model.top_k=1"], False, 5),
-    ("top1", ["model.num_experts=4", "model.top_k=1"], False, 1),
-    ("top1_capacity", ["model.num_experts=4", "model.top_k=1", "router.capacity_factor=1.0"], True, 1),
-    ("top2", ["model.num_experts=4", "model.top_k=2"], False, 1),
-    ("top2_capacity", ["model.num_experts=4", "model.top_k=2", "router.capacity_factor=1.0"], True, 1),
+    ("dense", DENSE, False, 1),
+    ("dense_x5", DENSE, False, 5),
+    ("top1", TOP1, False, 1),
+    ("top1_capacity", TOP1 + CAPACITY, True, 1),
+    ("top2", TOP2, False, 1),
+    ("top2_capacity", TOP2 + CAPACITY, True, 1),
     ("top2_capacity_normalized_strong_aux",
-     ["model.num_experts=4", "model.top_k=2", "router.capacity_factor=1.0",
-      "router.normalize_gates=true", "router.aux_loss_weight=0.5", "router.z_loss_weight=0.05"], True, 1),
-    ("top2_drop_by_probability",
-     ["model.num_experts=4", "model.top_k=2", "router.capacity_factor=1.0",
-      "router.drop_policy=probability"], True, 1),
-    ("moe_every_2", ["model.num_experts=4", "model.top_k=2", "model.moe_every=2"], False, 1),
-    ("top2_capacity_x5", ["model.num_experts=4", "model.top_k=2", "router.capacity_factor=1.0"], True, 5),
-    ("top1_capacity_normalized_x5",
-     ["model.num_experts=4", "model.top_k=1", "router.capacity_factor=1.0",
-      "router.normalize_gates=true"], True, 5),
+     TOP2 + CAPACITY + ["router.normalize_gates=true", "router.aux_loss_weight=0.5",
+                        "router.z_loss_weight=0.05"], True, 1),
+    ("top2_drop_by_probability", TOP2 + CAPACITY + ["router.drop_policy=probability"], True, 1),
+    ("moe_every_2", TOP2 + ["model.moe_every=2"], False, 1),
+    ("top2_capacity_x5", TOP2 + CAPACITY, True, 5),
+    ("top1_capacity_normalized_x5", TOP1 + CAPACITY + ["router.normalize_gates=true"], True, 5),
 ]  # fmt: skip
 
 
@@ -129,15 +129,23 @@ def compare(name, dump, fail, params=None, check_init=True, scale=1):
 
     for block, expert_of, kept in m.last_routing:
         s_expert, s_kept, _ = dump["routing"][block]
-        fail.check(np.array_equal(expert_of.numpy(), s_expert), f"{name}: block {block} top-k differs")
-        fail.check(np.array_equal(kept.numpy().astype(np.int32), s_kept),
-                   f"{name}: block {block} kept/dropped copies differ")
-    fail.check(sorted(b for b, _, _ in m.last_routing) == sorted(dump["routing"]),
-               f"{name}: MoE blocks differ")
+        fail.check(
+            np.array_equal(expert_of.numpy(), s_expert), f"{name}: block {block} top-k differs"
+        )
+        fail.check(
+            np.array_equal(kept.numpy().astype(np.int32), s_kept),
+            f"{name}: block {block} kept/dropped copies differ",
+        )
+    fail.check(
+        sorted(b for b, _, _ in m.last_routing) == sorted(dump["routing"]),
+        f"{name}: MoE blocks differ",
+    )
 
     errs = {"ce": abs(ce.item() - dump["loss_ce"]) / abs(dump["loss_ce"])}
     aux_ref = float(dump["aux_weighted"])
-    errs["aux"] = abs(aux.item() - aux_ref) / max(abs(aux_ref), 1e-300) if aux_ref else abs(aux.item())
+    errs["aux"] = (
+        abs(aux.item() - aux_ref) / max(abs(aux_ref), 1e-300) if aux_ref else abs(aux.item())
+    )
     for k in ("ce", "aux"):
         fail.check(errs[k] <= REL_LOSS, f"{name}: {k} loss differs (rel {errs[k]:.2e})")
     if m.last_routing:
@@ -152,8 +160,10 @@ def compare(name, dump, fail, params=None, check_init=True, scale=1):
         if e > worst:
             worst, worst_name = e, t.name
     dropped = sum(d for _, _, d in dump["routing"].values())
-    print(f"{name:38s} ce {dump['loss_ce']:.6f} rel {errs['ce']:.1e}  aux rel {errs['aux']:.1e}  "
-          f"worst grad rel {worst:.1e} ({worst_name})  init rel {worst_init:.1e}  dropped {dropped}")
+    print(
+        f"{name:38s} ce {dump['loss_ce']:.6f} rel {errs['ce']:.1e}  aux rel {errs['aux']:.1e}  "
+        f"worst grad rel {worst:.1e} ({worst_name})  init rel {worst_init:.1e}  dropped {dropped}"
+    )
     return dropped
 
 
@@ -203,9 +213,12 @@ def check_training(grad_dump, set_args, run_file, work, fail):
     del errs["params"]  # the update is the sensitive part of the parameters
     for k, e in errs.items():
         fail.check(e <= REL_TRAIN, f"training: {k} after {TRAIN_STEPS} steps differs (rel {e:.2e})")
-    print(f"{'training ' + str(TRAIN_STEPS) + ' steps (AdamW, clip, lr)':38s} "
-          + "  ".join(f"{k} rel {e:.1e}" for k, e in errs.items())
-          + f"  loss rel {rel(np.array(mine['loss']), theirs['loss']):.1e}  clipped {clipped}/{TRAIN_STEPS}")
+    print(
+        f"{'training ' + str(TRAIN_STEPS) + ' steps (AdamW, clip, lr)':38s} "
+        + "  ".join(f"{k} rel {e:.1e}" for k, e in errs.items())
+        + f"  loss rel {rel(np.array(mine['loss']), theirs['loss']):.1e}"
+        + f"  clipped {clipped}/{TRAIN_STEPS}"
+    )
 
 
 def run(cmd):
@@ -221,11 +234,21 @@ def main():
     fail = Failures()
     for name, sets, expect_drops, scale in CASES:
         out = os.path.join(work, name + ".h5")
-        run([grad_dump, *sum((["--set", s] for s in TINY + sets), []), "--param-scale", str(scale),
-             "--output", out])
+        run(
+            [
+                grad_dump,
+                *sum((["--set", s] for s in TINY + sets), []),
+                "--param-scale",
+                str(scale),
+                "--output",
+                out,
+            ]
+        )
         dropped = compare(name, read_dump(out), fail, scale=scale)
-        fail.check(dropped > 0 if expect_drops else dropped == 0,
-                   f"{name}: {dropped} copies dropped, expected {'some' if expect_drops else 'none'}")
+        fail.check(
+            dropped > 0 if expect_drops else dropped == 0,
+            f"{name}: {dropped} copies dropped, expected {'some' if expect_drops else 'none'}",
+        )
 
     # From a training checkpoint: parameters after 3 AdamW steps, the batch of step 3.
     sets = TINY + ["model.num_experts=4", "model.top_k=2", "router.capacity_factor=1.25",
@@ -249,7 +272,8 @@ def main():
     if fail.lines:
         print(f"{len(fail.lines)} checks failed")
         sys.exit(1)
-    print(f"all {len(CASES) + 1} cases agree (loss rel <= {REL_LOSS:g}, gradients rel <= {REL_GRAD:g})")
+    print(f"all {len(CASES) + 1} cases agree (loss rel <= {REL_LOSS:g}, "
+          f"gradients rel <= {REL_GRAD:g})")  # fmt: skip
 
 
 if __name__ == "__main__":
