@@ -21,8 +21,11 @@ The last case trains a few steps with moe-train, then takes the parameters from 
 file directly (float32, widened) and checks the loss and gradients there too; and the PyTorch
 trainer (AdamW, clipping, schedule) repeats those steps from the same initial parameters and
 batches and must reach the checkpoint's parameters and Adam moments (float32 tolerance).
+Negative controls last: the reference with a small deliberate error (exact instead of tanh
+GELU, layernorm epsilon 1e-6, gates not normalised) must fail the comparison.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -93,18 +96,21 @@ def read_dump(path):
 
 
 class Failures:
-    def __init__(self):
-        self.lines = []
+    def __init__(self, quiet=False):
+        self.lines, self.quiet = [], quiet
 
     def check(self, ok, what):
         if not ok:
             self.lines.append(what)
-            print("FAIL", what)
+            if not self.quiet:
+                print("FAIL", what)
 
 
-def compare(name, dump, fail, params=None, check_init=True, scale=1):
+def compare(name, dump, fail, params=None, check_init=True, scale=1, mutate=None):
     """Recomputes dump's forward/backward in torch float64 and checks it. Returns worst errors."""
     shape, routing = ref.from_config(dump["config"])
+    if mutate:
+        routing = mutate(routing)
     layout = ref.layout(shape)
     offsets = np.cumsum([0] + [int(np.prod(t.shape)) for t in layout])
     fail.check([t.name for t in layout] == dump["names"], f"{name}: tensor names/order differ")
@@ -120,7 +126,7 @@ def compare(name, dump, fail, params=None, check_init=True, scale=1):
         fail.check(worst_init <= REL_INIT, f"{name}: initial values differ (rel {worst_init:.2e})")
 
     p = ref.params_from_flat(shape, params, torch.float64)
-    m = ref.MoEModel(shape, routing, p)
+    m = (MutatedModel if mutate else ref.MoEModel)(shape, routing, p)
     S, B = shape.seq_len, dump["tokens"].size // shape.seq_len
     tokens = torch.tensor(dump["tokens"], dtype=torch.int64).view(B, S)
     targets = torch.tensor(dump["targets"], dtype=torch.int64).view(B, S)
@@ -165,6 +171,49 @@ def compare(name, dump, fail, params=None, check_init=True, scale=1):
         f"worst grad rel {worst:.1e} ({worst_name})  init rel {worst_init:.1e}  dropped {dropped}"
     )
     return dropped
+
+
+class MutatedModel(ref.MoEModel):
+    """The reference with one deliberate error, chosen by the Routing object's `mutation`."""
+
+    def _mlp(self, x, p, g):
+        if getattr(self.routing, "mutation", "") != "exact_gelu":
+            return super()._mlp(x, p, g)
+        h = torch.nn.functional.gelu(
+            torch.addmm(self.p[p + "ffn.b1"][g], x, self.p[p + "ffn.w1"][g]), approximate="none"
+        )
+        return torch.addmm(self.p[p + "ffn.b2"][g], h, self.p[p + "ffn.w2"][g])
+
+    def _ln(self, x, prefix):
+        if getattr(self.routing, "mutation", "") != "ln_eps_1e-6":
+            return super()._ln(x, prefix)
+        C = self.shape.d_model
+        return torch.nn.functional.layer_norm(
+            x, (C,), self.p[prefix + ".g"], self.p[prefix + ".b"], 1e-6
+        )
+
+
+def mutation(kind):
+    def apply(routing):
+        routing = dataclasses.replace(routing)
+        if kind == "gates_not_normalized":
+            routing.normalize_gates = False
+        routing.mutation = kind
+        return routing
+
+    return apply
+
+
+def check_negative_controls(work, fail):
+    """The comparison must fail when the reference is wrong in a small, plausible way: it
+    shows the tolerances separate real errors from round-off (the same errors made on the
+    suite's side were tried by hand: a GELU constant off in the 4th digit, a gate gradient
+    missing one channel)."""
+    dump = read_dump(os.path.join(work, "top1_capacity_normalized_x5.h5"))
+    for kind in ("exact_gelu", "ln_eps_1e-6", "gates_not_normalized"):
+        caught = Failures(quiet=True)
+        compare(f"negative control: {kind}", dump, caught, scale=5, mutate=mutation(kind))
+        fail.check(len(caught.lines) > 0, f"negative control {kind}: the mutation was not caught")
 
 
 def check_training(grad_dump, set_args, run_file, work, fail):
@@ -268,6 +317,7 @@ def main():
     fail.check(ckpt_step == 3 and int(dump["step"]) == 3, "checkpoint: not at step 3")
     compare("from_checkpoint_step3", dump, fail, params=ckpt_params, check_init=False)
     check_training(grad_dump, set_args, run_file, work, fail)
+    check_negative_controls(work, fail)
 
     if fail.lines:
         print(f"{len(fail.lines)} checks failed")
