@@ -55,8 +55,10 @@ def check_keys(cfg, ref, train):
             raise ValueError(f"--set {section}.*: unknown section (allowed: {', '.join(known)})")
         for key in values:
             if key not in known[section]:
-                raise ValueError(f"--set {section}.{key}: not a key this model reads "
-                                 f"(allowed: {', '.join(sorted(known[section]))})")
+                raise ValueError(
+                    f"--set {section}.{key}: not a key this model reads "
+                    f"(allowed: {', '.join(sorted(known[section]))})"
+                )
 
 
 def main():

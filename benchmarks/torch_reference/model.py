@@ -204,7 +204,9 @@ class MoEModel:
 
     def __init__(self, shape, routing, params):
         self.shape, self.routing, self.p = shape, routing, params
-        self.last_routing = []  # per MoE block: (block, expert_of [A], kept [A]) of the last forward
+        self.last_routing = (
+            []
+        )  # per MoE block: (block, expert_of [A], kept [A]) of the last forward
 
     def parameters(self):
         return list(self.p.values())
@@ -223,7 +225,9 @@ class MoEModel:
         return torch.addmm(self.p[p + "attn.proj_b"], y, self.p[p + "attn.proj_w"]).view(B, S, C)
 
     def _mlp(self, x, p, g):
-        h = F.gelu(torch.addmm(self.p[p + "ffn.b1"][g], x, self.p[p + "ffn.w1"][g]), approximate="tanh")
+        h = F.gelu(
+            torch.addmm(self.p[p + "ffn.b1"][g], x, self.p[p + "ffn.w1"][g]), approximate="tanh"
+        )
         return torch.addmm(self.p[p + "ffn.b2"][g], h, self.p[p + "ffn.w2"][g])
 
     def _moe(self, x, p, block):
@@ -243,8 +247,14 @@ class MoEModel:
         # Switch balance loss over all N*K assignments (before the capacity cut); f is constant.
         counts = torch.bincount(expert_of, minlength=E).to(probs.dtype)
         balance = E * (counts / A * probs.mean(dim=0)).sum()
-        z = torch.logsumexp(logits, dim=-1).pow(2).mean() if r.z_loss_weight > 0 else probs.new_zeros(())
-        kept = _kept(expert_of, gate.detach(), E, capacity(N, K, E, r.capacity_factor), r.drop_policy)
+        z = (
+            torch.logsumexp(logits, dim=-1).pow(2).mean()
+            if r.z_loss_weight > 0
+            else probs.new_zeros(())
+        )
+        kept = _kept(
+            expert_of, gate.detach(), E, capacity(N, K, E, r.capacity_factor), r.drop_policy
+        )
         self.last_routing.append((block, expert_of, kept))
         # Group the kept copies by expert (stable: token order within an expert), one MLP each.
         sel = kept.nonzero().squeeze(1)

@@ -57,10 +57,15 @@ class Trainer:
         self.net, self.t = net, training
         decay = {t.name for t in ref.layout(net.shape) if t.decay}
         groups = [
-            {"params": [p for n, p in net.p.items() if n in decay], "weight_decay": training.weight_decay},
+            {
+                "params": [p for n, p in net.p.items() if n in decay],
+                "weight_decay": training.weight_decay,
+            },
             {"params": [p for n, p in net.p.items() if n not in decay], "weight_decay": 0.0},
         ]
-        self.opt = torch.optim.AdamW(groups, lr=training.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+        self.opt = torch.optim.AdamW(
+            groups, lr=training.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True
+        )
 
     def step(self, step, tokens, targets):
         """Returns (cross-entropy, weighted aux, gradient norm before clipping)."""

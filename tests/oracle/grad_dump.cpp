@@ -1,10 +1,10 @@
 // grad_dump: the suite's side of the PyTorch gradient oracle (tests/oracle/test_torch_oracle.py).
-//   grad_dump --config F [--set section.key=value ...] [--checkpoint CKPT] [--param-scale X]
-//             --output OUT.h5
+//   grad_dump --config F [--set section.key=value ...] [--checkpoint CKPT | --step S]
+//             [--param-scale X] --output OUT.h5
 // Builds the model in double precision from the config (parameters from train.seed, or from a
-// training checkpoint), takes the global batch of one training step (step 0, or the checkpoint's
-// next step), optionally multiplies every parameter by X (so that at initialisation the
-// nonlinearities are used well beyond their near-linear range: GELU's cubic term, peaked router
+// training checkpoint), takes the global batch of one training step (--step S, default 0, or the
+// checkpoint's next step), optionally multiplies every parameter by X (so that at initialisation
+// the nonlinearities are used well beyond their near-linear range: GELU's cubic term, peaked router
 // and attention softmaxes), runs one forward and backward, and writes to OUT.h5 (all double unless
 // noted):
 //   attributes loss_ce, aux_weighted, balance, z (summed over the MoE layers), step, num_params
@@ -17,7 +17,6 @@
 // A test-only program: it reads internals (routing decisions) the run file does not record.
 #include <hdf5.h>
 
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -28,7 +27,8 @@
 #include "data/corpus.hpp"
 #include "io/checkpoint.hpp"
 #include "model/transformer.hpp"
-#include "parallel/runtime.hpp"
+#include "programs/run_main.hpp"
+#include "util/checked_parse.hpp"
 #include "util/user_error.hpp"
 
 namespace {
@@ -92,23 +92,11 @@ moe::Buffer<T> device(const std::vector<T>& v) {
   return d;
 }
 
-double positive_number(const std::string& arg, const std::string& text) {
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || !(v > 0) || !std::isfinite(v))
-    throw moe::UserError(arg + " = '" + text + "' (allowed: a finite number > 0)");
-  return v;
-}
-
 struct Args {
   std::string config, checkpoint, output;
   std::vector<std::string> sets;
   double param_scale = 1.0;
+  std::int64_t step = 0;
 };
 
 Args parse(int argc, char** argv) {
@@ -127,12 +115,14 @@ Args parse(int argc, char** argv) {
       a.checkpoint = value();
     else if (arg == "--output")
       a.output = value();
+    else if (arg == "--step")
+      a.step = moe::parse_integer(arg, value(), 0);
     else if (arg == "--param-scale")
-      a.param_scale = positive_number(arg, value());
+      a.param_scale = moe::parse_number(arg, value(), 1e-3, 1e3);
     else if (arg.rfind("--kokkos-", 0) != 0)
-      throw moe::UserError(
-          "unknown argument '" + arg +
-          "' (allowed: --config F --set k=v --checkpoint CKPT --param-scale X --output OUT.h5)");
+      throw moe::UserError("unknown argument '" + arg +
+                           "' (allowed: --config F --set k=v --checkpoint CKPT --step S "
+                           "--param-scale X --output OUT.h5)");
   }
   if (a.output.empty()) throw moe::UserError("--output OUT.h5 is required");
   return a;
@@ -193,7 +183,7 @@ int run(int argc, char** argv) {
   const moe::Config cfg = moe::load_config(args.config, args.sets);
   const int B = cfg.train.batch_size;
   moe::Transformer<double> model(cfg, B);
-  std::int64_t step = 0;
+  std::int64_t step = args.step;
   if (args.checkpoint.empty()) {
     model.init_parameters(cfg.train.seed);
   } else {
@@ -206,7 +196,7 @@ int run(int argc, char** argv) {
     if (ck.shape != moe::model_shape(cfg.model) ||
         moe::Index(ck.params.size()) != model.num_params())
       throw moe::UserError("--checkpoint " + args.checkpoint +
-                             " holds another model shape than the config");
+                           " holds another model shape than the config");
     std::vector<double> p(ck.params.begin(), ck.params.end());
     Kokkos::deep_copy(model.params(), device(p));
     step = ck.next_step;
@@ -229,16 +219,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int rc = 0;
-  moe::Runtime rt(argc, argv);
-  try {
-    rc = run(argc, argv);
-  } catch (const moe::UserError& e) {
-    std::fprintf(stderr, "grad_dump: %s\n", e.what());
-    rc = 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "grad_dump: %s\n", e.what());
-    rc = 1;
-  }
-  return rc;
+  return moe::run_mpi_main("grad_dump", argc, argv,
+                           [&](const moe::Runtime&) { return run(argc, argv); });
 }
