@@ -14,6 +14,7 @@
 #include "routing/moec_router.hpp"
 #include "support.hpp"
 #include "tiny_config.hpp"
+#include "util/user_error.hpp"
 
 using namespace moe;
 using namespace moe::test;
@@ -230,15 +231,15 @@ TEST(MoECRouter, ConfigRefusesARateThatDropsNothing) {
   };
   // One expert per cluster: a cluster keeps one, so cluster mode drops nothing.
   EXPECT_THROW(load({"router.cluster_size=1", "router.dropout_mode=cluster", "model.top_k=1"}),
-               ConfigError);
+               UserError);
   // top_k = E: uniform mode must keep every expert.
-  EXPECT_THROW(load({"router.cluster_size=2", "model.top_k=2"}), ConfigError);
+  EXPECT_THROW(load({"router.cluster_size=2", "model.top_k=2"}), UserError);
   // Both drop one of two experts otherwise.
   EXPECT_NO_THROW(load({"router.cluster_size=2", "router.dropout_mode=cluster", "model.top_k=1"}));
   EXPECT_NO_THROW(load({"router.cluster_size=1", "model.top_k=1"}));
   try {
     load({"router.cluster_size=2", "model.top_k=2"});
-  } catch (const ConfigError& e) {
+  } catch (const UserError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("router.expert_dropout"), std::string::npos) << what;
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;
