@@ -1,5 +1,6 @@
 # Finds every dependency and exposes each as one target the rest of the build links:
-#   moe::kokkos  moe::mpi  moe::hdf5  moe::toml  moe::blas  (+ moe::cuda_libs when CUDA is on)
+#   moe::kokkos  moe::mpi  moe::hdf5  moe::toml  moe::blas  (+ moe::cuda_libs when CUDA is on),
+#   nlohmann_json::nlohmann_json  CLI11::CLI11
 # Debian 12's packaged CMake configs for Kokkos (Trilinos 13.2) and TOML++ 3.3 export targets
 # whose INTERFACE_INCLUDE_DIRECTORIES point at <prefix>/include while the headers live
 # elsewhere (Kokkos: /usr/include/trilinos). This file is the one place that works around it:
@@ -64,6 +65,10 @@ if(MOE_TOML_LIB)
   target_compile_definitions(moe_toml INTERFACE TOML_HEADER_ONLY=0)
 endif()
 
+# --- nlohmann-json (study index, every JSON) and CLI11 (command lines): header-only ---------
+find_package(nlohmann_json 3.9 REQUIRED)
+find_package(CLI11 2.1 REQUIRED)
+
 # --- BLAS (OpenBLAS cblas) -----------------------------------------------------------------
 find_path(MOE_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas-pthread openblas REQUIRED)
 find_library(MOE_BLAS_LIB NAMES openblas blas REQUIRED)
@@ -79,12 +84,17 @@ if(MOE_KOKKOS_CUDA AND MOE_ENABLE_CUBLAS)
   find_package(CUDAToolkit REQUIRED)
   target_link_libraries(moe_cuda_libs INTERFACE CUDA::cublas)
   target_compile_definitions(moe_cuda_libs INTERFACE MOE_HAVE_CUBLAS=1)
-  find_library(MOE_NCCL_LIB nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
-  if(MOE_NCCL_LIB)
-    target_link_libraries(moe_cuda_libs INTERFACE ${MOE_NCCL_LIB})
-    target_compile_definitions(moe_cuda_libs INTERFACE MOE_HAVE_NCCL=1)
+  set(_moe_nccl "off (MOE_ENABLE_NCCL=OFF)")
+  if(MOE_ENABLE_NCCL)
+    find_library(MOE_NCCL_LIB nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+    set(_moe_nccl "not found: the token exchange runs over MPI")
+    if(MOE_NCCL_LIB)
+      target_link_libraries(moe_cuda_libs INTERFACE ${MOE_NCCL_LIB})
+      target_compile_definitions(moe_cuda_libs INTERFACE MOE_HAVE_NCCL=1)
+      set(_moe_nccl "${MOE_NCCL_LIB}")
+    endif()
   endif()
-  message(STATUS "moe-suite: cuBLAS on, NCCL: ${MOE_NCCL_LIB}")
+  message(STATUS "moe-suite: cuBLAS on, NCCL: ${_moe_nccl}")
 endif()
 
 # --- GoogleTest ----------------------------------------------------------------------------

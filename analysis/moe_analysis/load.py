@@ -12,13 +12,9 @@ import glob
 import json
 import math
 import os
+import tomllib  # Python >= 3.11 (Debian 12 has 3.11)
 
 import numpy as np
-
-try:
-    import tomllib  # Python >= 3.11
-except ImportError:  # pragma: no cover - older interpreters
-    tomllib = None
 
 # The step-time phases moe-train records under /train/time/<phase>, in step order.
 PHASES = ("router", "dispatch", "experts", "combine", "attention", "rest", "optimizer")
@@ -43,42 +39,12 @@ def _flatten(table, prefix=""):
     return out
 
 
-def _parse_simple_toml(text):
-    """Fallback for Python < 3.11: [section] headers and `key = scalar` lines."""
-    out, section = {}, ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip() + "."
-            continue
-        if "=" not in line:
-            continue
-        key, value = (s.strip() for s in line.split("=", 1))
-        if value.startswith('"'):
-            end = value.find('"', 1)
-            out[section + key] = value[1:end]
-            continue
-        value = value.split("#", 1)[0].strip()
-        if value in ("true", "false"):
-            out[section + key] = value == "true"
-            continue
-        try:
-            out[section + key] = int(value)
-        except ValueError:
-            try:
-                out[section + key] = float(value)
-            except ValueError:
-                out[section + key] = value
-    return out
-
-
-def parse_config(text):
+def parse_config(text, path="run file"):
     """The run file's /config TOML text as a flat dict {"section.key": value}."""
-    if tomllib is not None:
+    try:
         return _flatten(tomllib.loads(text))
-    return _parse_simple_toml(text)
+    except tomllib.TOMLDecodeError as e:
+        raise StudyError(f"{path}: /config is not valid TOML ({e})") from None
 
 
 def _str(value):
@@ -127,7 +93,7 @@ def read_run(path):
             "path": path,
             "attrs": attrs,
             "config_text": config_text,
-            "config": parse_config(config_text) if config_text else {},
+            "config": parse_config(config_text, path) if config_text else {},
             "train": {},
             "time": {},
             "eval": {},
@@ -274,9 +240,15 @@ def load_study(study_dir, warn=None):
             except Exception as exc:  # a file being written, or a broken one
                 note = "unreadable: %s" % str(exc).splitlines()[0]
                 warn("%s: %s" % (e["file"], note))
+        # The run file is the truth: whatever the index says, a point whose file is gone is
+        # "missing" and one whose file cannot be read is "unreadable" (never complete).
         file_status = run["attrs"].get("status") if run else None
-        if file_status == "complete" or e["index_status"] is None:
-            status = file_status or ("missing" if run is None and not note else "unreadable")
+        if run is None:
+            status = "unreadable" if note else "missing"
+            if not note:
+                warn("%s: missing (index status %s)" % (e["file"], e["index_status"]))
+        elif file_status == "complete" or e["index_status"] is None:
+            status = file_status or "unreadable"
         else:
             status = e["index_status"]
         config = dict(run["config"]) if run else {}

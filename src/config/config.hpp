@@ -5,9 +5,10 @@
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "util/user_error.hpp"
 
 namespace moe {
 
@@ -85,14 +86,8 @@ struct Config {
   ParallelConfig parallel;
 };
 
-// Bad configuration input. what() is one line naming the key or file and what is allowed.
-class ConfigError : public std::runtime_error {
- public:
-  explicit ConfigError(const std::string& message);
-};
-
 // Defaults, then the TOML file at `path` ("" = defaults only), then each `sets` entry
-// ("section.key=value", later ones win), then the cross-key checks. Throws ConfigError.
+// ("section.key=value", later ones win), then the cross-key checks. Throws UserError.
 Config load_config(const std::string& path, const std::vector<std::string>& sets);
 
 // The effective configuration as TOML text with every section and key (and a comment per key);

@@ -31,7 +31,7 @@ struct Corpus {
 // data.path (token_file.hpp; a glob is concatenated in sorted order), val = the last ceil(5%)
 // of the tokens, train = the rest; the same caps. Real data: entropy_rate = NaN (unknown).
 // Bad input (missing file, bad token file, split shorter than model.seq_len + 1) throws
-// ConfigError with one line.
+// UserError with one line.
 Corpus load_corpus(const Config& config);
 
 // B = train.batch_size sequences of S = model.seq_len, row-major [B][S]; targets[i] is the token

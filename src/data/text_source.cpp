@@ -30,12 +30,12 @@ std::vector<std::string> expand_data_path(const std::string& pattern) {
     for (std::size_t i = 0; i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
   ::globfree(&g);
   if (files.empty())
-    throw ConfigError("data.path = \"" + pattern +
-                      "\" matches no file (allowed: a file or a glob(3) pattern of files)");
+    throw UserError("data.path = \"" + pattern +
+                    "\" matches no file (allowed: a file or a glob(3) pattern of files)");
   for (const std::string& f : files) {
     struct stat st;
     if (::stat(f.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
-      throw ConfigError("data.path = \"" + pattern + "\": " + f + " is not a regular file");
+      throw UserError("data.path = \"" + pattern + "\": " + f + " is not a regular file");
   }
   return files;
 }
@@ -44,7 +44,7 @@ std::string files_fingerprint(const std::vector<std::string>& files) {
   std::string out;
   for (const std::string& f : files) {
     struct stat st;
-    if (::stat(f.c_str(), &st) != 0) throw ConfigError("data.path: cannot stat " + f);
+    if (::stat(f.c_str(), &st) != 0) throw UserError("data.path: cannot stat " + f);
     const long long mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
     out += f + " " + std::to_string((long long)st.st_size) + " " + std::to_string(mtime_ns) + "\n";
   }
@@ -55,13 +55,13 @@ std::vector<std::string> read_text_lines(const std::vector<std::string>& files) 
   std::vector<std::string> lines;
   for (const std::string& f : files) {
     std::ifstream in(f, std::ios::binary);
-    if (!in) throw ConfigError("data.path: cannot read " + f);
+    if (!in) throw UserError("data.path: cannot read " + f);
     std::string line;
     while (std::getline(in, line)) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (!is_blank(line)) lines.push_back(line);
     }
-    if (in.bad()) throw ConfigError("data.path: error reading " + f);
+    if (in.bad()) throw UserError("data.path: error reading " + f);
   }
   return lines;
 }
@@ -69,14 +69,14 @@ std::vector<std::string> read_text_lines(const std::vector<std::string>& files) 
 std::vector<std::string> kjv_lines() {
   // 2>/dev/null: a missing program shows up as no output, reported below as one line.
   std::FILE* p = ::popen("bible -f \"Gen1:1-Rev22:21\" 2>/dev/null", "r");
-  if (!p) throw ConfigError("data.source = \"kjv\": cannot run the bible program");
+  if (!p) throw UserError("data.source = \"kjv\": cannot run the bible program");
   std::string text;
   char buf[1 << 16];
   std::size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
   const int status = ::pclose(p);
   if (status != 0 || text.empty())
-    throw ConfigError(
+    throw UserError(
         "data.source = \"kjv\" needs the `bible` program of the Debian package bible-kjv "
         "(scripts/setup.sh installs it)");
   std::vector<std::string> lines;

@@ -9,7 +9,7 @@
 namespace moe {
 
 // The files a data.path names: the file itself, or the sorted matches of a glob(3) pattern.
-// Throws ConfigError naming data.path when nothing matches or a match is not a readable file.
+// Throws UserError naming data.path when nothing matches or a match is not a readable file.
 std::vector<std::string> expand_data_path(const std::string& pattern);
 
 // One line per file: "path size mtime_ns", identifying the inputs without reading them (the
@@ -20,7 +20,7 @@ std::string files_fingerprint(const std::vector<std::string>& files);
 std::vector<std::string> read_text_lines(const std::vector<std::string>& files);
 
 // The KJV: `bible -f "Gen1:1-Rev22:21"`, one verse per line with the reference prefix
-// ("Ge1:1 ", "1Co13:4 ", ...) removed. Throws ConfigError when the program is missing.
+// ("Ge1:1 ", "1Co13:4 ", ...) removed. Throws UserError when the program is missing.
 std::vector<std::string> kjv_lines();
 
 }  // namespace moe

@@ -88,58 +88,58 @@ void write_file_atomic(const std::string& path, const std::string& text) {
 
 TokenFile::TokenFile(const std::string& path, int vocab_size) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw ConfigError("token file " + path + ": " + std::strerror(errno));
+  if (fd < 0) throw UserError("token file " + path + ": " + std::strerror(errno));
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw ConfigError("token file " + path + ": not a regular file");
+    throw UserError("token file " + path + ": not a regular file");
   }
   const std::size_t bytes = std::size_t(st.st_size);
   const std::size_t header_bytes = kTokenFileHeaderInts * sizeof(std::int32_t);
   if (bytes < header_bytes) {
     ::close(fd);
-    throw ConfigError("token file " + path + " is truncated: " + std::to_string(bytes) +
-                      " bytes, shorter than its 1024-byte header");
+    throw UserError("token file " + path + " is truncated: " + std::to_string(bytes) +
+                    " bytes, shorter than its 1024-byte header");
   }
   map_ = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);  // the mapping keeps the file open
   if (map_ == MAP_FAILED) {
     map_ = nullptr;
-    throw ConfigError("token file " + path + ": cannot map: " + std::strerror(errno));
+    throw UserError("token file " + path + ": cannot map: " + std::strerror(errno));
   }
   map_bytes_ = bytes;
   try {
     std::int32_t header[3];
     std::memcpy(header, map_, sizeof header);
     if (header[0] != kTokenFileMagic)
-      throw ConfigError("token file " + path + " has magic " + std::to_string(header[0]) +
-                        ", not " + std::to_string(kTokenFileMagic) +
-                        " (llm.c format: 256 x int32 header, then the ids)");
+      throw UserError("token file " + path + " has magic " + std::to_string(header[0]) + ", not " +
+                      std::to_string(kTokenFileMagic) +
+                      " (llm.c format: 256 x int32 header, then the ids)");
     if (header[1] != 1 && header[1] != 2)
-      throw ConfigError("token file " + path + " has version " + std::to_string(header[1]) +
-                        " (allowed: 1 = uint16 ids, 2 = uint32 ids)");
+      throw UserError("token file " + path + " has version " + std::to_string(header[1]) +
+                      " (allowed: 1 = uint16 ids, 2 = uint32 ids)");
     width_ = header[1] == 1 ? 2 : 4;
     count_ = header[2];
     if (count_ < 0)
-      throw ConfigError("token file " + path + " has a negative token count " +
-                        std::to_string(count_));
+      throw UserError("token file " + path + " has a negative token count " +
+                      std::to_string(count_));
     const std::size_t want = header_bytes + std::size_t(count_) * std::size_t(width_);
     if (bytes < want)
-      throw ConfigError("token file " + path + " is truncated: header says " +
-                        std::to_string(count_) + " tokens (" + std::to_string(want) +
-                        " bytes), the file has " + std::to_string(bytes) + " bytes");
+      throw UserError("token file " + path + " is truncated: header says " +
+                      std::to_string(count_) + " tokens (" + std::to_string(want) +
+                      " bytes), the file has " + std::to_string(bytes) + " bytes");
     if (bytes > want)
-      throw ConfigError("token file " + path + " has " + std::to_string(bytes - want) +
-                        " bytes after the " + std::to_string(count_) +
-                        " tokens its header announces");
+      throw UserError("token file " + path + " has " + std::to_string(bytes - want) +
+                      " bytes after the " + std::to_string(count_) +
+                      " tokens its header announces");
     ids_ = static_cast<const char*>(map_) + header_bytes;
     if (vocab_size > 0) {
       for (std::int64_t i = 0; i < count_; ++i) {
         const std::int32_t id = (*this)[i];
         if (id < 0 || id >= vocab_size)
-          throw ConfigError("token file " + path + ": token " + std::to_string(i) + " is id " +
-                            std::to_string(std::uint32_t(id)) +
-                            " >= model.vocab_size = " + std::to_string(vocab_size));
+          throw UserError("token file " + path + ": token " + std::to_string(i) + " is id " +
+                          std::to_string(std::uint32_t(id)) +
+                          " >= model.vocab_size = " + std::to_string(vocab_size));
       }
     }
   } catch (...) {

@@ -29,7 +29,7 @@ void write_token_file(const std::string& path, const std::vector<std::int32_t>& 
 
 // Read-only memory map of a validated token file. Construction checks the magic, the version,
 // the size against header[2], and (when vocab_size > 0) every id < vocab_size; on failure it
-// throws ConfigError with one line naming the file (bad input, not an internal error).
+// throws UserError with one line naming the file (bad input, not an internal error).
 class TokenFile {
  public:
   TokenFile(const std::string& path, int vocab_size);

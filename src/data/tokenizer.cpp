@@ -58,8 +58,8 @@ std::string Tokenizer::train(const std::vector<std::string>& lines, const std::s
   const sentencepiece::util::Status status =
       sentencepiece::SentencePieceTrainer::Train(args, &it, &model);
   if (!status.ok())
-    throw ConfigError("SentencePiece " + type + " training with model.vocab_size = " +
-                      std::to_string(vocab_size) + " failed: " + status.message());
+    throw UserError("SentencePiece " + type + " training with model.vocab_size = " +
+                    std::to_string(vocab_size) + " failed: " + status.message());
   return model;
 }
 

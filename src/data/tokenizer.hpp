@@ -22,7 +22,7 @@ class Tokenizer {
  public:
   // Trains a model of `type` ("bpe" or "unigram") with at most `vocab_size` pieces on `lines`
   // and returns it serialized (the bytes of a SentencePiece .model file). A small text may
-  // yield fewer pieces than asked for (ids stay < vocab_size either way). Throws ConfigError
+  // yield fewer pieces than asked for (ids stay < vocab_size either way). Throws UserError
   // naming model.vocab_size when SentencePiece rejects the request (e.g. too small a vocabulary
   // for the text's characters). Deterministic for a given input and thread count.
   static std::string train(const std::vector<std::string>& lines, const std::string& type,

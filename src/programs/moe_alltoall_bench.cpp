@@ -26,6 +26,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -36,6 +37,11 @@
 #include "parallel/comm.hpp"
 #include "parallel/expert_exchange.hpp"
 #include "parallel/runtime.hpp"
+#include "programs/alltoall_check.hpp"
+#include "programs/command_line.hpp"
+#include "programs/run_main.hpp"
+#include "util/checked_parse.hpp"
+#include "util/user_error.hpp"
 
 // A named namespace rather than an anonymous one: CUDA's extended lambdas want
 // enclosing functions with external linkage.
@@ -55,133 +61,40 @@ struct Options {
 
 // "4096", "1K", "64M", "2G" (binary multiples, as nccl-tests reads them).
 Index parse_bytes(const std::string& flag, const std::string& s) {
-  std::size_t used = 0;
-  long long v = -1;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
+  const std::string rule = "a positive byte count like 4096, 1K, 64M, at most 4G";
   Index mult = 1;
-  if (used > 0 && used + 1 == s.size()) {
-    const char u = s[used];
-    if (u == 'K' || u == 'k')
-      mult = Index(1) << 10;
-    else if (u == 'M' || u == 'm')
-      mult = Index(1) << 20;
-    else if (u == 'G' || u == 'g')
-      mult = Index(1) << 30;
-    else
-      used = 0;
-    if (used > 0) ++used;
-  }
-  if (used == 0 || used != s.size() || v < 1)
-    throw std::runtime_error(flag + " wants a positive byte count like 4096, 1K, 64M (got '" + s +
-                             "')");
-  if (Index(v) > kMaxBytes / mult)
-    throw std::runtime_error(flag + " " + s + " is over the limit of 4G");
-  return Index(v) * mult;
-}
-
-int parse_int(const std::string& flag, const std::string& s, int lo) {
-  std::size_t used = 0;
-  int v = 0;
+  std::string digits = s;
+  const char unit = s.empty() ? '\0' : s.back();
+  if (unit == 'K' || unit == 'k') mult = Index(1) << 10;
+  if (unit == 'M' || unit == 'm') mult = Index(1) << 20;
+  if (unit == 'G' || unit == 'g') mult = Index(1) << 30;
+  if (mult > 1) digits.pop_back();
   try {
-    v = std::stoi(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
+    return moe::parse_integer(flag, digits, 1, kMaxBytes / mult) * mult;
+  } catch (const moe::UserError&) {
+    throw moe::UserError(flag + " '" + s + "' (allowed: " + rule + ")");
   }
-  if (used == 0 || used != s.size() || v < lo)
-    throw std::runtime_error(flag + " wants an integer >= " + std::to_string(lo) + " (got '" + s +
-                             "')");
-  return v;
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&] {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return std::string(argv[++i]);
-    };
-    if (a == "--min-bytes")
-      o.min_bytes = parse_bytes(a, value());
-    else if (a == "--max-bytes")
-      o.max_bytes = parse_bytes(a, value());
-    else if (a == "--factor")
-      o.factor = parse_int(a, value(), 2);
-    else if (a == "--iters")
-      o.iters = parse_int(a, value(), 1);
-    else if (a == "--warmup")
-      o.warmup = parse_int(a, value(), 0);
-    else if (a == "--check")
-      o.check = true;
-    else if (a.rfind("--kokkos-", 0) == 0)
-      continue;
-    else
-      throw std::runtime_error("unknown argument '" + a +
-                               "' (usage: moe-alltoall-bench [--min-bytes 1K] [--max-bytes 64M] "
-                               "[--factor 2] [--iters 20] [--warmup 5] [--check])");
-  }
-  if (o.max_bytes < o.min_bytes) throw std::runtime_error("--max-bytes is below --min-bytes");
-  return o;
+void add_bytes(CLI::App& app, const std::string& name, Index& value, const std::string& help) {
+  app.add_option_function<std::string>(
+         name, [&value, name](const std::string& text) { value = parse_bytes(name, text); }, help)
+      ->type_name("BYTES");
 }
 
-// The value every element carries: its source rank and its index in the
-// source's buffer, kept below 2^24 so the float holds it exactly (a misplaced
-// element would need to move by a multiple of 2^24 floats, or across ranks by
-// an exact multiple of the rank stride, to go unseen).
-KOKKOS_INLINE_FUNCTION float code(Index source, Index index) {
-  return float((source * 1000003 + index) & ((Index(1) << 24) - 1));
-}
-
-void fill_codes(moe::Buffer<float> buf, int rank) {
-  moe::View1<float> v(buf.data(), buf.extent(0));
-  const Index src = rank;
-  Kokkos::parallel_for(
-      "moe::a2a_fill", moe::range(Index(buf.extent(0))),
-      KOKKOS_LAMBDA(const Index j) { v(j) = code(src, j); });
-}
-
-// Mismatches in an MPI_Alltoall result: receiver q's block s came from block q
-// of rank s.
-Index alltoall_errors(moe::View1<const float> recv, Index block, int P, int q) {
-  Index bad = 0;
-  Kokkos::parallel_reduce(
-      "moe::a2a_check", moe::range(block * P),
-      KOKKOS_LAMBDA(const Index k, Index& acc) {
-        const Index s = k / block, i = k - s * block;
-        if (recv(k) != code(s, Index(q) * block + i)) ++acc;
-      },
-      bad);
-  return bad;
-}
-
-// Mismatches in the exchange output on rank q: expert-major, local expert 0 (a
-// rows from each source in rank order) then local expert 1 (b rows each).
-// Source s sent rank q its rows [q*R, q*R + a) for expert 0 and [q*R + a,
-// (q+1)*R) for expert 1, where R = a + b.
-Index exchange_errors(moe::View1<const float> out, Index a, Index b, int P, int q, int C) {
-  const Index R = a + b;
-  Index bad = 0;
-  Kokkos::parallel_reduce(
-      "moe::a2a_exchange_check", moe::range(R * P * C),
-      KOKKOS_LAMBDA(const Index i, Index& acc) {
-        const Index p = i / C, c = i - p * C;
-        Index s, row;
-        if (p < a * P) {
-          s = p / a;
-          row = Index(q) * R + (p - s * a);
-        } else {
-          const Index p2 = p - a * P;
-          s = p2 / b;
-          row = Index(q) * R + a + (p2 - s * b);
-        }
-        if (out(i) != code(s, row * C + c)) ++acc;
-      },
-      bad);
-  return bad;
+// False when --help was given.
+bool parse(int argc, char** argv, Options& o, bool print_help) {
+  CLI::App app("All-to-all bandwidth in the manner of nccl-tests' alltoall_perf.",
+               "moe-alltoall-bench");
+  add_bytes(app, "--min-bytes", o.min_bytes, "smallest size per rank (4096, 1K, 64M; default 1K)");
+  add_bytes(app, "--max-bytes", o.max_bytes, "largest size per rank (at most 4G; default 64M)");
+  moe::add_integer(app, "--factor", o.factor, 2, INT_MAX, "size multiplier between rows");
+  moe::add_integer(app, "--iters", o.iters, 1, INT_MAX, "timed calls per size");
+  moe::add_integer(app, "--warmup", o.warmup, 0, INT_MAX, "untimed calls per size");
+  app.add_flag("--check", o.check, "verify every element received (exit 1 on a mismatch)");
+  if (!moe::parse_command_line(app, argc, argv, print_help)) return false;
+  if (o.max_bytes < o.min_bytes) throw moe::UserError("--max-bytes is below --min-bytes");
+  return true;
 }
 
 // `warmup` untimed calls, then the max over ranks of each rank's mean seconds over `iters`
@@ -224,143 +137,147 @@ std::vector<Index> sizes(const Options& o) {
   return out;
 }
 
-int run(int argc, char** argv, int rank, int P) {
-  Options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const std::exception& e) {
-    if (rank == 0) std::fprintf(stderr, "moe-alltoall-bench: %s\n", e.what());
-    return 2;
-  }
+void print_header(const Options& o, int P) {
   const bool host_visible = Kokkos::SpaceAccessibility<moe::HostSpace, moe::MemSpace>::accessible;
+  std::printf(
+      "# moe-alltoall-bench: %d ranks, %s, buffers in %s%s, iters "
+      "%d, warmup %d%s\n",
+      P, moe::Runtime::backend_name(), moe::MemSpace::name(),
+      host_visible ? "" : " staged through host mirrors", o.iters, o.warmup,
+      o.check ? ", data checked" : "");
+  std::printf(
+      "# time = max over ranks of the mean per call; algbw = size / time; "
+      "busbw = algbw * (P-1)/P\n");
+}
+
+// What the alltoall table measured per size, for the exchange table's overhead column.
+struct AlltoallRows {
+  std::vector<double> secs;
+  std::vector<Index> bytes;
+};
+
+// Table 1: MPI_Alltoall. Each element's code depends only on its index in the sender's buffer,
+// so one fill at the largest size serves every size. False when the data check failed.
+bool alltoall_table(const Options& o, int rank, int P, const std::vector<Index>& all,
+                    AlltoallRows& rows) {
+  const Index max_floats = o.max_bytes / Index(sizeof(float));
+  moe::Buffer<float> send("moe::a2a.send", std::size_t(std::max<Index>(max_floats, 1)));
+  moe::Buffer<float> recv("moe::a2a.recv", std::size_t(std::max<Index>(max_floats, 1)));
+  fill_codes(send, rank);
+  auto send_h = Kokkos::create_mirror_view(send);  // aliases `send` on host memory
+  auto recv_h = Kokkos::create_mirror_view(recv);
+  Kokkos::deep_copy(send_h, send);
+  if (rank == 0) {
+    std::printf("# alltoall: MPI_Alltoall, float, size bytes per rank in %d blocks\n", P);
+    std::printf("#%11s  %12s  %10s  %10s  %10s\n", "size_bytes", "count_floats", "time_us",
+                "algbw_GBps", "busbw_GBps");
+  }
+  for (std::size_t k = 0; k < all.size(); ++k) {
+    const Index block = all[k] / (Index(sizeof(float)) * P);
+    if (block == 0) continue;  // fewer bytes than one float per rank
+    const Index n = block * P;
+    const auto window = std::make_pair(Index(0), n);
+    auto dev_send = Kokkos::subview(send, window), dev_recv = Kokkos::subview(recv, window);
+    auto host_send = Kokkos::subview(send_h, window), host_recv = Kokkos::subview(recv_h, window);
+    Kokkos::deep_copy(dev_recv, -1.0f);  // no code is negative
+    auto call = [&] {
+      Kokkos::deep_copy(host_send, dev_send);  // no-op where the memory is host-accessible
+      moe::ExecSpace().fence();                // MPI reads and writes the buffers directly
+      MPI_Alltoall(host_send.data(), int(block), MPI_FLOAT, host_recv.data(), int(block), MPI_FLOAT,
+                   MPI_COMM_WORLD);
+      Kokkos::deep_copy(dev_recv, host_recv);
+    };
+    const double secs = seconds_per_call(call, o);
+    if (o.check && any_errors(alltoall_errors(moe::View1<const float>(recv.data(), std::size_t(n)),
+                                              block, P, rank),
+                              rank, "alltoall", n * Index(sizeof(float))))
+      return false;
+    rows.secs[k] = secs;
+    rows.bytes[k] = n * Index(sizeof(float));
+    if (rank == 0) {
+      print_row(" ", rows.bytes[k], n, secs, P);
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  }
+  return true;
+}
+
+// Table 2: ExpertExchange::plan + forward, experts 2d and 2d+1 on rank d, R rows per peer.
+// False when the data check failed.
+bool exchange_table(const Options& o, int rank, int P, const std::vector<Index>& all,
+                    const AlltoallRows& a2a) {
+  const int C = kRowWidth, E = kExpertsPerRank * P;
+  const Index row_bytes = Index(C) * Index(sizeof(float));
+  const Index max_rows = o.max_bytes / row_bytes;  // rows each rank sends in all
+  moe::Comm comm(MPI_COMM_WORLD, P);
+  moe::ExpertExchange<float> ex;
+  moe::Buffer<float> rows("moe::a2a.rows", std::size_t(std::max<Index>(max_rows, 1) * C));
+  moe::Buffer<float> out("moe::a2a.out", std::size_t(std::max<Index>(max_rows, 1) * C));
+  fill_codes(rows, rank);
   if (rank == 0) {
     std::printf(
-        "# moe-alltoall-bench: %d ranks, %s, buffers in %s%s, iters "
-        "%d, warmup %d%s\n",
-        P, moe::Runtime::backend_name(), moe::MemSpace::name(),
-        host_visible ? "" : " staged through host mirrors", o.iters, o.warmup,
-        o.check ? ", data checked" : "");
-    std::printf(
-        "# time = max over ranks of the mean per call; algbw = size / time; "
-        "busbw = algbw * (P-1)/P\n");
+        "# exchange: ExpertExchange<float>::plan + forward, rows of "
+        "%d floats, equal "
+        "split, %d experts per rank; overhead_us = time_us - "
+        "alltoall time_us at the "
+        "same size\n",
+        C, kExpertsPerRank);
+    std::printf("#%19s  %12s  %10s  %10s  %10s  %13s  %11s\n", "size_bytes", "count_floats",
+                "time_us", "algbw_GBps", "busbw_GBps", "rows_per_peer", "overhead_us");
   }
+  for (std::size_t k = 0; k < all.size(); ++k) {
+    const Index R = all[k] / (row_bytes * P);
+    if (R == 0) continue;  // less than one row per peer
+    const Index a = R / 2, b = R - a;
+    std::vector<int> offsets(E + 1, 0);
+    for (int d = 0; d < P; ++d) {
+      offsets[2 * d + 1] = offsets[2 * d] + int(a);
+      offsets[2 * d + 2] = offsets[2 * d + 1] + int(b);
+    }
+    const Index n = R * P * C;
+    moe::View1<const float> in(rows.data(), std::size_t(n));
+    moe::View1<float> got(out.data(), std::size_t(n));
+    Kokkos::deep_copy(Kokkos::subview(out, std::make_pair(Index(0), n)), -1.0f);
+    auto call = [&] {
+      ex.plan(offsets, E, comm);
+      ex.forward(in, got, C);
+    };
+    const double secs = seconds_per_call(call, o);
+    if (o.check) {
+      Index bad = ex.received() == R * P ? 0 : 1;
+      if (bad == 0) bad = exchange_errors(got, a, b, P, rank, C);
+      if (any_errors(bad, rank, "exchange", n * Index(sizeof(float)))) return false;
+    }
+    if (rank == 0) {
+      const Index bytes = n * Index(sizeof(float));
+      print_row("exchange", bytes, n, secs, P);
+      std::printf("  %13lld", static_cast<long long>(R));
+      if (a2a.bytes[k] == bytes)
+        std::printf("  %11.2f\n", (secs - a2a.secs[k]) * 1e6);
+      else
+        std::printf("  %11s\n", "-");
+      std::fflush(stdout);
+    }
+  }
+  return true;
+}
+
+int run(int argc, char** argv, int rank, int P) {
+  Options o;
+  if (!parse(argc, argv, o, rank == 0)) return 0;
+  if (rank == 0) print_header(o, P);
   const std::vector<Index> all = sizes(o);
-  std::vector<double> a2a_secs(all.size(), 0.0);
-  std::vector<Index> a2a_bytes(all.size(), 0);
-
-  // Table 1: MPI_Alltoall. Each element's code depends only on its index in the
-  // sender's buffer, so one fill at the largest size serves every size.
-  {
-    const Index max_floats = o.max_bytes / Index(sizeof(float));
-    moe::Buffer<float> send("moe::a2a.send", std::size_t(std::max<Index>(max_floats, 1)));
-    moe::Buffer<float> recv("moe::a2a.recv", std::size_t(std::max<Index>(max_floats, 1)));
-    fill_codes(send, rank);
-    auto send_h = Kokkos::create_mirror_view(send);  // aliases `send` on host memory
-    auto recv_h = Kokkos::create_mirror_view(recv);
-    Kokkos::deep_copy(send_h, send);
-    if (rank == 0) {
-      std::printf("# alltoall: MPI_Alltoall, float, size bytes per rank in %d blocks\n", P);
-      std::printf("#%11s  %12s  %10s  %10s  %10s\n", "size_bytes", "count_floats", "time_us",
-                  "algbw_GBps", "busbw_GBps");
-    }
-    for (std::size_t k = 0; k < all.size(); ++k) {
-      const Index block = all[k] / (Index(sizeof(float)) * P);
-      if (block == 0) continue;  // fewer bytes than one float per rank
-      const Index n = block * P;
-      const auto window = std::make_pair(Index(0), n);
-      auto dev_send = Kokkos::subview(send, window), dev_recv = Kokkos::subview(recv, window);
-      auto host_send = Kokkos::subview(send_h, window), host_recv = Kokkos::subview(recv_h, window);
-      Kokkos::deep_copy(dev_recv, -1.0f);  // no code is negative
-      auto call = [&] {
-        Kokkos::deep_copy(host_send, dev_send);  // no-op where the memory is host-accessible
-        moe::ExecSpace().fence();                // MPI reads and writes the buffers directly
-        MPI_Alltoall(host_send.data(), int(block), MPI_FLOAT, host_recv.data(), int(block),
-                     MPI_FLOAT, MPI_COMM_WORLD);
-        Kokkos::deep_copy(dev_recv, host_recv);
-      };
-      const double secs = seconds_per_call(call, o);
-      if (o.check &&
-          any_errors(
-              alltoall_errors(moe::View1<const float>(recv.data(), std::size_t(n)), block, P, rank),
-              rank, "alltoall", n * Index(sizeof(float))))
-        return 1;
-      a2a_secs[k] = secs;
-      a2a_bytes[k] = n * Index(sizeof(float));
-      if (rank == 0) {
-        print_row(" ", a2a_bytes[k], n, secs, P);
-        std::printf("\n");
-        std::fflush(stdout);
-      }
-    }
-  }  // the alltoall buffers go before the exchange allocates its own
-
-  // Table 2: ExpertExchange::plan + forward, experts 2d and 2d+1 on rank d, R
-  // rows per peer.
-  {
-    const int C = kRowWidth, E = kExpertsPerRank * P;
-    const Index row_bytes = Index(C) * Index(sizeof(float));
-    const Index max_rows = o.max_bytes / row_bytes;  // rows each rank sends in all
-    moe::Comm comm(MPI_COMM_WORLD, P);
-    moe::ExpertExchange<float> ex;
-    moe::Buffer<float> rows("moe::a2a.rows", std::size_t(std::max<Index>(max_rows, 1) * C));
-    moe::Buffer<float> out("moe::a2a.out", std::size_t(std::max<Index>(max_rows, 1) * C));
-    fill_codes(rows, rank);
-    if (rank == 0) {
-      std::printf(
-          "# exchange: ExpertExchange<float>::plan + forward, rows of "
-          "%d floats, equal "
-          "split, %d experts per rank; overhead_us = time_us - "
-          "alltoall time_us at the "
-          "same size\n",
-          C, kExpertsPerRank);
-      std::printf("#%19s  %12s  %10s  %10s  %10s  %13s  %11s\n", "size_bytes", "count_floats",
-                  "time_us", "algbw_GBps", "busbw_GBps", "rows_per_peer", "overhead_us");
-    }
-    for (std::size_t k = 0; k < all.size(); ++k) {
-      const Index R = all[k] / (row_bytes * P);
-      if (R == 0) continue;  // less than one row per peer
-      const Index a = R / 2, b = R - a;
-      std::vector<int> offsets(E + 1, 0);
-      for (int d = 0; d < P; ++d) {
-        offsets[2 * d + 1] = offsets[2 * d] + int(a);
-        offsets[2 * d + 2] = offsets[2 * d + 1] + int(b);
-      }
-      const Index n = R * P * C;
-      moe::View1<const float> in(rows.data(), std::size_t(n));
-      moe::View1<float> got(out.data(), std::size_t(n));
-      Kokkos::deep_copy(Kokkos::subview(out, std::make_pair(Index(0), n)), -1.0f);
-      auto call = [&] {
-        ex.plan(offsets, E, comm);
-        ex.forward(in, got, C);
-      };
-      const double secs = seconds_per_call(call, o);
-      if (o.check) {
-        Index bad = ex.received() == R * P ? 0 : 1;
-        if (bad == 0) bad = exchange_errors(got, a, b, P, rank, C);
-        if (any_errors(bad, rank, "exchange", n * Index(sizeof(float)))) return 1;
-      }
-      if (rank == 0) {
-        const Index bytes = n * Index(sizeof(float));
-        print_row("exchange", bytes, n, secs, P);
-        std::printf("  %13lld", static_cast<long long>(R));
-        if (a2a_bytes[k] == bytes)
-          std::printf("  %11.2f\n", (secs - a2a_secs[k]) * 1e6);
-        else
-          std::printf("  %11s\n", "-");
-        std::fflush(stdout);
-      }
-    }
-  }
-  return 0;
+  AlltoallRows a2a{std::vector<double>(all.size(), 0.0), std::vector<Index>(all.size(), 0)};
+  // The alltoall buffers go before the exchange allocates its own.
+  if (!alltoall_table(o, rank, P, all, a2a)) return 1;
+  return exchange_table(o, rank, P, all, a2a) ? 0 : 1;
 }
 
 }  // namespace moe_alltoall_bench
 
 int main(int argc, char** argv) {
-  int rc;
-  {
-    moe::Runtime rt(argc, argv);
-    rc = moe_alltoall_bench::run(argc, argv, rt.rank(), rt.size());
-  }
-  return rc;
+  return moe::run_mpi_main("moe-alltoall-bench", argc, argv, [&](const moe::Runtime& rt) {
+    return moe_alltoall_bench::run(argc, argv, rt.rank(), rt.size());
+  });
 }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -21,8 +22,10 @@
 #include "io/run_file.hpp"
 #include "matmul.hpp"
 #include "parallel/comm.hpp"
-#include "parallel/runtime.hpp"
+#include "programs/command_line.hpp"
+#include "programs/run_main.hpp"
 #include "train/trainer.hpp"
+#include "util/user_error.hpp"
 
 namespace {
 
@@ -52,88 +55,95 @@ double sgemm_gflops(int M, int N, int K, int reps) {
   return best;
 }
 
-int run(int argc, char** argv, int rank, int ranks) {
+struct Options {
   std::string config_path, output;
-  std::vector<std::string> sets = kReference;
+  std::vector<std::string> sets;
   int steps = 3;
-  try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&] {
-        if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-        return std::string(argv[++i]);
-      };
-      if (a == "--config")
-        config_path = value();
-      else if (a == "--set")
-        sets.push_back(value());
-      else if (a == "--steps")
-        steps = std::stoi(value());
-      else if (a == "--output")
-        output = value();
-      else if (a.rfind("--kokkos-", 0) == 0)
-        continue;
-      else
-        throw std::runtime_error("unknown argument '" + a +
-                                 "' (usage: moe-bench [--config F] [--set k=v ...] [--steps N])");
-    }
-    if (steps < 1) throw std::runtime_error("--steps must be >= 1");
-    // A config file replaces the reference; --set still applies on top.
-    if (!config_path.empty()) sets.erase(sets.begin(), sets.begin() + kReference.size());
-    const moe::Config cfg = moe::load_config(config_path, sets);
-    const moe::Corpus corpus = moe::load_corpus(cfg);
-    if (cfg.train.batch_size % ranks != 0)
-      throw std::runtime_error("train.batch_size must be a multiple of the " +
-                               std::to_string(ranks) + " MPI ranks");
-    const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
-    const moe::Comm comm(MPI_COMM_WORLD, ep);
+};
 
-    std::unique_ptr<moe::RunFile> file;
-    if (!output.empty() && rank == 0) file = std::make_unique<moe::RunFile>(output);
-    moe::Trainer trainer(cfg, corpus, file.get(), nullptr, &comm);
-    trainer.step(0);  // warm-up: first-touch allocations, BLAS thread start
-    const bool record = !output.empty();
-    if (record) trainer.record_step(0, 0.0);
-    moe::ExecSpace().fence();
-    MPI_Barrier(MPI_COMM_WORLD);
-    double record_secs = 0;
-    const double mpi0 = moe::mpi_seconds();
-    const auto t0 = clock_type::now();
-    for (int s = 1; s <= steps; ++s) {
-      trainer.step(s);
-      if (!record) continue;
-      const auto r0 = clock_type::now();
-      trainer.record_step(s, 0.0);  // every per-step metric the training loop writes
-      if (file) file->flush();      // and the flush it does (at most once a second) each step
-      record_secs += std::chrono::duration<double>(clock_type::now() - r0).count();
-    }
-    moe::ExecSpace().fence();
-    double secs = std::chrono::duration<double>(clock_type::now() - t0).count() / steps;
-    double comm_secs = (moe::mpi_seconds() - mpi0) / steps;
-    // The slowest rank sets the pace.
-    MPI_Allreduce(MPI_IN_PLACE, &secs, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, &comm_secs, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    const double overhead = record_secs / steps / secs;
+// False when --help was given.
+bool parse_args(int argc, char** argv, Options& o, bool print_help) {
+  CLI::App app("Training-step throughput of the reference model against the machine's sgemm.",
+               "moe-bench");
+  moe::add_config_options(app, o.config_path, o.sets);
+  moe::add_integer(app, "--steps", o.steps, 1, INT_MAX, "timed steps after one warm-up step");
+  moe::add_nonempty(app, "--output", o.output, "a file path",
+                    "also record every metric to this run file (metrics_overhead=)");
+  if (!moe::parse_command_line(app, argc, argv, print_help)) return false;
+  // A config file replaces the reference; --set still applies on top.
+  if (o.config_path.empty()) o.sets.insert(o.sets.begin(), kReference.begin(), kReference.end());
+  return true;
+}
 
-    const double tokens = double(cfg.train.batch_size) * cfg.model.seq_len;
-    // forward_flops counts this rank's share of the batch; every rank does the same share.
-    const double model_gflops = 3.0 * trainer.model().forward_flops() * ranks / secs / 1e9;
-    const double sgemm = sgemm_gflops(int(tokens) * cfg.model.top_k / cfg.model.num_experts,
-                                      cfg.model.d_ff, cfg.model.d_model, 5);
-    // ratio compares with the sgemm rate of all the ranks' cores together.
-    if (rank == 0) {
-      std::printf(
-          "tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
-          "ranks=%d comm_s_per_step=%.4f gemm=%s",
-          tokens / secs, model_gflops, sgemm, model_gflops / (sgemm * ranks), secs, ranks,
-          comm_secs, moe::gemm_backend());
-      if (record) std::printf(" metrics_overhead=%.5f", overhead);
-      std::printf("\n");
-    }
-  } catch (const std::exception& e) {
-    if (rank == 0) std::fprintf(stderr, "moe-bench: %s\n", e.what());
-    return 2;
+struct Timing {
+  double step_s = 0;    // per step, the slowest rank's
+  double comm_s = 0;    // MPI time per step, the slowest rank's
+  double record_s = 0;  // writing metrics, per step (this rank)
+};
+
+// Times `steps` steps after one warm-up step; with record, each step also records every metric
+// the training loop writes (and file, on rank 0, is flushed as the loop does at most once a
+// second).
+Timing time_steps(moe::Trainer& trainer, moe::RunFile* file, bool record, int steps) {
+  trainer.step(0);  // warm-up: first-touch allocations, BLAS thread start
+  if (record) trainer.record_step(0, 0.0);
+  moe::ExecSpace().fence();
+  MPI_Barrier(MPI_COMM_WORLD);
+  double record_secs = 0;
+  const double mpi0 = moe::mpi_seconds();
+  const auto t0 = clock_type::now();
+  for (int s = 1; s <= steps; ++s) {
+    trainer.step(s);
+    if (!record) continue;
+    const auto r0 = clock_type::now();
+    trainer.record_step(s, 0.0);
+    if (file) file->flush();
+    record_secs += std::chrono::duration<double>(clock_type::now() - r0).count();
   }
+  moe::ExecSpace().fence();
+  Timing t;
+  t.step_s = std::chrono::duration<double>(clock_type::now() - t0).count() / steps;
+  t.comm_s = (moe::mpi_seconds() - mpi0) / steps;
+  t.record_s = record_secs / steps;
+  // The slowest rank sets the pace.
+  MPI_Allreduce(MPI_IN_PLACE, &t.step_s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &t.comm_s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return t;
+}
+
+void print_result(const moe::Config& cfg, moe::Trainer& trainer, const Timing& t, int ranks,
+                  bool record) {
+  const double secs = t.step_s;
+  const double tokens = double(cfg.train.batch_size) * cfg.model.seq_len;
+  // forward_flops counts this rank's share of the batch; every rank does the same share.
+  const double model_gflops = 3.0 * trainer.model().forward_flops() * ranks / secs / 1e9;
+  const double sgemm = sgemm_gflops(int(tokens) * cfg.model.top_k / cfg.model.num_experts,
+                                    cfg.model.d_ff, cfg.model.d_model, 5);
+  // ratio compares with the sgemm rate of all the ranks' cores together.
+  std::printf(
+      "tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
+      "ranks=%d comm_s_per_step=%.4f gemm=%s",
+      tokens / secs, model_gflops, sgemm, model_gflops / (sgemm * ranks), secs, ranks, t.comm_s,
+      moe::gemm_backend());
+  if (record) std::printf(" metrics_overhead=%.5f", t.record_s / secs);
+  std::printf("\n");
+}
+
+int run(int argc, char** argv, int rank, int ranks) {
+  Options o;
+  if (!parse_args(argc, argv, o, rank == 0)) return 0;
+  const moe::Config cfg = moe::load_config(o.config_path, o.sets);
+  const moe::Corpus corpus = moe::load_corpus(cfg);
+  if (cfg.train.batch_size % ranks != 0)
+    throw moe::UserError("train.batch_size must be a multiple of the " + std::to_string(ranks) +
+                         " MPI ranks");
+  const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
+  const moe::Comm comm(MPI_COMM_WORLD, ep);
+  std::unique_ptr<moe::RunFile> file;
+  if (!o.output.empty() && rank == 0) file = std::make_unique<moe::RunFile>(o.output);
+  moe::Trainer trainer(cfg, corpus, file.get(), nullptr, &comm);
+  const Timing t = time_steps(trainer, file.get(), !o.output.empty(), o.steps);
+  if (rank == 0) print_result(cfg, trainer, t, ranks, !o.output.empty());
   return 0;
 }
 
@@ -144,10 +154,7 @@ int main(int argc, char** argv) {
   // One core: the benchmark compares the model with sgemm on the same single core.
   openblas_set_num_threads(1);
 #endif
-  int rc;
-  {
-    moe::Runtime rt(argc, argv);
-    rc = run(argc, argv, rt.rank(), rt.size());
-  }
-  return rc;
+  return moe::run_mpi_main("moe-bench", argc, argv, [&](const moe::Runtime& rt) {
+    return run(argc, argv, rt.rank(), rt.size());
+  });
 }

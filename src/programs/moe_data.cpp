@@ -12,48 +12,34 @@
 #include "config/config.hpp"
 #include "data/corpus.hpp"
 #include "data/prepare.hpp"
+#include "programs/command_line.hpp"
+#include "programs/run_main.hpp"
+#include "util/user_error.hpp"
 
 namespace {
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-const char* kUsage = "usage: moe-data prepare [--config FILE.toml] [--set section.key=value ...]";
-
 struct Options {
-  std::string command, config_path;
+  std::string config_path;
   std::vector<std::string> sets;
 };
 
-Options parse_args(int argc, char** argv) {
-  Options o;
-  if (argc < 2) throw UsageError(kUsage);
-  o.command = argv[1];
-  if (o.command == "--help" || o.command == "-h") throw UsageError(kUsage);
-  if (o.command != "prepare")
-    throw UsageError("unknown command '" + o.command + "' (" + kUsage + ")");
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&](const char* flag) {
-      if (i + 1 >= argc) throw UsageError(std::string(flag) + " needs a value (" + kUsage + ")");
-      return std::string(argv[++i]);
-    };
-    if (a == "--config")
-      o.config_path = value("--config");
-    else if (a == "--set")
-      o.sets.push_back(value("--set"));
-    else
-      throw UsageError("unknown argument '" + a + "' (" + kUsage + ")");
-  }
-  return o;
+// False when --help was given.
+bool parse_args(int argc, char** argv, Options& o) {
+  CLI::App app("Prepares the data a config describes, ahead of training.", "moe-data");
+  CLI::App* prepare = app.add_subcommand(
+      "prepare", "train the tokenizer, tokenize and write the cache (data/prepare.hpp)");
+  moe::add_config_options(*prepare, o.config_path, o.sets);
+  app.require_subcommand(1);
+  if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "prepare")
+    throw moe::UserError("unknown command '" + std::string(argv[1]) +
+                         "' (allowed: prepare; see moe-data --help)");
+  return moe::parse_command_line(app, argc, argv);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  try {
-    const Options opt = parse_args(argc, argv);
+int run(int argc, char** argv) {
+  {
+    Options opt;
+    if (!parse_args(argc, argv, opt)) return 0;
     const moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
     const auto t0 = std::chrono::steady_clock::now();
     if (cfg.data.source == "text" || cfg.data.source == "kjv") {
@@ -74,9 +60,12 @@ int main(int argc, char** argv) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("data: %s\n", corpus.description.c_str());
     std::printf("data: unigram entropy %.4f nats/token; total %.2f s\n", corpus.unigram_entropy, s);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "moe-data: %s\n", e.what());
-    return 2;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return moe::run_main("moe-data", [&] { return run(argc, argv); });
 }

@@ -13,7 +13,11 @@
 #include "common.hpp"
 #include "expert_choice.hpp"
 #include "parallel/runtime.hpp"
+#include "programs/command_line.hpp"
+#include "programs/run_main.hpp"
 #include "router.hpp"
+#include "util/checked_parse.hpp"
+#include "util/user_error.hpp"
 
 namespace moe_router_bench {
 
@@ -24,49 +28,34 @@ struct Options {
   double capacity_factor = 2.0;
 };
 
-const char* kUsage =
-    "usage: moe-router-bench [--tokens N] [--experts E] [--top-k K] [--capacity-factor F] "
-    "[--reps R]";
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a.rfind("--kokkos-", 0) == 0) continue;  // Kokkos' own
-    if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value (" + kUsage + ")");
-    const std::string v = argv[++i];
-    std::size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != v.size()) throw std::invalid_argument(a + " '" + v + "' is not a number");
-    auto whole = [&](int lo, int hi) {
-      if (x != double(int(x)) || x < lo || x > hi)
-        throw std::invalid_argument(a + " '" + v + "' (allowed: a whole number in [" +
-                                    std::to_string(lo) + ", " + std::to_string(hi) + "])");
-      return int(x);
-    };
-    if (a == "--tokens")
-      o.tokens = whole(1, 1 << 24);
-    else if (a == "--experts")
-      o.experts = whole(1, 4096);
-    else if (a == "--top-k")
-      o.top_k = whole(1, 4096);
-    else if (a == "--reps")
-      o.reps = whole(1, 1000);
-    else if (a == "--capacity-factor") {
-      if (!(x > 0)) throw std::invalid_argument(a + " '" + v + "' (allowed: a number > 0)");
-      o.capacity_factor = x;
-    } else
-      throw std::invalid_argument("unknown argument '" + a + "' (" + kUsage + ")");
-  }
+// False when --help was given.
+bool parse(int argc, char** argv, Options& o, bool print_help) {
+  CLI::App app("Times the routing kernels for one batch of router probabilities.",
+               "moe-router-bench");
+  moe::add_integer(app, "--tokens", o.tokens, 1, 1 << 24, "tokens N in the batch");
+  moe::add_integer(app, "--experts", o.experts, 1, 4096, "experts E");
+  moe::add_integer(app, "--top-k", o.top_k, 1, 4096, "experts per token K (<= E)");
+  app.add_option_function<std::string>(
+         "--capacity-factor",
+         [&o](const std::string& text) {
+           const std::string rule = "(allowed: a number > 0)";
+           try {
+             o.capacity_factor = moe::parse_number("--capacity-factor", text, 0);
+           } catch (const moe::UserError&) {
+             o.capacity_factor = 0;
+           }
+           if (!(o.capacity_factor > 0))
+             throw moe::UserError("--capacity-factor '" + text + "' " + rule);
+         },
+         "expert choice takes C = ceil(N F / E) tokens per expert (a number > 0)")
+      ->type_name("F")
+      ->default_str("2");
+  moe::add_integer(app, "--reps", o.reps, 1, 1000, "timed calls (best of) after one warm-up");
+  if (!moe::parse_command_line(app, argc, argv, print_help)) return false;
   if (o.top_k > o.experts)
-    throw std::invalid_argument("--top-k " + std::to_string(o.top_k) + " exceeds --experts " +
-                                std::to_string(o.experts));
-  return o;
+    throw moe::UserError("--top-k " + std::to_string(o.top_k) + " exceeds --experts " +
+                         std::to_string(o.experts) + " (allowed: 1..experts)");
+  return true;
 }
 
 template <class F>
@@ -112,12 +101,9 @@ int run(const Options& o) {
 }  // namespace moe_router_bench
 
 int main(int argc, char** argv) {
-  moe::Runtime rt(argc, argv);
-  try {
-    const auto o = moe_router_bench::parse(argc, argv);
+  return moe::run_mpi_main("moe-router-bench", argc, argv, [&](const moe::Runtime& rt) {
+    moe_router_bench::Options o;
+    if (!moe_router_bench::parse(argc, argv, o, rt.rank() == 0)) return 0;
     return moe_router_bench::run(o);
-  } catch (const std::invalid_argument& e) {
-    if (rt.rank() == 0) std::fprintf(stderr, "moe-router-bench: %s\n", e.what());
-    return 2;
-  }
+  });
 }

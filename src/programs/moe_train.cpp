@@ -6,21 +6,17 @@
 // 1 when the run failed (the file keeps status = failed and the reason).
 #include <mpi.h>
 
-#include <cstdio>
+#include <cstdint>
 #include <iostream>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
-#include "parallel/runtime.hpp"
+#include "programs/command_line.hpp"
+#include "programs/run_main.hpp"
 #include "train/run.hpp"
 
 namespace {
-
-const char* kUsage =
-    "usage: moe-train --config FILE.toml [--set section.key=value ...] [--output RUN.h5] "
-    "[--resume] [--stop-after N]";
 
 struct Options {
   std::string config_path, output;
@@ -28,61 +24,36 @@ struct Options {
   moe::RunOptions run;
 };
 
-Options parse_args(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() {
-      if (i + 1 >= argc) throw moe::InputError(a + " needs a value (" + kUsage + ")");
-      return std::string(argv[++i]);
-    };
-    if (a == "--config")
-      o.config_path = value();
-    else if (a == "--set")
-      o.sets.push_back(value());
-    else if (a == "--output")
-      o.output = value();
-    else if (a == "--resume")
-      o.run.resume = true;
-    else if (a == "--stop-after") {
-      const std::string v = value();
-      std::size_t used = 0;
-      long long n = -1;
-      try {
-        n = std::stoll(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != v.size() || n < 1)
-        throw moe::InputError("--stop-after '" + v + "' (allowed: a step count >= 1)");
-      o.run.stop_after = n;
-    } else if (a.rfind("--kokkos-", 0) == 0)
-      continue;  // consumed by Kokkos
-    else
-      throw moe::InputError("unknown argument '" + a + "' (" + kUsage + ")");
-  }
-  return o;
+// False when --help was given.
+bool parse_args(int argc, char** argv, Options& o, bool print_help) {
+  CLI::App app("Trains one model from a TOML config and writes one HDF5 run file.", "moe-train");
+  moe::add_config_options(app, o.config_path, o.sets);
+  moe::add_nonempty(app, "--output", o.output, "a file path",
+                    "run file (HDF5); overrides output.path");
+  app.add_flag("--resume", o.run.resume, "continue the run file from its last checkpoint");
+  app.add_flag("--overwrite", o.run.overwrite,
+               "replace a complete run or an unfinished run's checkpoint at the output");
+  moe::add_integer(app, "--stop-after", o.run.stop_after, 1, INT64_MAX,
+                   "checkpoint and stop after this many steps")
+      ->default_str("");
+  return moe::parse_command_line(app, argc, argv, print_help);
 }
 
-int run(int argc, char** argv) {
-  try {
-    Options opt = parse_args(argc, argv);
-    moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
-    if (!opt.output.empty()) cfg.output.path = opt.output;
-    opt.run.log = &std::cout;
-    switch (moe::run_training(cfg, opt.run, MPI_COMM_WORLD)) {
-      case moe::RunOutcome::Complete:
-      case moe::RunOutcome::Stopped:
-        return 0;
-      case moe::RunOutcome::Failed:
-        return 1;
-    }
-  } catch (const std::exception& e) {  // InputError, ConfigError: bad input
-    // Every rank checks the same input and exits 2; one of them says why.
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) std::fprintf(stderr, "moe-train: %s\n", e.what());
-    return 2;
+int run(int argc, char** argv, int rank) {
+  Options opt;
+  if (!parse_args(argc, argv, opt, rank == 0)) return 0;
+  // After MPI_Init, which may install handlers of its own.
+  moe::install_stop_signal_handlers();
+  moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
+  if (!opt.output.empty()) cfg.output.path = opt.output;
+  opt.run.log = &std::cout;
+  if (!opt.config_path.empty()) opt.run.inputs.push_back(opt.config_path);
+  switch (moe::run_training(cfg, opt.run, MPI_COMM_WORLD)) {
+    case moe::RunOutcome::Complete:
+    case moe::RunOutcome::Stopped:
+      return 0;
+    case moe::RunOutcome::Failed:
+      return 1;
   }
   return 1;
 }
@@ -90,12 +61,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int rc;
-  {
-    moe::Runtime rt(argc, argv);
-    // After MPI_Init, which may install handlers of its own.
-    moe::install_stop_signal_handlers();
-    rc = run(argc, argv);
-  }
-  return rc;
+  return moe::run_mpi_main("moe-train", argc, argv,
+                           [&](const moe::Runtime& rt) { return run(argc, argv, rt.rank()); });
 }

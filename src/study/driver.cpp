@@ -13,6 +13,7 @@
 
 #include "io/checkpoint.hpp"
 #include "study/index.hpp"
+#include "study/point_claims.hpp"
 #include "train/run.hpp"
 
 namespace moe {
@@ -45,76 +46,6 @@ std::string host_name() {
   return buf;
 }
 
-std::string run_path(const Study& st, const StudyPoint& p) {
-  return (fs::path(st.output_dir) / p.file).string();
-}
-
-// The index with an entry for every point of the study (rebuilt when missing or stale).
-json::Value current_index(const Study& st) {
-  json::Value idx = read_index(st.output_dir);
-  bool complete = !idx.is_null();
-  for (const StudyPoint& p : st.points)
-    if (complete && !find_entry(idx, p.id)) complete = false;
-  return complete ? idx : sync_index(st, idx, SyncMode::Keep);
-}
-
-struct Claim {
-  int point = -1;
-  int resume = 0;
-};
-
-// Under the index lock: the first pending point (or `only`), marked running by `who`. Points
-// whose run file turns out complete are recorded as such and passed over.
-Claim claim_next(const Study& st, int only, const std::string& who, std::ostream* out) {
-  IndexLock lock(st.output_dir);
-  json::Value idx = current_index(st);
-  Claim c;
-  bool changed = false;
-  const int first = only >= 0 ? only : 0;
-  const int last = only >= 0 ? only + 1 : int(st.points.size());
-  for (int i = first; i < last; ++i) {
-    const StudyPoint& p = st.points[std::size_t(i)];
-    json::Value& entry = *find_entry(idx, p.id);
-    const json::Value* status = entry.find("status");
-    if (only < 0 &&
-        !(status && status->type == json::Value::Type::String && status->s == "pending"))
-      continue;
-    const std::string path = run_path(st, p);
-    const RunFileState f = inspect_run_file(path);
-    if (f.readable && f.status == "complete") {
-      set_status(entry, "complete", &f);
-      changed = true;
-      if (out && only >= 0)
-        *out << "moe-study: point " << i << " " << p.id << " is already complete\n" << std::flush;
-      continue;
-    }
-    c.resume = f.readable && f.status == "running" && f.checkpoint;
-    // A checkpoint beside a failed or torn run would be resumed by a later rerun: drop it.
-    if (!c.resume && f.checkpoint) std::remove(checkpoint_path(path).c_str());
-    set_status(entry, "running");
-    entry.set("claimed_by", json::Value::string(who));
-    entry.set("error", json::Value::null());
-    changed = true;
-    c.point = i;
-    break;
-  }
-  if (changed) write_index(st.output_dir, idx);
-  return c;
-}
-
-void record(const Study& st, int i, const std::string& status, double elapsed,
-            const std::string& error) {
-  IndexLock lock(st.output_dir);
-  json::Value idx = current_index(st);
-  const StudyPoint& p = st.points[std::size_t(i)];
-  json::Value& entry = *find_entry(idx, p.id);
-  const RunFileState f = inspect_run_file(run_path(st, p));
-  set_status(entry, status, &f);
-  entry.set("elapsed_s", json::Value::number(elapsed));
-  entry.set("error", error.empty() ? json::Value::null() : json::Value::string(error));
-  write_index(st.output_dir, idx);
-}
-
 struct PointResult {
   RunOutcome outcome = RunOutcome::Failed;
   std::string error;  // input errors found by run_training (data, checkpoint)
@@ -134,6 +65,7 @@ PointResult run_point(const Study& st, int i, bool resume, const StudyOptions& o
   std::ofstream log;
   RunOptions ro;
   ro.resume = resume;
+  ro.overwrite = !resume;  // the study owns its points' files: a point that starts over replaces
   ro.stop_after = opts.stop_after;
   if (leader) {
     log.open((fs::path(st.output_dir) / (p.id + ".log")).string(), std::ios::app);
@@ -144,18 +76,137 @@ PointResult run_point(const Study& st, int i, bool resume, const StudyOptions& o
       r.outcome = run_training(cfg, ro, group);
       r.error.clear();
       return r;
-    } catch (const std::exception& e) {  // InputError: nothing was written
+    } catch (const std::exception& e) {  // UserError: nothing was written
       r.outcome = RunOutcome::Failed;
       r.error = e.what();
       if (log.is_open()) log << "moe-study: " << r.error << "\n" << std::flush;
       if (!ro.resume) return r;
       // An unusable checkpoint: start the point over rather than give it up.
-      if (leader) std::remove(checkpoint_path(cfg.output.path).c_str());
-      MPI_Barrier(group);
       ro.resume = false;
+      ro.overwrite = true;
     }
   }
   return r;
+}
+
+// The world's rank 0 makes the output directory and syncs the index; an error there is bad
+// input for every rank (UserError on all of them).
+void prepare_output(const Study& st, const StudyOptions& opts, int rank, MPI_Comm world) {
+  std::string err;
+  if (rank == 0) {
+    try {
+      std::error_code ec;
+      fs::create_directories(st.output_dir, ec);
+      if (ec || !fs::is_directory(st.output_dir))
+        throw std::runtime_error("cannot create output directory '" + st.output_dir +
+                                 "': " + ec.message());
+      IndexLock lock(st.output_dir);
+      const Json old = read_index(st.output_dir);
+      write_index(st.output_dir,
+                  sync_index(st, old, opts.point < 0 ? SyncMode::Restart : SyncMode::Keep));
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  bcast_string(err, 0, world);
+  if (!err.empty()) throw UserError(err);
+}
+
+// This rank's group of ranks_per_run ranks, which trains one point at a time.
+struct Group {
+  MPI_Comm comm = MPI_COMM_NULL;
+  int id = 0;
+  bool leader = false;
+  std::string who;              // "host:pid rank R group G", the index's claimed_by
+  std::string tag;              // "moe-study <name>[ group G]", the start of each line
+  std::ostream* out = nullptr;  // the leader's progress stream
+};
+
+Group make_group(const Study& st, const StudyOptions& opts, int rank, int size, MPI_Comm world) {
+  Group g;
+  g.id = rank / st.ranks_per_run;
+  MPI_Comm_split(world, g.id, rank, &g.comm);
+  int grank = 0;
+  MPI_Comm_rank(g.comm, &grank);
+  g.leader = grank == 0;
+  g.who = host_name() + ":" + std::to_string(getpid()) + " rank " + std::to_string(rank) +
+          " group " + std::to_string(g.id);
+  g.tag = "moe-study " + st.name +
+          (size / st.ranks_per_run > 1 ? " group " + std::to_string(g.id) : "");
+  g.out = g.leader ? opts.out : nullptr;
+  return g;
+}
+
+const char* status_name(RunOutcome outcome) {
+  return outcome == RunOutcome::Complete  ? "complete"
+         : outcome == RunOutcome::Stopped ? "stopped"
+                                          : "failed";
+}
+
+// The leader's line after a point: status, time, final losses, the error, a resume hint.
+std::string result_line(const Group& g, const Study& st, int i, const PointResult& r,
+                        double elapsed) {
+  const StudyPoint& p = st.points[std::size_t(i)];
+  const RunFileState f = inspect_run_file(run_path(st, p));
+  std::ostringstream line;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, " in %.1f s", elapsed);
+  line << g.tag << ": [" << i + 1 << "/" << st.points.size() << "] " << p.id << " "
+       << status_name(r.outcome) << buf;
+  if (f.has_final && r.outcome == RunOutcome::Complete) {
+    std::snprintf(buf, sizeof buf, ", final_loss %.4f final_val_loss %.4f", f.final_loss,
+                  f.final_val_loss);
+    line << buf;
+  }
+  if (!r.error.empty()) line << ": " << r.error;
+  if (r.outcome == RunOutcome::Stopped) line << " (checkpointed; a rerun resumes it)";
+  return line.str();
+}
+
+// The group trains point i (claimed by its leader); the leader records and reports the outcome.
+// Returns the outcome; failed is set when the point or its bookkeeping failed.
+RunOutcome run_claimed(const Study& st, const StudyOptions& opts, const Group& g, int i,
+                       bool resume, int& failed) {
+  const StudyPoint& p = st.points[std::size_t(i)];
+  if (g.out) {
+    std::ostringstream line;
+    line << g.tag << ": [" << i + 1 << "/" << st.points.size() << "] " << p.id << " "
+         << (resume ? "resumes from its checkpoint" : "starts") << " (" << describe_params(p.params)
+         << ")\n";
+    *g.out << line.str() << std::flush;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const PointResult r = run_point(st, i, resume, opts, g.comm, g.leader);
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (r.outcome == RunOutcome::Failed) failed = 1;
+  if (!g.leader) return r.outcome;
+  // A complete run file is final (a rerun skips it): its checkpoint only takes space.
+  if (r.outcome == RunOutcome::Complete) std::remove(checkpoint_path(run_path(st, p)).c_str());
+  try {
+    record(st, i, status_name(r.outcome), elapsed, r.error);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moe-study: %s\n", e.what());
+    failed = 1;
+  }
+  const std::string line = result_line(g, st, i, r, elapsed);
+  if (g.out)
+    *g.out << line << "\n" << std::flush;
+  else if (r.outcome == RunOutcome::Failed)
+    std::fprintf(stderr, "%s\n", line.c_str());
+  return r.outcome;
+}
+
+void print_summary(const Study& st, std::ostream& out) {
+  std::map<std::string, int> counts = status_counts(st);
+  std::ostringstream line;
+  line << "moe-study " << st.name << ": " << counts["complete"] << "/" << st.points.size()
+       << " complete";
+  for (const char* s : {"running", "stopped", "failed", "pending"})
+    if (counts[s]) line << ", " << counts[s] << " " << s;
+  line << " (" << index_path(st.output_dir) << ")";
+  if (study_stop_requested()) line << "; stopped by a signal";
+  out << line.str() << "\n" << std::flush;
 }
 
 }  // namespace
@@ -176,130 +227,39 @@ int run_study(const Study& st, const StudyOptions& opts, MPI_Comm world) {
   MPI_Comm_size(world, &size);
   const int rpr = st.ranks_per_run;
   if (size % rpr != 0)
-    throw StudyError(std::to_string(size) +
-                     " MPI ranks do not split into groups of ranks_per_run = " +
-                     std::to_string(rpr) + " (allowed: a multiple of ranks_per_run)");
+    throw UserError(std::to_string(size) +
+                    " MPI ranks do not split into groups of ranks_per_run = " +
+                    std::to_string(rpr) + " (allowed: a multiple of ranks_per_run)");
   if (opts.point >= int(st.points.size()))
-    throw StudyError("--point " + std::to_string(opts.point) + " (allowed: 0.." +
-                     std::to_string(st.points.size() - 1) + "; see --list)");
+    throw UserError("--point " + std::to_string(opts.point) + " (allowed: 0.." +
+                    std::to_string(st.points.size() - 1) + "; see --list)");
+  prepare_output(st, opts, rank, world);
 
-  // Output directory and index, by world rank 0; an error there is bad input for everyone.
-  std::string err;
-  if (rank == 0) {
-    try {
-      std::error_code ec;
-      fs::create_directories(st.output_dir, ec);
-      if (ec || !fs::is_directory(st.output_dir))
-        throw std::runtime_error("cannot create output directory '" + st.output_dir +
-                                 "': " + ec.message());
-      IndexLock lock(st.output_dir);
-      const json::Value old = read_index(st.output_dir);
-      write_index(st.output_dir,
-                  sync_index(st, old, opts.point < 0 ? SyncMode::Restart : SyncMode::Keep));
-    } catch (const std::exception& e) {
-      err = e.what();
-    }
-  }
-  bcast_string(err, 0, world);
-  if (!err.empty()) throw StudyError(err);
-
-  const int group_id = rank / rpr;
-  MPI_Comm group;
-  MPI_Comm_split(world, group_id, rank, &group);
-  int grank = 0;
-  MPI_Comm_rank(group, &grank);
-  const bool leader = grank == 0;
-  const int groups = size / rpr;
-  const std::string who = host_name() + ":" + std::to_string(getpid()) + " rank " +
-                          std::to_string(rank) + " group " + std::to_string(group_id);
-  const std::string tag =
-      "moe-study " + st.name + (groups > 1 ? " group " + std::to_string(group_id) : "");
-  std::ostream* out = leader ? opts.out : nullptr;
-  const int n = int(st.points.size());
-
+  Group g = make_group(st, opts, rank, size, world);
   int failed = 0;
   bool stopped = false;
   while (true) {
     Claim c;
-    if (leader && !stopped && !study_stop_requested() && (opts.point < 0 || group_id == 0)) {
+    if (g.leader && !stopped && !study_stop_requested() && (opts.point < 0 || g.id == 0)) {
       try {
-        c = claim_next(st, opts.point, who, out);
+        c = claim_next(st, opts.point, g.who, g.out);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "moe-study: %s\n", e.what());
         failed = 1;
       }
     }
     int msg[2] = {c.point, c.resume};
-    MPI_Bcast(msg, 2, MPI_INT, 0, group);
+    MPI_Bcast(msg, 2, MPI_INT, 0, g.comm);
     if (msg[0] < 0) break;
-    const StudyPoint& p = st.points[std::size_t(msg[0])];
-    if (out) {
-      std::ostringstream line;
-      line << tag << ": [" << msg[0] + 1 << "/" << n << "] " << p.id << " "
-           << (msg[1] ? "resumes from its checkpoint" : "starts") << " ("
-           << describe_params(p.params) << ")\n";
-      *out << line.str() << std::flush;
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    const PointResult r = run_point(st, msg[0], msg[1] != 0, opts, group, leader);
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const std::string status = r.outcome == RunOutcome::Complete  ? "complete"
-                               : r.outcome == RunOutcome::Stopped ? "stopped"
-                                                                  : "failed";
-    if (r.outcome == RunOutcome::Failed) failed = 1;
-    // A complete run file is final (a rerun skips it): its checkpoint only takes space.
-    if (leader && r.outcome == RunOutcome::Complete)
-      std::remove(checkpoint_path(run_path(st, p)).c_str());
-    if (r.outcome == RunOutcome::Stopped) stopped = true;
-    if (leader) {
-      try {
-        record(st, msg[0], status, elapsed, r.error);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "moe-study: %s\n", e.what());
-        failed = 1;
-      }
-      const RunFileState f = inspect_run_file(run_path(st, p));
-      std::ostringstream line;
-      char buf[160];
-      std::snprintf(buf, sizeof buf, " in %.1f s", elapsed);
-      line << tag << ": [" << msg[0] + 1 << "/" << n << "] " << p.id << " " << status << buf;
-      if (f.has_final && r.outcome == RunOutcome::Complete) {
-        std::snprintf(buf, sizeof buf, ", final_loss %.4f final_val_loss %.4f", f.final_loss,
-                      f.final_val_loss);
-        line << buf;
-      }
-      if (!r.error.empty()) line << ": " << r.error;
-      if (r.outcome == RunOutcome::Stopped) line << " (checkpointed; a rerun resumes it)";
-      if (out)
-        *out << line.str() << "\n" << std::flush;
-      else if (r.outcome == RunOutcome::Failed)
-        std::fprintf(stderr, "%s\n", line.str().c_str());
-    }
+    if (run_claimed(st, opts, g, msg[0], msg[1] != 0, failed) == RunOutcome::Stopped)
+      stopped = true;
     if (opts.point >= 0) break;
   }
 
   int any_failed = 0;
   MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, world);
-  if (rank == 0 && opts.out) {
-    std::map<std::string, int> counts;
-    try {
-      IndexLock lock(st.output_dir);
-      const json::Value idx = read_index(st.output_dir);
-      if (const json::Value* pts = idx.is_null() ? nullptr : idx.find("points"))
-        for (const json::Value& e : pts->items)
-          if (const json::Value* s = e.find("status")) ++counts[s->s];
-    } catch (const std::exception&) {
-    }
-    std::ostringstream line;
-    line << "moe-study " << st.name << ": " << counts["complete"] << "/" << n << " complete";
-    for (const char* s : {"running", "stopped", "failed", "pending"})
-      if (counts[s]) line << ", " << counts[s] << " " << s;
-    line << " (" << index_path(st.output_dir) << ")";
-    if (study_stop_requested()) line << "; stopped by a signal";
-    *opts.out << line.str() << "\n" << std::flush;
-  }
-  MPI_Comm_free(&group);
+  if (rank == 0 && opts.out) print_summary(st, *opts.out);
+  MPI_Comm_free(&g.comm);
   return any_failed ? 1 : 0;
 }
 

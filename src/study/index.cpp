@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -33,31 +34,42 @@ std::string now_iso8601() {
   return buf;
 }
 
-json::Value param_json(const ParamValue& v) {
+// JSON has no NaN or infinities: such a number is written as null.
+Json number(double v) {
+  return std::isfinite(v) ? Json(v) : Json(nullptr);
+}
+
+Json param_json(const ParamValue& v) {
   switch (v.kind) {
     case ParamValue::Kind::Int:
-      return json::Value::integer(v.i);
+      return v.i;
     case ParamValue::Kind::Float:
-      return json::Value::number(v.f);
+      return number(v.f);
     case ParamValue::Kind::Bool:
-      return json::Value::boolean(v.b);
+      return v.b;
     case ParamValue::Kind::String:
       break;
   }
-  return json::Value::string(v.s);
+  return v.s;
 }
 
-json::Value fresh_entry(const StudyPoint& p) {
-  json::Value e = json::Value::object();
-  e.set("id", json::Value::string(p.id));
-  json::Value params = json::Value::object();
-  for (const Param& q : p.params) params.set(q.key, param_json(q.value));
-  e.set("params", params);
-  e.set("file", json::Value::string(p.file));
-  e.set("status", json::Value::string("pending"));
-  e.set("final_loss", json::Value::null());
-  e.set("final_val_loss", json::Value::null());
+Json fresh_entry(const StudyPoint& p) {
+  Json e = Json::object();
+  e["id"] = p.id;
+  Json params = Json::object();
+  for (const Param& q : p.params) params[q.key] = param_json(q.value);
+  e["params"] = params;
+  e["file"] = p.file;
+  e["status"] = "pending";
+  e["final_loss"] = nullptr;
+  e["final_val_loss"] = nullptr;
   return e;
+}
+
+// The string at entry[key], or "" when absent or not a string.
+std::string string_at(const Json& entry, const char* key) {
+  const auto it = entry.find(key);
+  return it != entry.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 // The status a point gets from its run file alone, for points the index does not know.
@@ -72,18 +84,16 @@ std::string status_from_file(const RunFileState& f) {
 // A "running" claim that is still alive: its run file is open for writing elsewhere (HDF5 file
 // locking makes it unreadable), or the claimer "host:pid ..." is a live process on this host.
 // A whole-study restart must not hand such a point out again.
-bool claim_alive(const json::Value& entry, const RunFileState& f) {
-  const json::Value* status = entry.find("status");
-  if (!status || status->type != json::Value::Type::String || status->s != "running") return false;
+bool claim_alive(const Json& entry, const RunFileState& f) {
+  if (string_at(entry, "status") != "running") return false;
   if (f.exists && !f.readable) return true;
-  const json::Value* by = entry.find("claimed_by");
-  if (!by || by->type != json::Value::Type::String) return false;
-  const std::size_t colon = by->s.find(':');
+  const std::string by = string_at(entry, "claimed_by");
+  const std::size_t colon = by.find(':');
   if (colon == std::string::npos) return false;
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
-  if (by->s.substr(0, colon) != host) return false;
-  const long pid = std::strtol(by->s.c_str() + colon + 1, nullptr, 10);
+  if (by.substr(0, colon) != host) return false;
+  const long pid = std::strtol(by.c_str() + colon + 1, nullptr, 10);
   return pid > 0 && pid != long(::getpid()) && ::kill(pid_t(pid), 0) == 0;
 }
 
@@ -113,32 +123,31 @@ std::string index_path(const std::string& dir) {
   return (fs::path(dir) / "index.json").string();
 }
 
-json::Value read_index(const std::string& dir) {
+Json read_index(const std::string& dir) {
   const std::string path = index_path(dir);
   std::ifstream in(path, std::ios::binary);
-  if (!in) return json::Value::null();
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in) return nullptr;
   try {
-    json::Value v = json::parse(text);
-    const json::Value* points = v.type == json::Value::Type::Object ? v.find("points") : nullptr;
-    if (!points || points->type != json::Value::Type::Array)
+    Json v = Json::parse(in);
+    if (!v.is_object() || !v.contains("points") || !v["points"].is_array())
       throw std::runtime_error("no \"points\" array");
     return v;
   } catch (const std::exception& e) {
     std::cerr << "moe-study: warning: ignoring unreadable index '" << path << "' (" << e.what()
               << "); rebuilding it from the run files\n";
-    return json::Value::null();
+    return nullptr;
   }
 }
 
-void write_index(const std::string& dir, const json::Value& index) {
+void write_index(const std::string& dir, const Json& index) {
   const std::string path = index_path(dir);
   char host[128] = {0};
   gethostname(host, sizeof host - 1);
   const std::string tmp = path + ".tmp." + host + "." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << json::write(index);
+    // Bytes that are not UTF-8 (from a file name in an error) become U+FFFD, not an exception.
+    out << index.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
     out.flush();
     if (!out) throw std::runtime_error("cannot write '" + tmp + "'");
   }
@@ -179,46 +188,40 @@ RunFileState inspect_run_file(const std::string& path) {
   return s;
 }
 
-json::Value* find_entry(json::Value& index, const std::string& id) {
-  json::Value* points = index.find("points");
-  if (!points) return nullptr;
-  for (json::Value& e : points->items) {
-    const json::Value* v = e.find("id");
-    if (v && v->type == json::Value::Type::String && v->s == id) return &e;
-  }
+Json* find_entry(Json& index, const std::string& id) {
+  if (!index.is_object() || !index.contains("points")) return nullptr;
+  for (Json& e : index["points"])
+    if (e.is_object() && string_at(e, "id") == id) return &e;
   return nullptr;
 }
 
-void set_status(json::Value& entry, const std::string& status, const RunFileState* file) {
-  entry.set("status", json::Value::string(status));
+void set_status(Json& entry, const std::string& status, const RunFileState* file) {
+  entry["status"] = status;
   // Final metrics belong to complete runs; a stopped run's are not final (and may predate
   // its first evaluation).
   const bool final = status == "complete" && file && file->has_final;
-  entry.set("final_loss", final ? json::Value::number(file->final_loss) : json::Value::null());
-  entry.set("final_val_loss",
-            final ? json::Value::number(file->final_val_loss) : json::Value::null());
-  if (status != "running") entry.set("claimed_by", json::Value::null());
-  entry.set("updated", json::Value::string(now_iso8601()));
+  entry["final_loss"] = final ? number(file->final_loss) : Json(nullptr);
+  entry["final_val_loss"] = final ? number(file->final_val_loss) : Json(nullptr);
+  if (status != "running") entry["claimed_by"] = nullptr;
+  entry["updated"] = now_iso8601();
 }
 
-json::Value sync_index(const Study& study, const json::Value& old_in, SyncMode mode) {
-  json::Value old = old_in;
-  json::Value index = json::Value::object();
-  index.set("study", json::Value::string(study.name));
-  if (!study.description.empty()) index.set("description", json::Value::string(study.description));
-  index.set("study_file", json::Value::string(study.study_file));
-  json::Value keys = json::Value::array();
-  for (const std::string& k : study.keys) keys.items.push_back(json::Value::string(k));
-  index.set("keys", keys);
-  index.set("ranks_per_run", json::Value::integer(study.ranks_per_run));
-  index.set("scaled", json::Value::boolean(study.scaled));
-  json::Value points = json::Value::array();
+Json sync_index(const Study& study, const Json& old_in, SyncMode mode) {
+  Json old = old_in;
+  Json index = Json::object();
+  index["study"] = study.name;
+  if (!study.description.empty()) index["description"] = study.description;
+  index["study_file"] = study.study_file;
+  index["keys"] = study.keys;
+  index["ranks_per_run"] = study.ranks_per_run;
+  index["scaled"] = study.scaled;
+  Json points = Json::array();
   for (const StudyPoint& p : study.points) {
-    json::Value e = fresh_entry(p);
-    const json::Value* prev = old.is_null() ? nullptr : find_entry(old, p.id);
+    Json e = fresh_entry(p);
+    const Json* prev = find_entry(old, p.id);
     if (prev) {  // keep what the index knew about this point, beyond its definition
-      for (const auto& [k, v] : prev->members)
-        if (k != "id" && k != "params" && k != "file") e.set(k, v);
+      for (const auto& [k, v] : prev->items())
+        if (k != "id" && k != "params" && k != "file") e[k] = v;
     }
     if (mode == SyncMode::Restart || !prev) {
       const RunFileState f = inspect_run_file((fs::path(study.output_dir) / p.file).string());
@@ -227,9 +230,9 @@ json::Value sync_index(const Study& study, const json::Value& old_in, SyncMode m
       if (!(mode == SyncMode::Restart && status != "complete" && claim_alive(e, f)))
         set_status(e, status, &f);
     }
-    points.items.push_back(e);
+    points.push_back(e);
   }
-  index.set("points", points);
+  index["points"] = points;
   return index;
 }
 

@@ -10,12 +10,15 @@
 // "complete"; the index is rebuilt from them when it is missing or unreadable.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include "study/json.hpp"
 #include "study/study.hpp"
 
 namespace moe {
+
+// JSON with the keys in insertion order, so that a rewritten index reads like the one before.
+using Json = nlohmann::ordered_json;
 
 // Exclusive lock on <dir>/index.json.lock for the lifetime of the object.
 class IndexLock {
@@ -32,9 +35,9 @@ class IndexLock {
 std::string index_path(const std::string& dir);
 
 // The index, or null when absent or unreadable (a warning goes to stderr when unreadable).
-json::Value read_index(const std::string& dir);
+Json read_index(const std::string& dir);
 // Atomic replacement: temp file beside it, then rename. Throws std::runtime_error.
-void write_index(const std::string& dir, const json::Value& index);
+void write_index(const std::string& dir, const Json& index);
 
 // What a run file says about its point.
 struct RunFileState {
@@ -53,12 +56,12 @@ enum class SyncMode {
 };
 
 // The index for the study's current points, carrying over what `old` knows (old may be null).
-json::Value sync_index(const Study& study, const json::Value& old, SyncMode mode);
+Json sync_index(const Study& study, const Json& old, SyncMode mode);
 
 // Entry of a point by id (nullptr when absent).
-json::Value* find_entry(json::Value& index, const std::string& id);
+Json* find_entry(Json& index, const std::string& id);
 
 // Sets status (and metrics from `file` when complete) of an entry.
-void set_status(json::Value& entry, const std::string& status, const RunFileState* file = nullptr);
+void set_status(Json& entry, const std::string& status, const RunFileState* file = nullptr);
 
 }  // namespace moe

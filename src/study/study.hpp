@@ -21,20 +21,12 @@
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
 
 namespace moe {
-
-// Bad study input: what() is one line naming the file (and line, key or point) and what is
-// allowed. moe-study prints it and exits with code 2.
-class StudyError : public std::runtime_error {
- public:
-  explicit StudyError(const std::string& message);
-};
 
 // One swept value: a TOML scalar.
 struct ParamValue {
@@ -77,11 +69,11 @@ struct Study {
 };
 
 // Parses and expands the study file, then validates every point's configuration (load_config).
-// scale: apply the [scale] table. Throws StudyError.
+// scale: apply the [scale] table. Throws UserError.
 Study load_study(const std::string& path, bool scale = false);
 
 // The full configuration of one point, with output.path = <output_dir>/<point file>.
-// Throws StudyError.
+// Throws UserError.
 Config point_config(const Study& study, const StudyPoint& point);
 
 // "router.type=moec model.num_experts=8" (for --list and logs).

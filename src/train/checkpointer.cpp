@@ -25,11 +25,12 @@ void Checkpointer::save(std::int64_t next_step) {
   ck.adam_m = host_copy(optimizer_.first_moment(), n);
   ck.adam_v = host_copy(optimizer_.second_moment(), n);
   ck.series_rows = run_->series_rows();
+  ck.run_file_image = run_->image();  // a resume rebuilds the run file from this
   ck.probe_top1 = evaluator_.probe_top1();
   ck.last_val_loss = evaluator_.last_val_loss();
   write_checkpoint(checkpoint_path(run_->path()), ck);
   run_->set_attr(schema::kCheckpointStep, std::int64_t(next_step));
-  run_->flush();
+  run_->save();  // the file on disk is then at least as recent as the checkpoint
 }
 
 std::int64_t Checkpointer::restore(const Checkpoint& ck) {

@@ -1,6 +1,6 @@
-// Checkpoints of a training run: the parameters, the optimizer's moments, the run file's series
-// lengths and the evaluator's fluctuation state, written beside the run file
-// (io/checkpoint.hpp: temp file + rename), and restored from one.
+// Checkpoints of a training run: the parameters, the optimizer's moments, the run file's image
+// and series lengths and the evaluator's fluctuation state, written beside the run file
+// (io/checkpoint.hpp: temp file + fsync + rename), and restored from one.
 #pragma once
 
 #include <cstdint>

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from mpi_launch import mpi_command, mpmd_command
 
 TRAIN, WORK = sys.argv[1], Path(sys.argv[2])
 WORK.mkdir(parents=True, exist_ok=True)
@@ -41,9 +42,9 @@ LAYOUTS = [(2, []), (4, []), (4, ["--set", "parallel.expert_parallel=2"])]
 def run(ranks, args, out):
     if out.exists():
         out.unlink()
-    cmd = [TRAIN, *args, "--output", str(out)]
+    cmd = [TRAIN, *args, "--output", str(out), "--overwrite"]  # a rerun replaces its files
     if ranks > 1:
-        cmd = ["mpiexec", "-n", str(ranks), *cmd]
+        cmd = mpi_command(ranks, *cmd)
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
 
 
@@ -112,8 +113,8 @@ if out.exists():
     out.unlink()
 common = TINY + ["--set", "data.source=text", "--set", "data.tokenizer=bpe",
                  "--set", f"data.cache_dir={WORK / 'cache'}", "--output", str(out)]
-cmd = ["mpiexec", "-n", "1", TRAIN, *common, "--set", f"data.path={corpus}", ":",
-       "-n", "1", TRAIN, *common, "--set", f"data.path={WORK / 'missing.txt'}"]
+cmd = mpmd_command((1, TRAIN, [*common, "--set", f"data.path={corpus}"]),
+                   (1, TRAIN, [*common, "--set", f"data.path={WORK / 'missing.txt'}"]))
 proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
 lines = suite_lines(proc.stderr)
 assert proc.returncode == 2, (proc.returncode, proc.stderr)

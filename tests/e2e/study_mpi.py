@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""End to end: moe-study under `mpiexec -n 2` splits COMM_WORLD into two groups of one rank that
+"""End to end: moe-study on 2 MPI ranks splits COMM_WORLD into two groups of one rank that
 share the smoke study's points. Checks that both groups ran points, every point is complete
 exactly once (index and run files agree), the final losses equal a one-rank run's (each point
 is trained by one rank either way), and that 2 ranks with ranks_per_run = 3 is refused (exit 2).
-usage: study_mpi.py MOE_STUDY STUDIES_DIR WORKDIR MPIEXEC
+usage: study_mpi.py MOE_STUDY STUDIES_DIR WORKDIR (MPI launcher: tests/e2e/mpi_launch.py)
 """
 import json
 import os
@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import h5py
+from mpi_launch import mpi_command
 
 study_bin, studies = os.path.abspath(sys.argv[1]), Path(sys.argv[2]).resolve()
-work, mpiexec = Path(sys.argv[3]).resolve(), sys.argv[4]
+work = Path(sys.argv[3]).resolve()
 work = work / "study_mpi"
 shutil.rmtree(work, ignore_errors=True)
 work.mkdir(parents=True)
@@ -32,7 +33,7 @@ def run(cmd, expect=0):
 
 one, two = work / "one", work / "two"
 run([study_bin, smoke, "--output-dir", one])
-p = run([mpiexec, "-n", "2", study_bin, smoke, "--output-dir", two])
+p = run(mpi_command(2, study_bin, smoke, "--output-dir", two))
 for g in ("group 0", "group 1"):
     assert f"moe-study smoke {g}: " in p.stdout and p.stdout.count(f"{g}: [") >= 2, p.stdout
 assert p.stdout.count(" starts ") == 4 and p.stdout.count(" complete in ") == 4, p.stdout
@@ -53,12 +54,12 @@ for q in idx["points"]:
 assert not list(two.glob("*.tmp.*")), "temporary index files left"
 
 # A rerun under MPI skips everything.
-p = run([mpiexec, "-n", "2", study_bin, smoke, "--output-dir", two])
+p = run(mpi_command(2, study_bin, smoke, "--output-dir", two))
 assert " starts " not in p.stdout and "4/4 complete" in p.stdout
 
 # Ranks that do not split into groups: one line from rank 0, exit 2.
-p = run([mpiexec, "-n", "2", study_bin, smoke, "--output-dir", work / "never",
-         "--ranks-per-run", "3"], expect=2)
+p = run(mpi_command(2, study_bin, smoke, "--output-dir", work / "never", "--ranks-per-run", "3"),
+        expect=2)
 assert p.stderr.count("moe-study: ") == 1 and "ranks_per_run = 3" in p.stderr, p.stderr
 assert not (work / "never").exists()
 print("ok")

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "io/checkpoint.hpp"
@@ -75,6 +76,9 @@ TEST(Checkpoint, KilledWriterNeverDestroysThePreviousCheckpoint) {
       for (;;) write_checkpoint(path, b);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5 + 23 * trial));
+    // The last trial waits until a whole write (fsync'ed: slow on a busy disk) completed.
+    for (int wait = 0; trial == 7 && wait < 600 && read_checkpoint(path).next_step != 2; ++wait)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     kill(child, SIGKILL);
     waitpid(child, nullptr, 0);
     const Checkpoint c = read_checkpoint(path);  // must never throw
@@ -104,5 +108,8 @@ TEST(Checkpoint, KilledWriterNeverDestroysThePreviousCheckpoint) {
   }
   EXPECT_GT(saw_new, 0) << "the writer should have completed at least once";
   std::remove(path.c_str());
-  std::remove((path + ".tmp").c_str());
+  // The killed writers' temporary files ("<path>.tmp.<pid>").
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+    if (entry.path().string().rfind(path + ".tmp", 0) == 0) std::filesystem::remove(entry.path());
 }

@@ -1,6 +1,7 @@
 // load_config / config_to_toml: defaults, files, --set, every class of bad input, round trip.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -22,19 +23,19 @@ std::string write_temp(const std::string& text, const std::string& suffix = "") 
   return path;
 }
 
-// Runs load and returns the ConfigError message after checking it is one line that contains
+// Runs load and returns the UserError message after checking it is one line that contains
 // every expected fragment; fails if nothing was thrown.
 std::string expect_error(const std::function<void()>& load,
                          std::initializer_list<std::string> fragments) {
   try {
     load();
-  } catch (const ConfigError& e) {
+  } catch (const UserError& e) {
     const std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     for (const std::string& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << msg;
     return msg;
   }
-  ADD_FAILURE() << "no ConfigError thrown";
+  ADD_FAILURE() << "no UserError thrown";
   return "";
 }
 
@@ -189,6 +190,13 @@ TEST(Config, UnreadableOrUnparsableFileNamesTheFile) {
   const std::string path = write_temp("[model]\nd_model = 3\nd_model = 4\n");
   expect_error([&] { load_config(path, {}); }, {path + ":3", "TOML parse error"});
   file_error("[model\n", {"moe_config_", ":1", "TOML parse error"});
+  // Issue 16, case 11: a device is refused before it is read (it used to be std::bad_alloc),
+  // and so is a file far larger than any config.
+  expect_error([&] { load_config("/dev/zero", {}); }, {"/dev/zero", "not a regular file"});
+  const std::string huge = write_temp("", "_huge");
+  std::filesystem::resize_file(huge, (16u << 20) + 1);
+  expect_error([&] { load_config(huge, {}); }, {huge, "16777217 bytes", "at most 16 MiB"});
+  std::filesystem::remove(huge);
 }
 
 TEST(Config, ValuesQuotedInMessagesStayOnOneLine) {

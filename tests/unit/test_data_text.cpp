@@ -242,7 +242,7 @@ TEST_F(TextData, BadInputIsOneLine) {
   auto message = [&](const Config& cfg) -> std::string {
     try {
       load_corpus(cfg);
-    } catch (const ConfigError& e) {
+    } catch (const UserError& e) {
       return e.what();
     }
     return "";
@@ -254,5 +254,5 @@ TEST_F(TextData, BadInputIsOneLine) {
   const std::string short_msg = message(config(tiny, {"model.seq_len=64"}));
   EXPECT_NE(short_msg.find("validation"), std::string::npos) << short_msg;
   EXPECT_EQ(short_msg.find('\n'), std::string::npos) << short_msg;
-  EXPECT_THROW(load_config("", {"data.source=text"}), ConfigError);  // data.path required
+  EXPECT_THROW(load_config("", {"data.source=text"}), UserError);  // data.path required
 }

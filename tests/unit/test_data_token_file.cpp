@@ -45,11 +45,11 @@ class TokenFileTest : public ::testing::Test {
     return path(name);
   }
 
-  // The message of the ConfigError that reading `file` throws ("" if none).
+  // The message of the UserError that reading `file` throws ("" if none).
   static std::string rejection(const std::string& file, int vocab) {
     try {
       read_token_file(file, vocab);
-    } catch (const ConfigError& e) {
+    } catch (const UserError& e) {
       return e.what();
     }
     return "";
@@ -159,7 +159,7 @@ TEST_F(TokenFileTest, TokensSourceSplitsCapsAndCounts) {
     load_corpus(load_config("", {"data.source=tokens", "data.path=" + glob, "model.vocab_size=100",
                                  "model.seq_len=16"}));
     FAIL() << "no error";
-  } catch (const ConfigError& e) {
+  } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("part_a.bin"), std::string::npos) << e.what();
   }
 }
@@ -168,9 +168,9 @@ TEST(TokenSourceConfig, NeedsPath) {
   try {
     load_config("", {"data.source=tokens"});
     FAIL() << "no error";
-  } catch (const ConfigError& e) {
+  } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("data.path"), std::string::npos) << e.what();
   }
   EXPECT_THROW(load_corpus(load_config("", {"data.source=tokens", "data.path=/no/such/*.bin"})),
-               ConfigError);
+               UserError);
 }

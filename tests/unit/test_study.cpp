@@ -1,5 +1,5 @@
 // Study expansion (cartesian axes, zipped axes, exclusions, dedup, ids), its error messages,
-// the JSON index (round trip, rebuilt from run files).
+// the JSON index (rebuilt from run files, indexes of earlier versions).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,7 +11,6 @@
 
 #include "io/run_file.hpp"
 #include "study/index.hpp"
-#include "study/json.hpp"
 #include "study/study.hpp"
 
 using namespace moe;
@@ -53,19 +52,19 @@ std::vector<std::string> ids(const Study& s) {
   return out;
 }
 
-// Loads and returns the StudyError message after checking it is one line holding every
+// Loads and returns the UserError message after checking it is one line holding every
 // fragment; fails if nothing was thrown.
 std::string expect_error(const std::string& text, std::initializer_list<std::string> fragments) {
   const std::string path = write_study(text);
   try {
     load_study(path);
-  } catch (const StudyError& e) {
+  } catch (const UserError& e) {
     const std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     for (const std::string& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << msg;
     return msg;
   }
-  ADD_FAILURE() << "no StudyError for:\n" << text;
+  ADD_FAILURE() << "no UserError for:\n" << text;
   return "";
 }
 
@@ -140,6 +139,45 @@ values = [true]
   EXPECT_DOUBLE_EQ(point_config(s, s.points[1]).train.lr, 3e-4);
   EXPECT_EQ(point_config(s, s.points[0]).data.path, "a b/c_d.txt");
   EXPECT_TRUE(point_config(s, s.points[0]).router.normalize_gates);
+}
+
+// Issue 16, case 9: 1e-30 and 1e30 once both became "lr-1e-30" ('+' sanitised to '-').
+TEST(StudyIds, DistinctFloatsGiveDistinctIds) {
+  const Study s = load_study(write_study(std::string(kBase) + R"(
+[[axis]]
+key = "train.lr"
+values = [1e-30, 1e30, 1.5e+300, 100000.0, 0.1]
+)"));
+  EXPECT_EQ(ids(s),
+            (std::vector<std::string>{"lr-1e-30", "lr-1e30", "lr-1.5e300", "lr-1e05", "lr-0.1"}));
+  EXPECT_EQ(point_config(s, s.points[1]).train.lr, 1e30);
+}
+
+// Ids over 200 bytes keep their first 183 bytes and end in '_' + the FNV-1a 64 hash of the full
+// id (expected values computed independently, in Python); distinct long values stay distinct.
+TEST(StudyIds, LongIdsAreBoundedWithAStableHash) {
+  const std::string a300(300, 'a');
+  const Study s =
+      load_study(write_study(std::string(kBase) + "[[axis]]\nkey = \"data.cache_dir\"\n" +
+                             "values = [\"" + a300 + "1\", \"" + a300 + "2\", \"x\"]\n"));
+  const std::string head = "cache_dir-" + std::string(173, 'a');
+  EXPECT_EQ(ids(s), (std::vector<std::string>{head + "_f72123b81f16fd07",
+                                              head + "_f72124b81f16feba", "cache_dir-x"}));
+  EXPECT_EQ(s.points[0].id.size(), 200u);
+  EXPECT_EQ(s.points[0].file, s.points[0].id + ".h5");
+  EXPECT_EQ(point_config(s, s.points[1]).data.cache_dir, a300 + "2");
+}
+
+// Two values that sanitise to the same text are refused when the study loads, naming both.
+TEST(StudyIds, CollidingIdsAreRefusedAtLoad) {
+  const std::string msg =
+      expect_error(std::string(kBase) + R"(
+[[axis]]
+key = "data.cache_dir"
+values = ["a b", "a/b"]
+)",
+                   {"s.toml", "data.cache_dir=a b", "data.cache_dir=a/b", "cache_dir-a-b"});
+  EXPECT_FALSE(msg.empty());
 }
 
 TEST(Study, SharedShortKeysUseTheFullKey) {
@@ -317,37 +355,65 @@ TEST(StudyErrors, UnreadableFile) {
   try {
     load_study("/nonexistent/study.toml");
     FAIL() << "no error";
-  } catch (const StudyError& e) {
+  } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/study.toml"), std::string::npos);
   }
 }
 
-TEST(StudyJson, RoundTrip) {
-  json::Value v = json::Value::object();
-  v.set("s", json::Value::string("a \"q\" \\ \n\t\x01 é"));
-  v.set("i", json::Value::integer(-42));
-  v.set("f", json::Value::number(0.1));
-  v.set("g", json::Value::number(2.0));
-  v.set("n", json::Value::number(std::numeric_limits<double>::quiet_NaN()));
-  v.set("b", json::Value::boolean(true));
-  json::Value arr = json::Value::array();
-  arr.items.push_back(json::Value::integer(1));
-  arr.items.push_back(json::Value::object());
-  v.set("a", arr);
-  const std::string text = json::write(v);
-  const json::Value r = json::parse(text);
-  EXPECT_EQ(r.find("s")->s, "a \"q\" \\ \n\t\x01 é");
-  EXPECT_EQ(r.find("i")->i, -42);
-  EXPECT_EQ(r.find("f")->f, 0.1);
-  EXPECT_EQ(r.find("g")->type, json::Value::Type::Float);  // written "2.0"
-  EXPECT_TRUE(r.find("n")->is_null());
-  EXPECT_TRUE(r.find("b")->b);
-  EXPECT_EQ(r.find("a")->items.size(), 2u);
-  EXPECT_EQ(json::write(r), text);
-  EXPECT_EQ(json::parse("{\"u\": \"\\u00e9\\ud83d\\ude00\"}").find("u")->s, "é\xF0\x9F\x98\x80");
-  EXPECT_THROW(json::parse("{\"a\": 1,}"), std::runtime_error);
-  EXPECT_THROW(json::parse("[1 2]"), std::runtime_error);
-  EXPECT_THROW(json::parse("{} x"), std::runtime_error);
+// An index in the layout the earlier hand-written writer produced (arrays of scalars on one line,
+// floats such as 2.0 kept as floats) still loads, and its statuses and extra fields survive.
+TEST(StudyIndex, LoadsIndexOfEarlierVersions) {
+  const std::string path = write_study(std::string(kBase) + R"(
+[[axis]]
+key = "model.num_experts"
+values = [2, 4]
+)");
+  Study s = load_study(path);
+  s.output_dir = (fs::path(path).parent_path() / "out").string();
+  fs::create_directories(s.output_dir);
+  std::ofstream(index_path(s.output_dir)) << R"({
+  "study": "s",
+  "study_file": "s.toml",
+  "keys": ["model.num_experts"],
+  "ranks_per_run": 1,
+  "scaled": false,
+  "points": [
+    {
+      "id": "num_experts-2",
+      "params": {"model.num_experts": 2},
+      "file": "num_experts-2.h5",
+      "status": "stopped",
+      "final_loss": null,
+      "final_val_loss": null,
+      "claimed_by": null,
+      "updated": "2026-01-01T00:00:00Z",
+      "error": "caf\u00e9",
+      "elapsed_s": 2.0
+    }
+  ]
+}
+)";
+  Json old = read_index(s.output_dir);
+  ASSERT_TRUE(old.is_object());
+  const Json idx = sync_index(s, old, SyncMode::Keep);
+  const Json& first = idx["points"][0];
+  EXPECT_EQ(first["id"], "num_experts-2");
+  EXPECT_EQ(first["status"], "stopped");
+  EXPECT_EQ(first["error"], "caf\xC3\xA9");
+  EXPECT_TRUE(first["elapsed_s"].is_number_float());
+  EXPECT_EQ(first["elapsed_s"].get<double>(), 2.0);
+  EXPECT_EQ(idx["points"][1]["status"], "pending");  // new point, no run file
+  EXPECT_EQ(idx["keys"], Json::array({"model.num_experts"}));
+
+  // Written back and read again: the same document, key order included. An error text that is
+  // not UTF-8 (a file name) is written with U+FFFD instead of failing the write.
+  Json changed = idx;
+  changed["points"][1]["error"] = "bad byte \xFF";
+  write_index(s.output_dir, changed);
+  const Json back = read_index(s.output_dir);
+  EXPECT_EQ(back["points"][0], changed["points"][0]);
+  EXPECT_EQ(back["points"][1]["error"], "bad byte \xEF\xBF\xBD");
+  EXPECT_EQ(back.begin().key(), "study");
 }
 
 TEST(StudyIndex, SyncFromRunFilesAndKeep) {
@@ -368,27 +434,27 @@ values = [2, 4, 8]
     failed.set_attr("/status", std::string("failed"));
   }
   EXPECT_TRUE(read_index(s.output_dir).is_null());
-  json::Value idx = sync_index(s, json::Value::null(), SyncMode::Keep);
-  auto status = [&](json::Value& i, int p) {
-    return find_entry(i, s.points[p].id)->find("status")->s;
+  Json idx = sync_index(s, nullptr, SyncMode::Keep);
+  auto status = [&](Json& i, int p) {
+    return (*find_entry(i, s.points[p].id))["status"].get<std::string>();
   };
   EXPECT_EQ(status(idx, 0), "complete");
-  EXPECT_EQ(find_entry(idx, s.points[0].id)->find("final_val_loss")->f, 1.75);
+  EXPECT_EQ((*find_entry(idx, s.points[0].id))["final_val_loss"], 1.75);
   EXPECT_EQ(status(idx, 1), "failed");
   EXPECT_EQ(status(idx, 2), "pending");
-  EXPECT_EQ(idx.find("study")->s, "s");
-  EXPECT_EQ(find_entry(idx, s.points[2].id)->find("params")->find("model.num_experts")->i, 8);
+  EXPECT_EQ(idx["study"], "s");
+  EXPECT_EQ((*find_entry(idx, s.points[2].id))["params"]["model.num_experts"], 8);
 
   // Keep: statuses the index holds win; Restart: only complete run files stay complete.
   set_status(*find_entry(idx, s.points[2].id), "running");
   write_index(s.output_dir, idx);
   {
     IndexLock lock(s.output_dir);
-    const json::Value back = read_index(s.output_dir);
-    json::Value keep = sync_index(s, back, SyncMode::Keep);
+    const Json back = read_index(s.output_dir);
+    Json keep = sync_index(s, back, SyncMode::Keep);
     EXPECT_EQ(status(keep, 2), "running");
     EXPECT_EQ(status(keep, 1), "failed");
-    json::Value restart = sync_index(s, back, SyncMode::Restart);
+    Json restart = sync_index(s, back, SyncMode::Restart);
     EXPECT_EQ(status(restart, 0), "complete");
     EXPECT_EQ(status(restart, 1), "pending");
     EXPECT_EQ(status(restart, 2), "pending");
