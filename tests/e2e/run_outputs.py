@@ -195,5 +195,12 @@ with h5py.File(q, "r") as f:
         fl = f[f"eval/fluctuation/layer_{layer}"][:]
         assert np.all(fl[1:, 2] == 0), fl  # infrequent tokens: one visible expert
         assert f.attrs["status"] == "complete"
+    # What "infrequent" covered, next to its perplexity: mask_by = "mass" (the default) keeps
+    # the infrequent tokens' share of the training tokens within mask_ratio = 0.5.
+    ev = f["eval"]
+    mass, types = ev.attrs["infrequent_train_mass"], ev.attrs["infrequent_types"]
+    assert 0 < mass <= 0.5 and 0 < types < 256, (mass, types)
+    share = ev["infrequent_val_share"][:]
+    assert share.shape == ev["ppl_infrequent"].shape and np.all((share > 0) & (share < 1)), share
 print("fluctuation ok")
 print("ok")
