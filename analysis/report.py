@@ -83,6 +83,11 @@ def write_report(study, out_dir, log=print):
         study["dir"], "index.json" if study["has_index"] else "no index.json: every *.h5, "
         "parameters from each file's /config", len(pts),
         ", ".join("%d %s" % (n, s) for s, n in sorted(status.items()))))
+    lost = [p for p in pts if p["status"] in ("missing", "unreadable")]
+    if lost:
+        md.append("")
+        md.append("**Run files missing or unreadable** (left out of every table but points): %s."
+                  % ", ".join("`%s` (%s)" % (p["id"], p["status"]) for p in lost))
     if prov:
         md.append("")
         md.append("Data: %s. Build: moe-suite %s (%s), Kokkos %s, gemm %s, device %s." % (

@@ -240,9 +240,15 @@ def load_study(study_dir, warn=None):
             except Exception as exc:  # a file being written, or a broken one
                 note = "unreadable: %s" % str(exc).splitlines()[0]
                 warn("%s: %s" % (e["file"], note))
+        # The run file is the truth: whatever the index says, a point whose file is gone is
+        # "missing" and one whose file cannot be read is "unreadable" (never complete).
         file_status = run["attrs"].get("status") if run else None
-        if file_status == "complete" or e["index_status"] is None:
-            status = file_status or ("missing" if run is None and not note else "unreadable")
+        if run is None:
+            status = "unreadable" if note else "missing"
+            if not note:
+                warn("%s: missing (index status %s)" % (e["file"], e["index_status"]))
+        elif file_status == "complete" or e["index_status"] is None:
+            status = file_status or "unreadable"
         else:
             status = e["index_status"]
         config = dict(run["config"]) if run else {}

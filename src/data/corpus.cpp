@@ -14,7 +14,9 @@
 #include "data/synthetic.hpp"
 #include "data/text_source.hpp"
 #include "data/token_file.hpp"
+#include "util/checked_parse.hpp"
 #include "util/rng.hpp"
+#include "util/user_error.hpp"
 
 namespace moe {
 
@@ -90,17 +92,28 @@ std::string where_of(const Config& config) {
 // The training split's counts from counts.tsv ("id<TAB>count<TAB>piece"; '#' comments).
 std::vector<std::int64_t> read_counts(const std::string& path, int vocab) {
   std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read " + path);
+  if (!in) throw UserError("cannot read " + path);
   std::vector<std::int64_t> counts(vocab, 0);
+  std::vector<bool> seen(std::size_t(vocab), false);
   std::string line;
+  int rows = 0;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    long long id = -1, count = 0;
-    fields >> id >> count;
-    if (id < 0 || id >= vocab) throw std::runtime_error(path + ": bad line '" + line + "'");
-    counts[std::size_t(id)] = count;
+    // Every id once, with a whole-number count: a truncated or damaged table is refused
+    // rather than read as zeros.
+    const std::size_t tab1 = line.find('\t'), tab2 = line.find('\t', tab1 + 1);
+    if (tab1 == std::string::npos || tab2 == std::string::npos)
+      throw UserError(path + ": malformed line '" + line + "' (expected id<TAB>count<TAB>piece)");
+    const auto id = parse_integer(path + " id", line.substr(0, tab1), 0, vocab - 1);
+    if (seen[std::size_t(id)]) throw UserError(path + ": id " + std::to_string(id) + " twice");
+    seen[std::size_t(id)] = true;
+    counts[std::size_t(id)] =
+        parse_integer(path + " count", line.substr(tab1 + 1, tab2 - tab1 - 1), 0);
+    ++rows;
   }
+  if (rows != vocab)
+    throw UserError(path + " has " + std::to_string(rows) + " rows, not one per id of the " +
+                    std::to_string(vocab) + "-token vocabulary");
   return counts;
 }
 

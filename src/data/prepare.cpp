@@ -14,6 +14,8 @@
 #include "data/text_source.hpp"
 #include "data/token_file.hpp"
 #include "data/tokenizer.hpp"
+#include "util/checked_parse.hpp"
+#include "util/user_error.hpp"
 
 namespace moe {
 
@@ -23,7 +25,7 @@ namespace {
 
 // Bump when the prepared files change meaning (including any SentencePiece trainer option in
 // tokenizer.cpp), so stale caches are not reused.
-constexpr const char* kFormatVersion = "moe-data prepared v2";
+constexpr const char* kFormatVersion = "moe-data prepared v3";
 
 std::uint64_t fnv1a(const std::string& s, std::uint64_t h = 1469598103934665603ULL) {
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
@@ -37,10 +39,12 @@ std::string hex16(std::uint64_t x) {
 }
 
 const char* kFiles[] = {"tokenizer.model", "train.bin", "val.bin", "counts.tsv", "info.txt"};
+const char* kManifest = "manifest.txt";
 
 std::vector<std::string> dir_files(const std::string& dir) {
   std::vector<std::string> out;
   for (const char* f : kFiles) out.push_back((fs::path(dir) / f).string());
+  out.push_back((fs::path(dir) / kManifest).string());
   return out;
 }
 
@@ -59,25 +63,65 @@ void write_file(const std::string& path, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
-// Reads info.txt back into `p` (the sizes; the rest is for people).
+// Reads info.txt back into `p` (the sizes; the rest is for people). Throws UserError on a
+// missing or malformed size.
 void read_info(const std::string& dir, PreparedData& p) {
-  std::istringstream in(read_file((fs::path(dir) / "info.txt").string()));
+  const std::string path = (fs::path(dir) / "info.txt").string();
+  std::istringstream in(read_file(path));
   std::string line;
+  int found = 0;
   while (std::getline(in, line)) {
     const std::size_t eq = line.find(" = ");
     if (eq == std::string::npos) continue;
     const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+    const std::string what = path + " " + key;
     if (key == "train_lines")
-      p.train_lines = std::stoll(value);
+      p.train_lines = parse_integer(what, value, 0), ++found;
     else if (key == "val_lines")
-      p.val_lines = std::stoll(value);
+      p.val_lines = parse_integer(what, value, 0), ++found;
     else if (key == "train_tokens")
-      p.train_tokens = std::stoll(value);
+      p.train_tokens = parse_integer(what, value, 0), ++found;
     else if (key == "val_tokens")
-      p.val_tokens = std::stoll(value);
+      p.val_tokens = parse_integer(what, value, 0), ++found;
     else if (key == "num_pieces")
-      p.num_pieces = std::stoi(value);
+      p.num_pieces = int(parse_integer(what, value, 1, 1 << 30)), ++found;
   }
+  if (found != 5) throw UserError(path + " lacks some of its sizes");
+}
+
+// The manifest, written last into a prepared directory: "<file> <bytes> <fnv1a-64 hex>" per
+// file. A directory whose files do not match it (truncated, overwritten, half copied) is
+// damaged.
+std::string manifest_line(const std::string& dir, const char* file) {
+  const std::string bytes = read_file((fs::path(dir) / file).string());
+  return std::string(file) + " " + std::to_string(bytes.size()) + " " + hex16(fnv1a(bytes)) + "\n";
+}
+
+void write_manifest(const std::string& dir) {
+  std::string text = std::string("# ") + kFormatVersion + ": file bytes fnv1a64\n";
+  for (const char* f : kFiles) text += manifest_line(dir, f);
+  write_file((fs::path(dir) / kManifest).string(), text);
+}
+
+// "" when the directory matches its manifest and its info.txt reads; else what is wrong.
+std::string damage_of(const std::string& dir, PreparedData& p) {
+  try {
+    const std::string manifest = read_file((fs::path(dir) / kManifest).string());
+    std::string expected = std::string("# ") + kFormatVersion + ": file bytes fnv1a64\n";
+    for (const char* f : kFiles) {
+      std::error_code ec;
+      if (!fs::is_regular_file(fs::path(dir) / f, ec)) return std::string(f) + " is missing";
+      const std::string line = manifest_line(dir, f);
+      if (manifest.find(line) == std::string::npos)
+        return std::string(f) + " does not match " + kManifest;
+      expected += line;
+    }
+    if (manifest != expected) return std::string(kManifest) + " is not this format's";
+    read_info(dir, p);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // Tokenizes and writes everything into `tmp` (a fresh directory); fills the sizes of `p`.
@@ -109,7 +153,6 @@ void build(const Config& config, const std::vector<std::string>& lines, const st
     table += std::to_string(id) + "\t" + std::to_string(counts[id]) + "\t" +
              (id < p.num_pieces ? tok.piece(id) : std::string()) + "\n";
   write_file((dir / "counts.tsv").string(), table);
-  // info.txt last: its presence marks a complete directory (the rename makes it atomic anyway).
   std::ostringstream info;
   info << "# " << kFormatVersion << "\n"
        << "source = " << config.data.source << "\n"
@@ -125,6 +168,7 @@ void build(const Config& config, const std::vector<std::string>& lines, const st
   std::string line;
   while (std::getline(in, line)) info << "input = " << line << "\n";
   write_file((dir / "info.txt").string(), info.str());
+  write_manifest(tmp);  // last: it vouches for every file above
 }
 
 }  // namespace
@@ -160,11 +204,20 @@ PreparedData prepare_text_data(const Config& config) {
   p.dir = (root / name).string();
   p.files = dir_files(p.dir);
 
-  if (fs::exists(fs::path(p.dir) / "info.txt")) {
-    read_info(p.dir, p);
-    p.reused = true;
-  } else {
-    std::error_code ec;
+  std::error_code ec;
+  if (fs::exists(p.dir, ec)) {
+    const std::string damage = damage_of(p.dir, p);
+    if (damage.empty()) {
+      p.reused = true;
+    } else {
+      // Move it aside in one rename (readers holding its files keep them), then rebuild.
+      std::fprintf(stderr, "moe: data cache %s is damaged (%s); rebuilding it\n", p.dir.c_str(),
+                   damage.c_str());
+      const std::string aside = p.dir + ".damaged." + std::to_string(::getpid());
+      if (std::rename(p.dir.c_str(), aside.c_str()) == 0) fs::remove_all(aside, ec);
+    }
+  }
+  if (!p.reused) {
     fs::create_directories(root, ec);
     if (ec) throw UserError("data.cache_dir: cannot create " + root.string() + ": " + ec.message());
     if (d.source == "text") lines = read_text_lines(expand_data_path(d.path));
@@ -185,9 +238,9 @@ PreparedData prepare_text_data(const Config& config) {
     // first, and their copy (same inputs, same result) is used.
     if (std::rename(tmp.c_str(), p.dir.c_str()) != 0) {
       fs::remove_all(tmp, ec);
-      if (!fs::exists(fs::path(p.dir) / "info.txt"))
-        throw UserError("data.cache_dir: cannot create " + p.dir);
-      read_info(p.dir, p);
+      const std::string damage = damage_of(p.dir, p);
+      if (!damage.empty())
+        throw UserError("data.cache_dir: cannot create " + p.dir + " (" + damage + ")");
     }
   }
   p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

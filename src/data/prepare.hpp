@@ -8,10 +8,13 @@
 //     val.bin          validation split, same format
 //     counts.tsv       "id<TAB>count<TAB>piece" per vocabulary id: the training split's counts
 //     info.txt         "key = value" lines: inputs, sizes, tokenizer, preparation time
+//     manifest.txt     written last: "<file> <bytes> <fnv1a-64>" of each file above
 // where <key> hashes (source, each input file's path + size + mtime (kjv: the text itself),
 // tokenizer, vocab_size, format version). The directory is built under a temporary name and
 // renamed into place, so readers see all of it or nothing, and concurrent preparers do not
-// clash (the first rename wins; the others discard their copy). data.train_tokens and
+// clash (the first rename wins; the others discard their copy). A directory found in the cache
+// is used only when every file matches the manifest and info.txt reads; a damaged one
+// (truncated, overwritten, half copied) is reported on stderr, moved aside and rebuilt. data.train_tokens and
 // data.val_tokens do not enter the key: they cap the splits when the corpus is loaded.
 #pragma once
 

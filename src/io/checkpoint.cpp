@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "io/h5_util.hpp"
+#include "io/posix_file.hpp"
 
 namespace moe {
 
@@ -26,71 +27,94 @@ std::map<std::string, std::int64_t> model_shape(const ModelConfig& m) {
           {"model.moe_every", m.moe_every}};
 }
 
-void write_checkpoint(const std::string& path, const Checkpoint& ck) {
-  const std::string tmp = path + ".tmp";
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  hid_t f = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) throw std::runtime_error("cannot create checkpoint '" + tmp + "'");
-  try {
-    h5::write_int_attr(f, "next_step", ck.next_step);
-    h5::write_double_attr(f, "last_val_loss", ck.last_val_loss);
-    for (const auto& [key, value] : ck.shape) h5::write_int_attr(f, "shape." + key, value);
-    h5::write_string_dataset(f, "config", ck.config_text);
-    h5::write_vector(f, "params", ck.params);
-    h5::write_vector(f, "adam_m", ck.adam_m);
-    h5::write_vector(f, "adam_v", ck.adam_v);
-    std::string names;
-    std::vector<std::int32_t> rows;
-    for (const auto& [name, n] : ck.series_rows) {
-      names += name + "\n";
-      rows.push_back(std::int32_t(n));
-    }
-    h5::write_string_dataset(f, "series_names", names);
-    h5::write_vector(f, "series_rows", rows);
-    h5::write_int_attr(f, "probe_layers", std::int64_t(ck.probe_top1.size()));
-    for (std::size_t i = 0; i < ck.probe_top1.size(); ++i)
-      h5::write_vector(f, "probe_top1_" + std::to_string(i), ck.probe_top1[i]);
-    h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "flush " + tmp);
-  } catch (...) {
-    H5Fclose(f);
-    std::remove(tmp.c_str());
-    throw;
+namespace {
+
+void write_contents(hid_t f, const Checkpoint& ck) {
+  h5::write_int_attr(f, "next_step", ck.next_step);
+  h5::write_double_attr(f, "last_val_loss", ck.last_val_loss);
+  for (const auto& [key, value] : ck.shape) h5::write_int_attr(f, "shape." + key, value);
+  h5::write_string_dataset(f, "config", ck.config_text);
+  h5::write_vector(f, "params", ck.params);
+  h5::write_vector(f, "adam_m", ck.adam_m);
+  h5::write_vector(f, "adam_v", ck.adam_v);
+  std::string names;
+  std::vector<std::int32_t> rows;
+  for (const auto& [name, n] : ck.series_rows) {
+    names += name + "\n";
+    rows.push_back(std::int32_t(n));
   }
-  H5Fclose(f);
-  // rename(2) replaces the old checkpoint in one step: readers see the old or the new one.
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error("cannot rename checkpoint '" + tmp + "' to '" + path + "'");
+  h5::write_string_dataset(f, "series_names", names);
+  h5::write_vector(f, "series_rows", rows);
+  h5::write_int_attr(f, "probe_layers", std::int64_t(ck.probe_top1.size()));
+  for (std::size_t i = 0; i < ck.probe_top1.size(); ++i)
+    h5::write_vector(f, "probe_top1_" + std::to_string(i), ck.probe_top1[i]);
+  h5::write_bytes(f, "run_file_image", ck.run_file_image);
+}
+
+void read_contents(hid_t f, Checkpoint& ck) {
+  ck.next_step = h5::read_int_attr(f, "next_step");
+  ck.last_val_loss = h5::read_double_attr(f, "last_val_loss");
+  for (const auto& entry : model_shape(ModelConfig{})) {
+    const std::string name = "shape." + entry.first;
+    if (h5::has_attr(f, name)) ck.shape[entry.first] = h5::read_int_attr(f, name);
+  }
+  ck.config_text = h5::read_string_dataset(f, "config");
+  ck.params = h5::read_floats(f, "params");
+  ck.adam_m = h5::read_floats(f, "adam_m");
+  ck.adam_v = h5::read_floats(f, "adam_v");
+  std::istringstream names(h5::read_string_dataset(f, "series_names"));
+  const auto rows = h5::read_ints(f, "series_rows");
+  std::string name;
+  for (std::size_t i = 0; std::getline(names, name) && i < rows.size(); ++i)
+    ck.series_rows[name] = rows[i];
+  const auto layers = h5::read_int_attr(f, "probe_layers");
+  for (std::int64_t i = 0; i < layers; ++i)
+    ck.probe_top1.push_back(h5::read_ints(f, "probe_top1_" + std::to_string(i)));
+  if (h5::has_dataset(f, "run_file_image")) ck.run_file_image = h5::read_bytes(f, "run_file_image");
+}
+
+}  // namespace
+
+void write_checkpoint(const std::string& path, const Checkpoint& ck) {
+  // Built in memory (HDF5's core driver), then written as one image through a temporary file,
+  // fsync and rename: HDF5 never writes to disk, so a full disk is one POSIX error naming the
+  // file, and readers (and a process killed at any instant) see the old checkpoint or the new.
+  std::string image;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  try {
+    const h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+    H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/0);
+    const h5::Handle f =
+        h5::file_handle(H5Fcreate("/proc/self/moe-checkpoint", H5F_ACC_TRUNC, H5P_DEFAULT,
+                                  fapl.get()));  // in memory only (see run_file.cpp)
+    h5::check(f.get(), "create");
+    write_contents(f.get(), ck);
+    h5::check(H5Fflush(f.get(), H5F_SCOPE_GLOBAL), "flush");
+    const ssize_t size = H5Fget_file_image(f.get(), nullptr, 0);
+    h5::check(herr_t(size < 0 ? -1 : 0), "size of the file image");
+    image.resize(std::size_t(size));
+    h5::check(herr_t(H5Fget_file_image(f.get(), &image[0], image.size()) < 0 ? -1 : 0),
+              "file image");
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot write checkpoint '" + path + "': " + e.what());
+  }
+  try {
+    replace_file(path, image);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot write checkpoint '" + path + "': " + e.what());
+  }
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) throw std::runtime_error("cannot read checkpoint '" + path + "'");
+  const h5::Handle f = h5::file_handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!f.valid()) throw std::runtime_error("cannot read checkpoint '" + path + "'");
   Checkpoint ck;
   try {
-    ck.next_step = h5::read_int_attr(f, "next_step");
-    ck.last_val_loss = h5::read_double_attr(f, "last_val_loss");
-    for (const auto& entry : model_shape(ModelConfig{})) {
-      const std::string name = "shape." + entry.first;
-      if (h5::has_attr(f, name)) ck.shape[entry.first] = h5::read_int_attr(f, name);
-    }
-    ck.config_text = h5::read_string_dataset(f, "config");
-    ck.params = h5::read_floats(f, "params");
-    ck.adam_m = h5::read_floats(f, "adam_m");
-    ck.adam_v = h5::read_floats(f, "adam_v");
-    std::istringstream names(h5::read_string_dataset(f, "series_names"));
-    const auto rows = h5::read_ints(f, "series_rows");
-    std::string name;
-    for (std::size_t i = 0; std::getline(names, name) && i < rows.size(); ++i)
-      ck.series_rows[name] = rows[i];
-    const auto layers = h5::read_int_attr(f, "probe_layers");
-    for (std::int64_t i = 0; i < layers; ++i)
-      ck.probe_top1.push_back(h5::read_ints(f, "probe_top1_" + std::to_string(i)));
+    read_contents(f.get(), ck);
   } catch (const std::exception& e) {
-    H5Fclose(f);
     throw std::runtime_error("checkpoint '" + path + "' is unreadable: " + e.what());
   }
-  H5Fclose(f);
   return ck;
 }
 

@@ -1,7 +1,14 @@
 // The run file: one HDF5 file per run. Scalar series (one value per step) and row series (one
 // row of fixed width per step) are chunked, deflate-compressed, extendible datasets, appended
-// as the run goes and flushed regularly, so a run that dies leaves every flushed step.
-// Uses HDF5's C API with the default (sec2) driver; one process writes.
+// as the run goes. Uses HDF5's C API; one process writes.
+//
+// Kill safety: the file is built in memory (HDF5's core driver, no backing store) and written
+// to disk only as a whole image, through a temporary file that is fsync'ed and renamed over
+// the path. HDF5 itself never writes the path, so the file on disk is always one complete,
+// consistent image (the last one saved), whatever instant the process dies, and a failed
+// write (full disk, quota, permissions) is one POSIX error naming the file that leaves the
+// previous image in place. Checkpoints keep an image too (image()), and a resume starts from it.
+// Every error throws std::runtime_error naming the file (and the OS error when there is one).
 #pragma once
 
 #include <hdf5.h>
@@ -11,14 +18,21 @@
 #include <string>
 #include <vector>
 
+#include "io/h5_util.hpp"
+
 namespace moe {
 
 class RunFile {
  public:
   enum class Mode { Create, Append };
-  // Create truncates `path`; Append opens an existing run file and finds its series.
+  // Create starts an empty file (nothing is written to `path` before the first save);
+  // Append reads the existing run file at `path` and finds its series.
   // Throws std::runtime_error naming the file on failure.
   RunFile(const std::string& path, Mode mode = Mode::Create);
+  // A run file from `image` (the bytes of one), to be saved at `path`.
+  RunFile(const std::string& path, const std::string& image);
+  // Saves what changed since the last save (best effort: a failure here goes unreported; call
+  // save() to know).
   ~RunFile();
   RunFile(const RunFile&) = delete;
   RunFile& operator=(const RunFile&) = delete;
@@ -47,13 +61,21 @@ class RunFile {
   // Rows of every series, and cutting every series back to given rows (absent = 0): a
   // resumed run forgets the steps recorded after its checkpoint.
   std::map<std::string, std::int64_t> series_rows() const;
+  // The last value of a 1-D float64 series (NaN when it is empty or absent).
+  double last_value(const std::string& dataset) const;
   void truncate(const std::map<std::string, std::int64_t>& rows);
 
+  // Saves the file to disk when due: the first time, then at most once a second and with at
+  // most ~5% of the time spent writing (a large file is saved less often).
   void flush();
+  // Saves the file to disk now (atomically: temporary file, fsync, rename).
+  void save();
+  // The file's bytes: a complete HDF5 file (checkpoints keep it).
+  std::string image();
 
  private:
   struct Series {
-    hid_t dset = -1;
+    h5::Handle dset;
     hsize_t rows = 0, width = 0;  // width 0: 1-D
   };
   Series& series(const std::string& name, hid_t type, hsize_t width);
@@ -62,9 +84,16 @@ class RunFile {
   hid_t open_parent(const std::string& name, std::string& leaf);
   void discover_series();
 
+  template <class F>
+  auto guarded(F f) const -> decltype(f());
+  void open_image(const std::string& image);
+
   std::string path_;
-  hid_t file_ = -1;
+  h5::Handle file_;
   std::map<std::string, Series> series_;
+  double last_save_ = -1;         // steady-clock seconds of the last save (-1: never saved)
+  double last_save_seconds_ = 0;  // how long it took
+  bool dirty_ = false;            // changed since the last save
 };
 
 }  // namespace moe

@@ -36,6 +36,15 @@ MpiTimer::~MpiTimer() {
   g_mpi_seconds += now_seconds() - start_;
 }
 
+namespace {
+// Ranks of `comm`; 1 for MPI_COMM_NULL (a one-rank Comm never initialises MPI).
+int comm_size(MPI_Comm comm) {
+  int n = 1;
+  if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &n);
+  return n;
+}
+}  // namespace
+
 Comm::Comm() = default;
 
 Comm::Comm(MPI_Comm world, int ep_size) : owns_(true) {
@@ -70,17 +79,51 @@ double Comm::sum(double v) const {
   return v;
 }
 
+double Comm::sum(double v, MPI_Comm comm) const {
+  if (comm_size(comm) <= 1) return v;
+  MpiTimer t;
+  MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, comm);
+  return v;
+}
+
 template <class Real>
 void Comm::sum(View1<Real> v, Index n, MPI_Comm comm) const {
-  int csize = 1;
-  if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &csize);
-  if (csize <= 1 || n == 0) return;
+  if (comm_size(comm) <= 1 || n == 0) return;
   MpiTimer t;
   ExecSpace().fence();  // MPI reads and writes the memory directly
   auto h = Kokkos::create_mirror_view(Kokkos::subview(v, std::make_pair(Index(0), n)));
   Kokkos::deep_copy(h, Kokkos::subview(v, std::make_pair(Index(0), n)));
   MPI_Allreduce(MPI_IN_PLACE, h.data(), int(n), mpi_type<Real>(), MPI_SUM, comm);
   Kokkos::deep_copy(Kokkos::subview(v, std::make_pair(Index(0), n)), h);
+}
+
+template <class Real>
+void Comm::allgather_blocks(View1<Real> v, Index block, MPI_Comm comm) const {
+  const int csize = comm_size(comm);
+  if (csize <= 1 || block == 0) return;
+  MpiTimer t;
+  ExecSpace().fence();  // MPI reads and writes the memory directly
+  const auto all = Kokkos::subview(v, std::make_pair(Index(0), block * csize));
+  auto h = Kokkos::create_mirror_view(all);
+  Kokkos::deep_copy(h, all);
+  MPI_Allgather(MPI_IN_PLACE, 0, mpi_type<Real>(), h.data(), int(block), mpi_type<Real>(), comm);
+  Kokkos::deep_copy(all, h);
+}
+
+template <class Real>
+void Comm::allgather(View1<const Real> mine, Index n, View1<Real> all) const {
+  const auto out = Kokkos::subview(all, std::make_pair(Index(0), n * size_));
+  if (!distributed()) {
+    Kokkos::deep_copy(out, Kokkos::subview(mine, std::make_pair(Index(0), n)));
+    return;
+  }
+  ExecSpace().fence();  // MPI reads and writes the memory directly
+  auto h = Kokkos::create_mirror_view(Kokkos::subview(mine, std::make_pair(Index(0), n)));
+  Kokkos::deep_copy(h, Kokkos::subview(mine, std::make_pair(Index(0), n)));
+  auto every = Kokkos::create_mirror_view(out);
+  MpiTimer t;
+  MPI_Allgather(h.data(), int(n), mpi_type<Real>(), every.data(), int(n), mpi_type<Real>(), world_);
+  Kokkos::deep_copy(out, every);
 }
 
 void Comm::exscan(const std::int64_t* in, std::int64_t* out, int n) const {
@@ -124,6 +167,10 @@ std::vector<T> Comm::allgather(const std::vector<T>& mine) const {
 
 template void Comm::sum<float>(View1<float>, Index, MPI_Comm) const;
 template void Comm::sum<double>(View1<double>, Index, MPI_Comm) const;
+template void Comm::allgather<float>(View1<const float>, Index, View1<float>) const;
+template void Comm::allgather<double>(View1<const double>, Index, View1<double>) const;
+template void Comm::allgather_blocks<float>(View1<float>, Index, MPI_Comm) const;
+template void Comm::allgather_blocks<double>(View1<double>, Index, MPI_Comm) const;
 template std::vector<float> Comm::allgather(const std::vector<float>&) const;
 template std::vector<double> Comm::allgather(const std::vector<double>&) const;
 template std::vector<int> Comm::allgather(const std::vector<int>&) const;

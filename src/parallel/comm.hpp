@@ -40,10 +40,21 @@ class Comm {
   void sum(double* v, int n) const;
   void sum(std::int64_t* v, int n) const;
   double sum(double v) const;
+  // The sum of v over the ranks of `comm` (MPI_COMM_NULL or one rank: v itself).
+  double sum(double v, MPI_Comm comm) const;
   // In-place sum of a device array over `comm` (fenced; staged through the host if the device
   // memory is not host-accessible).
   template <class Real>
   void sum(View1<Real> v, Index n, MPI_Comm comm) const;
+  // In-place all-gather over `comm` of a device array made of one block of `block` elements per
+  // rank, in rank order: each rank holds its own block, afterwards every rank holds all of them
+  // (fenced; staged through the host if the device memory is not host-accessible).
+  template <class Real>
+  void allgather_blocks(View1<Real> v, Index block, MPI_Comm comm) const;
+  // Every rank's n device values `mine`, in rank order, into `all` [n * size()] on every rank
+  // (fenced; staged through the host if the device memory is not host-accessible).
+  template <class Real>
+  void allgather(View1<const Real> mine, Index n, View1<Real> all) const;
   // Exclusive prefix sum over the ranks of `world` (rank 0 gets zeros).
   void exscan(const std::int64_t* in, std::int64_t* out, int n) const;
   // Concatenates every rank's `n` values, in rank order, on every rank.

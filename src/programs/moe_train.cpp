@@ -31,6 +31,8 @@ bool parse_args(int argc, char** argv, Options& o, bool print_help) {
   moe::add_nonempty(app, "--output", o.output, "a file path",
                     "run file (HDF5); overrides output.path");
   app.add_flag("--resume", o.run.resume, "continue the run file from its last checkpoint");
+  app.add_flag("--overwrite", o.run.overwrite,
+               "replace a complete run or an unfinished run's checkpoint at the output");
   moe::add_integer(app, "--stop-after", o.run.stop_after, 1, INT64_MAX,
                    "checkpoint and stop after this many steps")
       ->default_str("");
@@ -45,6 +47,7 @@ int run(int argc, char** argv, int rank) {
   moe::Config cfg = moe::load_config(opt.config_path, opt.sets);
   if (!opt.output.empty()) cfg.output.path = opt.output;
   opt.run.log = &std::cout;
+  if (!opt.config_path.empty()) opt.run.inputs.push_back(opt.config_path);
   switch (moe::run_training(cfg, opt.run, MPI_COMM_WORLD)) {
     case moe::RunOutcome::Complete:
     case moe::RunOutcome::Stopped:

@@ -65,6 +65,7 @@ PointResult run_point(const Study& st, int i, bool resume, const StudyOptions& o
   std::ofstream log;
   RunOptions ro;
   ro.resume = resume;
+  ro.overwrite = !resume;  // the study owns its points' files: a point that starts over replaces
   ro.stop_after = opts.stop_after;
   if (leader) {
     log.open((fs::path(st.output_dir) / (p.id + ".log")).string(), std::ios::app);
@@ -81,9 +82,8 @@ PointResult run_point(const Study& st, int i, bool resume, const StudyOptions& o
       if (log.is_open()) log << "moe-study: " << r.error << "\n" << std::flush;
       if (!ro.resume) return r;
       // An unusable checkpoint: start the point over rather than give it up.
-      if (leader) std::remove(checkpoint_path(cfg.output.path).c_str());
-      MPI_Barrier(group);
       ro.resume = false;
+      ro.overwrite = true;
     }
   }
   return r;

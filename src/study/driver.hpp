@@ -2,8 +2,9 @@
 // group's leader claims the first pending point in the index (under its lock), the group trains
 // it with run_training, and the leader records the outcome. Groups take points as they free up
 // until none is pending. Whole-study runs first rebuild the index from the run files (complete
-// points are skipped; the others become pending); a claimed point resumes from its checkpoint
-// when its run file is still `running` and <file>.ckpt exists, and starts over otherwise.
+// points are skipped; the others become pending); a claimed point resumes from <file>.ckpt when
+// there is one and the run did not fail (the resume rebuilds the run file from the checkpoint,
+// so a file torn by a kill does not matter), and starts over (replacing the file) otherwise.
 #pragma once
 
 #include <mpi.h>

@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <ostream>
 
-#include "io/checkpoint.hpp"
 #include "study/index.hpp"
 
 namespace moe {
@@ -48,9 +47,9 @@ Claim claim_next(const Study& st, int only, const std::string& who, std::ostream
         *out << "moe-study: point " << i << " " << p.id << " is already complete\n" << std::flush;
       continue;
     }
-    c.resume = f.readable && f.status == "running" && f.checkpoint;
-    // A checkpoint beside a failed or torn run would be resumed by a later rerun: drop it.
-    if (!c.resume && f.checkpoint) std::remove(checkpoint_path(path).c_str());
+    // A checkpoint is what a kill or a stop leaves (the resume rebuilds the run file from it,
+    // whatever a kill left at the path). A failed run starts over (run_training replaces it).
+    c.resume = f.checkpoint && !(f.readable && f.status == "failed");
     set_status(entry, "running");
     entry["claimed_by"] = who;
     entry["error"] = nullptr;

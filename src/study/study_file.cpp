@@ -8,6 +8,7 @@
 #include <iterator>
 #include <set>
 
+#include "io/input_file.hpp"
 #include "util/user_error.hpp"
 
 namespace moe::study_detail {
@@ -17,14 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string read_text(const std::string& path) {
-  if (fs::is_directory(path))
-    throw UserError("cannot read study file '" + path + "': it is a directory");
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw UserError("cannot read study file '" + path + "'" +
-                    (errno ? std::string(": ") + std::strerror(errno) : std::string()));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return read_input_file(path, "study file");
 }
 
 toml::table parse_toml(const std::string& path) {

@@ -5,16 +5,24 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "data/corpus.hpp"
+#include "data/text_source.hpp"
 #include "io/checkpoint.hpp"
+#include "io/h5_util.hpp"
+#include "io/output_lock.hpp"
 #include "io/run_file.hpp"
 #include "matmul.hpp"
 #include "parallel/comm.hpp"
 #include "parallel/runtime.hpp"
+#include "train/memory_estimate.hpp"
+#include "train/resume_check.hpp"
+#include "train/run_schema.hpp"
 #include "train/trainer.hpp"
+#include "util/user_error.hpp"
 #include "version.hpp"
 
 namespace moe {
@@ -38,15 +46,106 @@ std::string host_name() {
   return buf;
 }
 
-// Every key that fixes the parameter layout must match the checkpoint's.
-void check_same_shape(const Config& cfg, const Checkpoint& ck) {
-  const std::map<std::string, std::int64_t> now = model_shape(cfg.model);
-  for (const auto& [key, value] : ck.shape) {
-    auto it = now.find(key);
-    if (it != now.end() && it->second != value)
-      throw UserError(key + " = " + std::to_string(it->second) + " differs from the checkpoint's " +
-                      std::to_string(value) + " (a resumed run keeps its model shape)");
+// What --resume accepts: the checkpoint's config, safe keys aside (resume_check.hpp).
+void check_resume_config(const Config& cfg, const Checkpoint& ck) {
+  const auto diff = resume_config_differences(ck.config_text, config_to_toml(cfg));
+  if (diff.empty()) return;
+  std::string keys, safe;
+  for (const std::string& d : diff) keys += (keys.empty() ? "" : ", ") + d;
+  for (const std::string& k : resume_safe_keys()) safe += (safe.empty() ? "" : ", ") + k;
+  throw UserError("--resume: the config differs from the checkpoint's in " + keys +
+                  " (allowed to change on resume: " + safe + ")");
+}
+
+// The files the run reads: the output must be none of them.
+std::vector<std::string> run_inputs(const Config& cfg, const RunOptions& opts) {
+  std::vector<std::string> inputs = opts.inputs;
+  if (cfg.data.source == "text" || cfg.data.source == "tokens") {
+    try {
+      for (const std::string& f : expand_data_path(cfg.data.path)) inputs.push_back(f);
+    } catch (const std::exception&) {
+      // No such data: load_corpus says so in its own words.
+    }
   }
+  return inputs;
+}
+
+// Before the lock: the path itself.
+void check_output_path(const std::string& path, const std::vector<std::string>& inputs) {
+  if (path.empty()) throw UserError("output.path is empty (allowed: a file name, e.g. run.h5)");
+  for (const std::string& input : inputs)
+    for (const std::string& mine : {path, checkpoint_path(path), lock_path(path)})
+      if (same_file(mine, input))
+        throw UserError("output '" + path + "' would overwrite '" + input +
+                        "', an input of this run (allowed: another --output)");
+}
+
+// The root attribute `status` of an existing run file; "" when absent or unreadable.
+std::string run_file_status(const std::string& path) {
+  std::string status;
+  H5E_BEGIN_TRY {
+    const h5::Handle f = h5::file_handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    try {
+      if (f.valid() && h5::has_attr(f.get(), "status"))
+        status = h5::read_string_attr(f.get(), "status");
+    } catch (const std::exception&) {
+      status.clear();
+    }
+  }
+  H5E_END_TRY;
+  return status;
+}
+
+// Under the lock: what is at the output may be continued (resume) or replaced (a new run).
+void check_existing_output(const std::string& path, const RunOptions& opts) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string ckpt = checkpoint_path(path);
+  const bool has_ckpt = fs::exists(ckpt, ec);
+  const bool has_file = fs::exists(path, ec);
+  const std::string status = has_file ? run_file_status(path) : std::string();
+  if (opts.resume && opts.overwrite)
+    throw UserError("--resume and --overwrite together (allowed: one of them)");
+  if (opts.resume) {
+    if (status == "complete")
+      throw UserError("--resume: run file '" + path + "' is already complete");
+    if (!has_ckpt)
+      throw UserError("--resume: no checkpoint '" + ckpt +
+                      "' (allowed: --resume of a run that was stopped or killed)");
+    return;
+  }
+  if (opts.overwrite) return;
+  if (status == "complete")
+    throw UserError("output '" + path +
+                    "' holds a complete run (allowed: --overwrite to replace it, or another "
+                    "--output)");
+  if (has_ckpt)
+    throw UserError("output '" + path + "' has the checkpoint of an unfinished run, '" + ckpt +
+                    "' (allowed: --resume to continue it, --overwrite to start over)");
+  if (has_file && status.empty())
+    throw UserError("output '" + path +
+                    "' exists and is not a readable run file (allowed: --overwrite to replace "
+                    "it, or another --output)");
+}
+
+// Ranks of comm on this node (they share its memory).
+int ranks_on_this_node(MPI_Comm comm) {
+  MPI_Comm local;
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
+  int n = 1;
+  MPI_Comm_size(local, &n);
+  MPI_Comm_free(&local);
+  return n;
+}
+
+// Rank 0's error, or "", on every rank.
+std::string from_rank0(MPI_Comm comm, const std::string& mine) {
+  int failed = mine.empty() ? 0 : 1;
+  MPI_Bcast(&failed, 1, MPI_INT, 0, comm);
+  if (!failed) return "";
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  return rank == 0 ? mine : "rank 0 refused the run";
 }
 
 void write_identity(RunFile& f, const Config& cfg, const Corpus& corpus, int ranks) {
@@ -102,13 +201,30 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
   std::ostream* log = rank == 0 ? opts.log : nullptr;
   const std::string& path = cfg.output.path;
 
-  // Everything is checked before any file is created or changed, and every rank learns whether
-  // any rank failed (data or a checkpoint may be unreadable on one node only): all of them
-  // refuse together instead of some training on while the others have gone.
+  // Ownership first: rank 0 locks the output (held until this function returns, released by
+  // the OS if the process dies) and checks what is there, before any file is touched.
+  std::unique_ptr<OutputLock> lock;
+  std::string error;
+  if (rank == 0) {
+    try {
+      check_output_path(path, run_inputs(cfg, opts));
+      lock = std::make_unique<OutputLock>(path);
+      check_existing_output(path, opts);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  error = from_rank0(comm, error);
+  if (!error.empty()) throw UserError(error);
+
+  // Everything else is checked before any file is created or changed, and every rank learns
+  // whether any rank failed (data or a checkpoint may be unreadable on one node only): all of
+  // them refuse together instead of some training on while the others have gone.
   Corpus corpus;
   Checkpoint ck;
-  std::string input_error;
   try {
+    const std::string memory = check_memory(cfg, ranks, ranks_on_this_node(comm));
+    if (!memory.empty()) throw UserError(memory);
     corpus = load_corpus(cfg);
     if (opts.resume) {
       try {
@@ -116,30 +232,56 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
       } catch (const std::exception& e) {
         throw UserError(std::string("--resume: ") + e.what());
       }
-      check_same_shape(cfg, ck);
+      check_resume_config(cfg, ck);
     }
   } catch (const std::exception& e) {
-    input_error = e.what();
+    error = e.what();
   }
-  input_error = agreed_error(comm, input_error);
-  if (!input_error.empty()) throw UserError(input_error);
+  error = agreed_error(comm, error);
+  if (!error.empty()) throw UserError(error);
 
-  // One writer: rank 0 holds the run file; the others learn whether it could be created.
+  // One writer: rank 0 holds the run file. A new run writes its header and a first checkpoint
+  // (step 0) at once, so a resume works from any instant on; a resumed run's file is rebuilt
+  // from the checkpoint's image of it, whatever a kill left at the path.
   std::unique_ptr<RunFile> file;
-  std::string file_error;
   if (rank == 0) {
     try {
-      file = std::make_unique<RunFile>(path,
-                                       opts.resume ? RunFile::Mode::Append : RunFile::Mode::Create);
-      if (opts.resume && file->string_attr("/status") == "complete")
-        file_error = "--resume: run file '" + path + "' is already complete";
+      if (opts.resume && !ck.run_file_image.empty()) {
+        file = std::make_unique<RunFile>(path, ck.run_file_image);
+        file->set_attr("/checkpoint_step", std::int64_t(ck.next_step));
+      } else if (opts.resume) {  // a checkpoint of an older version: cut the series back
+        file = std::make_unique<RunFile>(path, RunFile::Mode::Append);
+        file->truncate(ck.series_rows);
+      } else {
+        std::remove(checkpoint_path(path).c_str());  // --overwrite: an old checkpoint goes
+        file = std::make_unique<RunFile>(path, RunFile::Mode::Create);
+        write_identity(*file, cfg, corpus, ranks);
+        file->set_attr("/start_time", now_iso8601());
+      }
+      file->set_attr("/status", std::string("running"));
+      file->set_attr("/resume_count",
+                     opts.resume ? file->int_attr("/resume_count") + 1 : std::int64_t(0));
+      file->set_attr("/expert_parallel", std::int64_t(ep));
+      file->set_attr("/data_parallel", std::int64_t(ranks));
+      file->write_text("/config", config_to_toml(cfg));
+      // The checkpoint first: once anything of a run is on disk, --resume can continue it.
+      if (!opts.resume) {
+        Checkpoint first;
+        first.config_text = config_to_toml(cfg);
+        first.shape = model_shape(cfg.model);
+        first.run_file_image = file->image();
+        write_checkpoint(checkpoint_path(path), first);
+      }
+      file->save();
     } catch (const std::exception& e) {
-      file_error = std::string(e.what()) + " (output.path)";
+      error = e.what();
+      file.reset();
+      // A new run's file is ours and incomplete: it goes (the lock is still held).
+      if (!opts.resume) std::remove(path.c_str()), std::remove(checkpoint_path(path).c_str());
     }
   }
-  int failed = file_error.empty() ? 0 : 1;
-  MPI_Bcast(&failed, 1, MPI_INT, 0, comm);
-  if (failed) throw UserError(rank == 0 ? file_error : "the run file could not be opened");
+  error = from_rank0(comm, error);
+  if (!error.empty()) throw UserError(error);
   if (log) {
     *log << "moe-suite " << suite_version() << " (" << git_commit() << ")  Kokkos "
          << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "."
@@ -154,26 +296,11 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     *log << line;
   }
 
-  if (file) {
-    file->set_attr("/status", std::string("running"));
-    if (opts.resume) {
-      file->truncate(ck.series_rows);
-      file->set_attr("/resume_count", file->int_attr("/resume_count") + 1);
-    } else {
-      write_identity(*file, cfg, corpus, ranks);
-      file->set_attr("/start_time", now_iso8601());
-      file->set_attr("/resume_count", std::int64_t(0));
-    }
-    file->set_attr("/expert_parallel", std::int64_t(ep));
-    file->set_attr("/data_parallel", std::int64_t(ranks));
-    file->write_text("/config", config_to_toml(cfg));
-    file->flush();
-  }
-
   try {
     Trainer trainer(cfg, corpus, file.get(), log, &ranks_of_run);
     std::int64_t first = 0;
-    if (opts.resume) first = trainer.restore(ck);
+    // A step-0 checkpoint holds no parameters: the fresh initialisation is its state.
+    if (opts.resume && ck.next_step > 0) first = trainer.restore(ck);
     if (file) file->set_attr("/num_params", std::int64_t(trainer.model().num_params()));
     if (log)
       *log << "model: " << trainer.model().num_params() << " parameters, "
@@ -183,28 +310,41 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
            << (opts.resume ? ", resumed at step " + std::to_string(first) : std::string()) << "\n";
     const TrainSummary s = trainer.train(first, opts.stop_after, [] { return g_stop_signal != 0; });
     if (!file) return s.finished ? RunOutcome::Complete : RunOutcome::Stopped;
-    file->set_attr("/final_loss", s.last_loss);
-    file->set_attr("/final_val_loss", s.last_val_loss);
-    file->set_attr("/end_time", now_iso8601());
+    // A resume after the final checkpoint (killed before the file was marked complete) runs no
+    // step: the last loss is the file's.
+    const double last_loss = s.steps_done > 0 ? s.last_loss : file->last_value(schema::kTrainLoss);
+    auto write_final = [&](RunFile& f) {
+      f.set_attr("/final_loss", last_loss);
+      f.set_attr("/final_val_loss", s.last_val_loss);
+      f.set_attr("/end_time", now_iso8601());
+    };
     if (!s.finished) {
-      file->flush();
+      write_final(*file);
+      file->save();
       if (log)
         *log << "stopped after step " << s.next_step << " (checkpoint " << checkpoint_path(path)
              << "); continue with --resume\n";
       return RunOutcome::Stopped;
     }
+    write_final(*file);
     file->set_attr("/status", std::string("complete"));
-    file->flush();
+    file->save();
+    file.reset();
     if (log) *log << "wrote " << path << "\n";
     return RunOutcome::Complete;
   } catch (const std::exception& e) {
-    // Keep what was trained so far: the file stays, marked failed with the reason. Failures
-    // inside a step are agreed on by every rank, so all of them get here together.
+    // Keep what was trained so far: the file stays, marked failed with the reason, and the last
+    // checkpoint stays as it was. Failures inside a step are agreed on by every rank, so all of
+    // them get here together. The file may itself be what failed (a full disk): marking it is
+    // then attempted and given up quietly.
     if (file) {
-      file->set_attr("/status", std::string("failed"));
-      file->set_attr("/error", std::string(e.what()));
-      file->set_attr("/end_time", now_iso8601());
-      file->flush();
+      try {
+        file->set_attr("/status", std::string("failed"));
+        file->set_attr("/error", std::string(e.what()));
+        file->set_attr("/end_time", now_iso8601());
+        file->save();
+      } catch (const std::exception&) {
+      }
     }
     if (rank == 0) std::fprintf(stderr, "moe-train: run failed: %s\n", e.what());
     return RunOutcome::Failed;

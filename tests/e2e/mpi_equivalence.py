@@ -42,7 +42,7 @@ LAYOUTS = [(2, []), (4, []), (4, ["--set", "parallel.expert_parallel=2"])]
 def run(ranks, args, out):
     if out.exists():
         out.unlink()
-    cmd = [TRAIN, *args, "--output", str(out)]
+    cmd = [TRAIN, *args, "--output", str(out), "--overwrite"]  # a rerun replaces its files
     if ranks > 1:
         cmd = mpi_command(ranks, *cmd)
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)

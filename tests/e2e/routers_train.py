@@ -34,8 +34,8 @@ ROUTERS = {
 }
 for name, extra in ROUTERS.items():
     out = WORK / f"{name}.h5"
-    proc = subprocess.run([TRAIN, *TINY, *extra, "--output", str(out)], capture_output=True,
-                          text=True)
+    proc = subprocess.run([TRAIN, *TINY, *extra, "--output", str(out), "--overwrite"],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, (name, proc.stderr)
     with h5py.File(out, "r") as f:
         assert f.attrs["status"] == "complete", name

@@ -22,7 +22,7 @@ steps, batch, seq, k = 150, 16, 64, 2
 cmd = [train, "--set", f"train.steps={steps}", "--set", f"train.batch_size={batch}",
        "--set", f"model.seq_len={seq}", "--set", "model.n_layers=2",
        "--set", "model.num_experts=8", "--set", f"model.top_k={k}",
-       "--set", "train.eval_every=50", "--output", str(out)]
+       "--set", "train.eval_every=50", "--output", str(out), "--overwrite"]
 proc = subprocess.run(cmd, capture_output=True, text=True)
 print(proc.stdout[-2000:])
 assert proc.returncode == 0, proc.stderr

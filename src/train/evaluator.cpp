@@ -1,0 +1,131 @@
+#include "train/evaluator.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "router.hpp"
+
+namespace moe {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// exp(loss sum / count), NaN for no tokens.
+double perplexity(double loss_sum, double count) {
+  return count > 0 ? std::exp(loss_sum / count) : kNaN;
+}
+
+}  // namespace
+
+Evaluator::Evaluator(const Config& cfg, const Corpus& corpus, Transformer<float>& model,
+                     DeviceBatch& batch, const Comm& comm)
+    : cfg_(cfg),
+      corpus_(corpus),
+      model_(model),
+      batch_(batch),
+      comm_(comm),
+      buckets_(frequency_buckets(corpus.train_counts, kFrequencyBuckets)),
+      infrequent_(infrequent_tokens(corpus.train_counts, frequency_split(), cfg.router.mask_by)),
+      probe_(val_batch(corpus, cfg, 0)),
+      top1_idx_(std::string("moe::probe.top1"), std::size_t(batch.size())),
+      top1_val_(std::string("moe::probe.top1_val"), std::size_t(batch.size())) {}
+
+double Evaluator::frequency_split() const {
+  return cfg_.router.mask_ratio > 0 ? cfg_.router.mask_ratio : 0.5;
+}
+
+void Evaluator::restore(const std::vector<std::vector<std::int32_t>>& probe_top1,
+                        double last_val_loss) {
+  prev_top1_ = probe_top1;
+  last_val_loss_ = last_val_loss;
+}
+
+EvalResult Evaluator::evaluate(std::int64_t steps_done) {
+  EvalResult r;
+  r.step = steps_done;
+  validation_pass(r);
+  last_val_loss_ = r.val_loss;
+  probe_fluctuation(r);
+  return r;
+}
+
+void Evaluator::validation_pass(EvalResult& r) {
+  const int nb = num_val_batches(corpus_, cfg_);
+  const Index N = batch_.size();
+  const std::size_t first = batch_.first();
+  // Sums over this rank's tokens, reduced over the ranks: [bucket loss (5), bucket count (5),
+  // frequent loss, frequent count, infrequent loss, infrequent count].
+  std::vector<double> sums(2 * kFrequencyBuckets + 4, 0.0);
+  r.tokens_per_expert.assign(model_.num_moe_layers(), {});
+  for (int i = 0; i < model_.num_moe_layers(); ++i)
+    r.tokens_per_expert[i].assign(model_.moe_layer(i).num_experts(), 0);
+  double total = 0;
+  for (int i = 0; i < nb; ++i) {
+    const Batch b = val_batch(corpus_, cfg_, i);
+    batch_.upload(b);
+    total += model_.forward(batch_.tokens(), batch_.targets(), /*training=*/false, r.step).loss;
+    const auto losses = host_copy(model_.token_losses(), N);
+    for (Index n = 0; n < N; ++n) {
+      const int tok = b.targets[first + n];
+      const int bucket = buckets_.bucket_of[tok];
+      sums[bucket] += losses[n];
+      sums[kFrequencyBuckets + bucket] += 1;
+      const int c = 2 * kFrequencyBuckets + (infrequent_[tok] ? 2 : 0);
+      sums[c] += losses[n];
+      sums[c + 1] += 1;
+    }
+    for (int l = 0; l < model_.num_moe_layers(); ++l) {
+      auto& tpe = r.tokens_per_expert[l];
+      const auto counts = host_copy(model_.moe_layer(l).routing().counts, Index(tpe.size()));
+      for (std::size_t e = 0; e < tpe.size(); ++e) tpe[e] += counts[e];
+    }
+  }
+  r.val_loss = comm_.sum(total / nb) / comm_.size();
+  comm_.sum(sums.data(), int(sums.size()));
+  for (auto& tpe : r.tokens_per_expert) comm_.sum(tpe.data(), int(tpe.size()));
+  r.bucket_ppl.resize(kFrequencyBuckets);
+  for (int b = 0; b < kFrequencyBuckets; ++b)
+    r.bucket_ppl[b] = perplexity(sums[b], sums[kFrequencyBuckets + b]);
+  const double* cls = sums.data() + 2 * kFrequencyBuckets;
+  r.ppl_frequent = perplexity(cls[0], cls[1]);
+  r.ppl_infrequent = perplexity(cls[2], cls[3]);
+}
+
+void Evaluator::probe_fluctuation(EvalResult& r) {
+  // Routing fluctuation on the fixed probe set (StableMoE): the share of probe tokens whose
+  // top-1 expert changed since the previous evaluation; NaN at the first one.
+  batch_.upload(probe_);
+  model_.forward(batch_.tokens(), batch_.targets(), /*training=*/false, r.step);
+  auto top1 = probe_top1_now();
+  for (std::size_t i = 0; i < top1.size(); ++i) {
+    double changed[3] = {0, 0, 0}, count[3] = {0, 0, 0};  // all, frequent, infrequent
+    if (prev_top1_.size() == top1.size()) {
+      for (std::size_t n = 0; n < top1[i].size(); ++n) {
+        const int c = infrequent_[probe_.tokens[n]] ? 2 : 1;
+        const double d = top1[i][n] != prev_top1_[i][n] ? 1.0 : 0.0;
+        changed[0] += d, count[0] += 1;
+        changed[c] += d, count[c] += 1;
+      }
+    }
+    std::vector<double> row(3);
+    for (int c = 0; c < 3; ++c) row[c] = count[c] > 0 ? changed[c] / count[c] : kNaN;
+    r.fluctuation.push_back(row);
+  }
+  prev_top1_ = std::move(top1);
+}
+
+std::vector<std::vector<std::int32_t>> Evaluator::probe_top1_now() {
+  std::vector<std::vector<std::int32_t>> out;
+  const Index N = batch_.size();
+  for (int i = 0; i < model_.num_moe_layers(); ++i) {
+    const auto& layer = model_.moe_layer(i);
+    // Top-1 expert = argmax of the router distribution the layer used.
+    topk_rows<float>(layer.routing().probs, top1_idx_, top1_val_, int(N), layer.num_experts(), 1);
+    const auto idx = host_copy(top1_idx_, N);
+    const auto all = comm_.allgather(std::vector<int>(idx.begin(), idx.end()));
+    out.emplace_back(all.begin(), all.end());
+  }
+  return out;
+}
+
+}  // namespace moe

@@ -1,0 +1,74 @@
+// Evaluation on the held-out split: the validation loss over the fixed validation batches, its
+// perplexity by training-frequency bucket and for frequent / infrequent tokens, the routing
+// fluctuation on the probe set (validation batch 0) and the tokens each expert received.
+// Collective: with several ranks every rank evaluates its share and the sums are reduced.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "config/config.hpp"
+#include "data/corpus.hpp"
+#include "data/frequency.hpp"
+#include "model/transformer.hpp"
+#include "parallel/comm.hpp"
+#include "train/device_batch.hpp"
+
+namespace moe {
+
+constexpr int kFrequencyBuckets = 5;
+
+struct EvalResult {
+  std::int64_t step = 0;           // training steps done when evaluated
+  double val_loss = 0;             // mean cross-entropy over every validation token (nats/token)
+  std::vector<double> bucket_ppl;  // [kFrequencyBuckets], NaN for an empty bucket
+  double ppl_frequent = 0, ppl_infrequent = 0;
+  // Per MoE layer: the share of probe tokens whose top-1 expert changed since the previous
+  // evaluation, over all / frequent / infrequent tokens (NaN at the first evaluation).
+  std::vector<std::vector<double>> fluctuation;
+  // Per MoE layer [E]: the router's assignments per expert (before any capacity cut), summed
+  // over the validation batches of every rank.
+  std::vector<std::vector<std::int64_t>> tokens_per_expert;
+};
+
+class Evaluator {
+ public:
+  // `batch` is the trainer's device batch (evaluation uploads into it); `model` the model
+  // evaluated in place.
+  Evaluator(const Config& cfg, const Corpus& corpus, Transformer<float>& model, DeviceBatch& batch,
+            const Comm& comm);
+
+  // Evaluates the model after `steps_done` training steps; leaves the probe batch uploaded and
+  // its forward's routing in the model (what the evaluation trace records).
+  EvalResult evaluate(std::int64_t steps_done);
+
+  const FrequencyBuckets& buckets() const { return buckets_; }
+  // The ratio that splits frequent from infrequent tokens: MaskMoE's mask_ratio when set, else
+  // one half.
+  double frequency_split() const;
+
+  // What a checkpoint keeps: the probe's top-1 experts at the last evaluation and its loss.
+  const std::vector<std::vector<std::int32_t>>& probe_top1() const { return prev_top1_; }
+  double last_val_loss() const { return last_val_loss_; }
+  void restore(const std::vector<std::vector<std::int32_t>>& probe_top1, double last_val_loss);
+
+ private:
+  void validation_pass(EvalResult& r);
+  void probe_fluctuation(EvalResult& r);
+  std::vector<std::vector<std::int32_t>> probe_top1_now();
+
+  const Config& cfg_;
+  const Corpus& corpus_;
+  Transformer<float>& model_;
+  DeviceBatch& batch_;
+  const Comm& comm_;
+  FrequencyBuckets buckets_;
+  std::vector<bool> infrequent_;
+  Batch probe_;  // validation batch 0
+  Buffer<int> top1_idx_;
+  Buffer<float> top1_val_;
+  std::vector<std::vector<std::int32_t>> prev_top1_;  // per MoE layer, last evaluation
+  double last_val_loss_ = 0;
+};
+
+}  // namespace moe

@@ -1,0 +1,52 @@
+// The optimizer: gradient synchronisation over the ranks, clipping to a global norm, and AdamW.
+// Under expert parallelism every rank updates the dense tensors and only its own experts (the
+// experts of its ep-rank); the moments of the other experts stay stale until gather_state()
+// completes every rank's copy (before a checkpoint).
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "config/config.hpp"
+#include "model/transformer.hpp"
+#include "parallel/comm.hpp"
+
+namespace moe {
+
+// [offset, size) of the part of tensor `t` this rank owns: the whole tensor when dense, its own
+// experts' blocks when t is an expert tensor (E / ep_size experts from ep_rank * E / ep_size on).
+std::pair<Index, Index> owned_range(const TensorInfo& t, const Comm& comm);
+
+struct OptimizerStep {
+  double lr = 0;         // the learning rate applied
+  double grad_norm = 0;  // global gradient norm before clipping
+};
+
+class Optimizer {
+ public:
+  Optimizer(const TrainConfig& train, Transformer<float>& model, const Comm& comm);
+
+  // One update of the model's parameters from its gradients for training step `step`: sums the
+  // gradients over the ranks, clips them to train.grad_clip and applies AdamW. Throws
+  // std::runtime_error when the gradient norm is not finite (nothing is updated then).
+  OptimizerStep apply(std::int64_t step);
+
+  // Collective over the expert-parallel group: every rank's parameters and moments get every
+  // expert's current values.
+  void gather_state();
+
+  Buffer<float>& first_moment() { return m_; }
+  Buffer<float>& second_moment() { return v_; }
+
+ private:
+  void sync_gradients();
+  double clip_gradients();
+  void gather_experts(Buffer<float>& buf);
+
+  const TrainConfig& train_;
+  Transformer<float>& model_;
+  const Comm& comm_;
+  Buffer<float> m_, v_;  // AdamW moments, laid out like the parameters
+};
+
+}  // namespace moe
