@@ -12,16 +12,27 @@ namespace moe {
 // One step t >= 1 over n parameters, in place on param, m, v:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m / (1-b1^t);  vhat = v / (1-b2^t)
 //   p -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * p)
+// The hyperparameters of one update; t counts updates from 1 (the bias correction's exponent).
 template <class Real>
-void adamw_update(View1<Real> param, View1<const Real> grad, View1<Real> m, View1<Real> v, Index n,
-                  int t, Real lr, Real beta1, Real beta2, Real eps, Real weight_decay) {
+struct AdamW {
+  int t = 1;
+  Real lr, beta1, beta2, eps, weight_decay;
+};
+
+// param, grad, m, v: the same [n] range of the flat parameter, gradient and moment buffers.
+template <class Real>
+void adamw_update(const ExecSpace& exec, View1<Real> param, View1<const Real> grad, View1<Real> m,
+                  View1<Real> v, const AdamW<Real>& h) {
+  const int t = h.t;
+  const Real lr = h.lr, beta1 = h.beta1, beta2 = h.beta2, eps = h.eps;
+  const Real weight_decay = h.weight_decay;
   MOE_CHECK(t >= 1, "adamw_update: step t must be >= 1");
   // The bias corrections are the same for every element: compute them once, on the host, in
   // double (b^t for b close to 1 and large t loses digits in float), then cast.
   const Real bc1 = Real(1.0 - std::pow(double(beta1), t));
   const Real bc2 = Real(1.0 - std::pow(double(beta2), t));
   Kokkos::parallel_for(
-      "moe::adamw_update", range(n), KOKKOS_LAMBDA(const Index i) {
+      "moe::adamw_update", range(exec, Index(param.extent(0))), KOKKOS_LAMBDA(const Index i) {
         const Real g = grad(i);
         const Real mi = beta1 * m(i) + (Real(1) - beta1) * g;
         const Real vi = beta2 * v(i) + (Real(1) - beta2) * g * g;

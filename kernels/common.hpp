@@ -23,6 +23,12 @@ template <class T>
 using View1 =
     Kokkos::View<T*, Kokkos::LayoutRight, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
+// What 2-D kernels take: a row-major [rows, cols] matrix in the execution space's memory, its
+// extents named by the view itself (x.extent(0) rows, x.extent(1) columns).
+template <class T>
+using View2 =
+    Kokkos::View<T**, Kokkos::LayoutRight, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
 // What owns memory: a managed, reference-counted array in the execution space's memory.
 template <class T>
 using Buffer = Kokkos::View<T*, Kokkos::LayoutRight, MemSpace>;
@@ -37,8 +43,23 @@ inline View1<T> slice(const View1<T>& v, Index offset, Index n) {
   return View1<T>(v.data() + offset, n);
 }
 
+// The first rows * cols elements of a flat array as a [rows, cols] matrix.
+template <class T>
+inline View2<T> matrix(const View1<T>& v, Index rows, Index cols) {
+  return View2<T>(v.data(), rows, cols);
+}
+template <class T>
+inline View2<T> matrix(const Buffer<T>& buf, Index rows, Index cols) {
+  return View2<T>(buf.data(), rows, cols);
+}
+
 inline Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>> range(Index n) {
   return Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>>(0, n);
+}
+// [0, n) on a given execution space instance (its stream on a GPU).
+inline Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>> range(const ExecSpace& exec,
+                                                                      Index n) {
+  return Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>>(exec, 0, n);
 }
 
 // Sets every element to zero (gradient buffers are accumulated into, so they start at 0).

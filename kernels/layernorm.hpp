@@ -11,19 +11,20 @@
 
 namespace moe {
 
+// x, out [N,C]; gamma, beta [C]; mean, rstd [N].
 template <class Real>
-void layernorm_forward(View1<const Real> x, View1<const Real> gamma, View1<const Real> beta,
-                       View1<Real> out, View1<Real> mean, View1<Real> rstd, int N, int C,
+void layernorm_forward(const ExecSpace& exec, View2<const Real> x, View1<const Real> gamma,
+                       View1<const Real> beta, View2<Real> out, View1<Real> mean, View1<Real> rstd,
                        Real eps = Real(1e-5)) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const int N = int(x.extent(0)), C = int(x.extent(1));
   Kokkos::parallel_for(
-      "moe::layernorm_forward", Policy(N, Kokkos::AUTO),
+      "moe::layernorm_forward", Policy(exec, N, Kokkos::AUTO),
       KOKKOS_LAMBDA(const Policy::member_type& team) {
-        const Index row = Index(team.league_rank()) * C;
+        const int n = team.league_rank();
         Real s = 0;
         Kokkos::parallel_reduce(
-            Kokkos::TeamThreadRange(team, C), [&](const int c, Real& acc) { acc += x(row + c); },
-            s);
+            Kokkos::TeamThreadRange(team, C), [&](const int c, Real& acc) { acc += x(n, c); }, s);
         const Real mu = s / C;
         // Two passes (mean, then squared deviations) instead of E[x^2] - E[x]^2, which cancels
         // badly in float when |mean| >> std.
@@ -31,13 +32,13 @@ void layernorm_forward(View1<const Real> x, View1<const Real> gamma, View1<const
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, C),
             [&](const int c, Real& acc) {
-              const Real d = x(row + c) - mu;
+              const Real d = x(n, c) - mu;
               acc += d * d;
             },
             ss);
         const Real rs = Real(1) / math::sqrt(ss / C + eps);
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) {
-          out(row + c) = (x(row + c) - mu) * rs * gamma(c) + beta(c);
+          out(n, c) = (x(n, c) - mu) * rs * gamma(c) + beta(c);
         });
         Kokkos::single(Kokkos::PerTeam(team), [&]() {
           mean(team.league_rank()) = mu;
@@ -49,40 +50,39 @@ void layernorm_forward(View1<const Real> x, View1<const Real> gamma, View1<const
 // Accumulates dx, dgamma, dbeta. With xhat = (x - mean) * rstd and g = dout * gamma:
 //   dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
 //   dgamma[c] = sum_n dout * xhat,  dbeta[c] = sum_n dout.
+// dout, x, dx [N,C]; gamma, dgamma, dbeta [C]; mean, rstd [N] from the forward.
 template <class Real>
-void layernorm_backward(View1<const Real> dout, View1<const Real> x, View1<const Real> gamma,
-                        View1<const Real> mean, View1<const Real> rstd, View1<Real> dx,
-                        View1<Real> dgamma, View1<Real> dbeta, int N, int C) {
+void layernorm_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Real> x,
+                        View1<const Real> gamma, View1<const Real> mean, View1<const Real> rstd,
+                        View2<Real> dx, View1<Real> dgamma, View1<Real> dbeta) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const int N = int(x.extent(0)), C = int(x.extent(1));
   Kokkos::parallel_for(
-      "moe::layernorm_backward_dx", Policy(N, Kokkos::AUTO),
+      "moe::layernorm_backward_dx", Policy(exec, N, Kokkos::AUTO),
       KOKKOS_LAMBDA(const Policy::member_type& team) {
         const int n = team.league_rank();
-        const Index row = Index(n) * C;
         const Real mu = mean(n), rs = rstd(n);
         Real sg = 0, sgx = 0;
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, C),
-            [&](const int c, Real& acc) { acc += dout(row + c) * gamma(c); }, sg);
+            [&](const int c, Real& acc) { acc += dout(n, c) * gamma(c); }, sg);
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, C),
-            [&](const int c, Real& acc) {
-              acc += dout(row + c) * gamma(c) * (x(row + c) - mu) * rs;
-            },
+            [&](const int c, Real& acc) { acc += dout(n, c) * gamma(c) * (x(n, c) - mu) * rs; },
             sgx);
         const Real mg = sg / C, mgx = sgx / C;
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) {
-          const Real xhat = (x(row + c) - mu) * rs;
-          dx(row + c) += rs * (dout(row + c) * gamma(c) - mg - xhat * mgx);
+          const Real xhat = (x(n, c) - mu) * rs;
+          dx(n, c) += rs * (dout(n, c) * gamma(c) - mg - xhat * mgx);
         });
       });
   // dgamma/dbeta sum over rows: one thread per channel walks the rows in order (no atomics).
   Kokkos::parallel_for(
-      "moe::layernorm_backward_dgamma", range(C), KOKKOS_LAMBDA(const Index c) {
+      "moe::layernorm_backward_dgamma", range(exec, C), KOKKOS_LAMBDA(const Index c) {
         Real sg = 0, sb = 0;
         for (Index n = 0; n < N; ++n) {
-          const Real d = dout(n * C + c);
-          sg += d * (x(n * C + c) - mean(n)) * rstd(n);
+          const Real d = dout(n, c);
+          sg += d * (x(n, c) - mean(n)) * rstd(n);
           sb += d;
         }
         dgamma(c) += sg;

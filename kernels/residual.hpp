@@ -7,10 +7,16 @@
 
 namespace moe {
 
+// out [N,C] = a + b, elementwise.
 template <class Real>
-void residual_forward(View1<const Real> a, View1<const Real> b, View1<Real> out, Index n) {
+void residual_forward(const ExecSpace& exec, View2<const Real> a, View2<const Real> b,
+                      View2<Real> out) {
+  const Index C = Index(out.extent(1));
   Kokkos::parallel_for(
-      "moe::residual_forward", range(n), KOKKOS_LAMBDA(const Index i) { out(i) = a(i) + b(i); });
+      "moe::residual_forward", range(exec, Index(out.extent(0)) * C), KOKKOS_LAMBDA(const Index i) {
+        const Index n = i / C, c = i % C;
+        out(n, c) = a(n, c) + b(n, c);
+      });
 }
 
 }  // namespace moe

@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev                           # unit tests
   libsentencepiece-dev bible-kjv         # tokenizers, the KJV corpus
   python3 python3-h5py python3-numpy python3-matplotlib  # analysis scripts and file checks
+  python3-scipy python3-pandas           # statistics over seeds (analysis/moe_analysis/stats.py)
   slurm-wlm munge                        # the local SLURM cluster of tests/slurm
 )
 

@@ -106,7 +106,6 @@ template <class Real>
 ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int> targets,
                                         bool training, std::int64_t step) {
   const int N = int(N_), C = C_;
-  const Index NC = N_ * C;
   // Keep our own copy of the batch: backward and the routers may need it after the caller's
   // buffers have moved on.
   Kokkos::deep_copy(tokens_copy_, Kokkos::subview(tokens, std::make_pair(Index(0), N_)));
@@ -114,20 +113,23 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
   ctx_ = RouteContext{tokens_copy_, step, training};
 
   ForwardStats stats;
-  embedding_forward<Real>(tokens_copy_, p(layout_.wte), p(layout_.wpe), acts_[0].res, N, S_, C);
+  embedding_forward<Real>(exec_, tokens_copy_, matrix(p(layout_.wte), V_, C),
+                          matrix(p(layout_.wpe), S_, C), rows(acts_[0].res, C));
   for (int l = 0; l < L_; ++l) {
     Acts& a = acts_[l];
     const BlockLayout& b = layout_.blocks[l];
     // Attention branch.
-    layernorm_forward<Real>(a.res, p(b.ln1_g), p(b.ln1_b), a.ln1, a.ln1_mean, a.ln1_rstd, N, C);
+    layernorm_forward<Real>(exec_, rows(a.res, C), p(b.ln1_g), p(b.ln1_b), rows(a.ln1, C),
+                            a.ln1_mean, a.ln1_rstd);
     lap(timer_, Phase::Rest);
     linear_forward<Real>(a.ln1, p(b.qkv_w), p(b.qkv_b), a.qkv, N, C, 3 * C);
     attention_forward<Real>(a.qkv, a.att, a.atty, B_, S_, C, H_);
     linear_forward<Real>(a.atty, p(b.proj_w), p(b.proj_b), tmp_, N, C, C);
     lap(timer_, Phase::Attention);
-    residual_forward<Real>(a.res, tmp_, a.res_mid, NC);
+    residual_forward<Real>(exec_, rows(a.res, C), rows(tmp_, C), rows(a.res_mid, C));
     // FFN branch: dense GELU MLP (one group) or the MoE layer.
-    layernorm_forward<Real>(a.res_mid, p(b.ln2_g), p(b.ln2_b), a.ln2, a.ln2_mean, a.ln2_rstd, N, C);
+    layernorm_forward<Real>(exec_, rows(a.res_mid, C), p(b.ln2_g), p(b.ln2_b), rows(a.ln2, C),
+                            a.ln2_mean, a.ln2_rstd);
     lap(timer_, Phase::Rest);
     if (b.moe) {
       auto& layer = *moe_[moe_of_block_[l]].layer;
@@ -143,14 +145,14 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
       lap(timer_, Phase::Experts);
     }
     Buffer<Real>& next = (l + 1 < L_) ? acts_[l + 1].res : res_final_;
-    residual_forward<Real>(a.res_mid, tmp_, next, NC);
+    residual_forward<Real>(exec_, rows(a.res_mid, C), rows(tmp_, C), rows(next, C));
   }
-  layernorm_forward<Real>(res_final_, p(layout_.lnf_g), p(layout_.lnf_b), lnf_, lnf_mean_,
-                          lnf_rstd_, N, C);
+  layernorm_forward<Real>(exec_, rows(res_final_, C), p(layout_.lnf_g), p(layout_.lnf_b),
+                          rows(lnf_, C), lnf_mean_, lnf_rstd_);
   // LM head tied to the token embedding: logits = lnf wte^T.
   gemm<Real>(false, true, N, V_, C, Real(1), lnf_.data(), C, p(layout_.wte).data(), C, Real(0),
              logits_.data(), V_);
-  cross_entropy_forward<Real>(logits_, targets_copy_, lse_, losses_, N, V_);
+  cross_entropy_forward<Real>(exec_, rows(logits_, V_), targets_copy_, lse_, losses_);
   stats.loss = double(sum<Real>(losses_, N_)) / double(N_);
   lap(timer_, Phase::Rest);
   return stats;
@@ -162,16 +164,16 @@ void Transformer<Real>::backward() {
   const Index NC = N_ * C;
   // Loss head: d(mean CE)/dlogits, then through the tied embedding.
   fill_zero<Real>(slice(dlogits_, 0, N_ * V_), N_ * V_);
-  cross_entropy_backward<Real>(logits_, targets_copy_, lse_, Real(1.0 / global_tokens_), dlogits_,
-                               N, V_);
+  cross_entropy_backward<Real>(exec_, rows(logits_, V_), targets_copy_, lse_,
+                               Real(1.0 / global_tokens_), rows(dlogits_, V_));
   fill_zero<Real>(slice(dln_, 0, NC), NC);
   gemm<Real>(false, false, N, C, V_, Real(1), dlogits_.data(), V_, p(layout_.wte).data(), C,
              Real(1), dln_.data(), C);
   gemm<Real>(true, false, V_, C, N, Real(1), dlogits_.data(), V_, lnf_.data(), C, Real(1),
              g(layout_.wte).data(), C);
   fill_zero<Real>(slice(dres_, 0, NC), NC);
-  layernorm_backward<Real>(dln_, res_final_, p(layout_.lnf_g), lnf_mean_, lnf_rstd_, dres_,
-                           g(layout_.lnf_g), g(layout_.lnf_b), N, C);
+  layernorm_backward<Real>(exec_, rows(dln_, C), rows(res_final_, C), p(layout_.lnf_g), lnf_mean_,
+                           lnf_rstd_, rows(dres_, C), g(layout_.lnf_g), g(layout_.lnf_b));
 
   // dres_ is the gradient of the residual stream; each branch adds its input gradient to it.
   for (int l = L_ - 1; l >= 0; --l) {
@@ -187,8 +189,8 @@ void Transformer<Real>::backward() {
                          g(b.b1), g(b.w2), g(b.b2), {0, N}, C, F_);
       lap(timer_, Phase::Experts);
     }
-    layernorm_backward<Real>(dln_, a.res_mid, p(b.ln2_g), a.ln2_mean, a.ln2_rstd, dres_, g(b.ln2_g),
-                             g(b.ln2_b), N, C);
+    layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res_mid, C), p(b.ln2_g), a.ln2_mean,
+                             a.ln2_rstd, rows(dres_, C), g(b.ln2_g), g(b.ln2_b));
 
     fill_zero<Real>(slice(datty_, 0, NC), NC);
     lap(timer_, Phase::Rest);
@@ -198,10 +200,11 @@ void Transformer<Real>::backward() {
     fill_zero<Real>(slice(dln_, 0, NC), NC);
     linear_backward<Real>(dqkv_, a.ln1, p(b.qkv_w), dln_, g(b.qkv_w), g(b.qkv_b), N, C, 3 * C);
     lap(timer_, Phase::Attention);
-    layernorm_backward<Real>(dln_, a.res, p(b.ln1_g), a.ln1_mean, a.ln1_rstd, dres_, g(b.ln1_g),
-                             g(b.ln1_b), N, C);
+    layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res, C), p(b.ln1_g), a.ln1_mean,
+                             a.ln1_rstd, rows(dres_, C), g(b.ln1_g), g(b.ln1_b));
   }
-  embedding_backward<Real>(tokens_copy_, dres_, g(layout_.wte), g(layout_.wpe), N, S_, C);
+  embedding_backward<Real>(exec_, tokens_copy_, rows(dres_, C), matrix(g(layout_.wte), V_, C),
+                           matrix(g(layout_.wpe), S_, C));
   lap(timer_, Phase::Rest);
 }
 

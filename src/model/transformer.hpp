@@ -67,8 +67,11 @@ class Transformer {
   View1<Real> p(int tensor) { return slice(params_, layout_[tensor].offset, layout_[tensor].size); }
   View1<Real> g(int tensor) { return slice(grads_, layout_[tensor].offset, layout_[tensor].size); }
   FfnTensors<Real> ffn(Buffer<Real>& buf, const BlockLayout& b);
+  // An activation buffer as the batch's [N, cols] matrix.
+  View2<Real> rows(const Buffer<Real>& buf, int cols) const { return matrix(buf, N_, cols); }
 
   Config cfg_;
+  ExecSpace exec_;  // where every kernel of the model runs
   int B_, S_, C_, V_, H_, F_, L_;
   Index N_;
   double global_tokens_;  // tokens of the global batch (N_ times the ranks)

@@ -110,6 +110,22 @@ void Comm::allgather_blocks(View1<Real> v, Index block, MPI_Comm comm) const {
   Kokkos::deep_copy(all, h);
 }
 
+template <class Real>
+void Comm::allgather(View1<const Real> mine, Index n, View1<Real> all) const {
+  const auto out = Kokkos::subview(all, std::make_pair(Index(0), n * size_));
+  if (!distributed()) {
+    Kokkos::deep_copy(out, Kokkos::subview(mine, std::make_pair(Index(0), n)));
+    return;
+  }
+  ExecSpace().fence();  // MPI reads and writes the memory directly
+  auto h = Kokkos::create_mirror_view(Kokkos::subview(mine, std::make_pair(Index(0), n)));
+  Kokkos::deep_copy(h, Kokkos::subview(mine, std::make_pair(Index(0), n)));
+  auto every = Kokkos::create_mirror_view(out);
+  MpiTimer t;
+  MPI_Allgather(h.data(), int(n), mpi_type<Real>(), every.data(), int(n), mpi_type<Real>(), world_);
+  Kokkos::deep_copy(out, every);
+}
+
 void Comm::exscan(const std::int64_t* in, std::int64_t* out, int n) const {
   for (int i = 0; i < n; ++i) out[i] = 0;
   if (!distributed()) return;
@@ -151,6 +167,8 @@ std::vector<T> Comm::allgather(const std::vector<T>& mine) const {
 
 template void Comm::sum<float>(View1<float>, Index, MPI_Comm) const;
 template void Comm::sum<double>(View1<double>, Index, MPI_Comm) const;
+template void Comm::allgather<float>(View1<const float>, Index, View1<float>) const;
+template void Comm::allgather<double>(View1<const double>, Index, View1<double>) const;
 template void Comm::allgather_blocks<float>(View1<float>, Index, MPI_Comm) const;
 template void Comm::allgather_blocks<double>(View1<double>, Index, MPI_Comm) const;
 template std::vector<float> Comm::allgather(const std::vector<float>&) const;

@@ -51,6 +51,10 @@ class Comm {
   // (fenced; staged through the host if the device memory is not host-accessible).
   template <class Real>
   void allgather_blocks(View1<Real> v, Index block, MPI_Comm comm) const;
+  // Every rank's n device values `mine`, in rank order, into `all` [n * size()] on every rank
+  // (fenced; staged through the host if the device memory is not host-accessible).
+  template <class Real>
+  void allgather(View1<const Real> mine, Index n, View1<Real> all) const;
   // Exclusive prefix sum over the ranks of `world` (rank 0 gets zeros).
   void exscan(const std::int64_t* in, std::int64_t* out, int n) const;
   // Concatenates every rank's `n` values, in rank order, on every rank.

@@ -1,6 +1,7 @@
-// Process start-up and shut-down: MPI, then Kokkos on this rank's device. Under MPICH, Kokkos
-// 3.4 would put every rank of a node on GPU 0, so the device is chosen here from the
-// node-local rank (MPI_Comm_split_type SHARED) and passed as --kokkos-device-id.
+// Process start-up and shut-down: the GPU, MPI, then Kokkos on that GPU. The device comes from
+// the node-local rank the launcher exports (before MPI_Init, so a CUDA-aware MPI and NCCL bind
+// to it), else from MPI_Comm_split_type SHARED after it; it is passed as --kokkos-device-id
+// (Kokkos 3.4 would put every rank of a node on GPU 0 under MPICH).
 #pragma once
 
 namespace moe {

@@ -47,14 +47,7 @@ void ExpertChoiceRouter<Real>::forward(const RouteContext&, View1<const Real> lo
     grow(all_gate_, all, "moe::ec.all_gate");
     grow(all_expert_, all, "moe::ec.all_expert");
     grow(all_counts_, E_, "moe::ec.all_counts");
-    ExecSpace().fence();
-    auto mine = Kokkos::create_mirror_view(Kokkos::subview(st.probs, std::make_pair(Index(0), NE)));
-    Kokkos::deep_copy(mine, Kokkos::subview(st.probs, std::make_pair(Index(0), NE)));
-    auto every = Kokkos::create_mirror_view(all_probs_);
-    MpiTimer timer;
-    MPI_Allgather(mine.data(), int(NE), mpi_type<Real>(), every.data(), int(NE), mpi_type<Real>(),
-                  comm->world());
-    Kokkos::deep_copy(all_probs_, every);
+    comm->allgather<Real>(slice(st.probs, 0, NE), NE, all_probs_);
     expert_choice_forward<Real>(all_probs_, all_expert_, all_gate_, all_counts_, int(N * P), E_,
                                 tokens_per_expert(N * P));
     const Index first = NE * comm->rank();

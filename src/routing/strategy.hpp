@@ -13,6 +13,7 @@
 #include "common.hpp"
 #include "config/config.hpp"
 #include "parallel/comm.hpp"
+#include "routing/router_jitter.hpp"
 
 namespace moe {
 
@@ -68,6 +69,20 @@ class Router {
   virtual void backward(const RouteContext& ctx, View1<const Real> logits,
                         const RoutingState<Real>& st, View1<const Real> dgate, View1<Real> dlogits,
                         int N) = 0;
+
+  // The scores every router with uses_logits() routes on: logits [N,E] = input x [N,C] times
+  // the router weights w [C,E], where a training forward jitters x when set_jitter() asked for
+  // it. score_backward: dx += and dw += for the last score().
+  void score(const RouteContext& ctx, View1<const Real> x, View1<const Real> w, View1<Real> logits,
+             int N, int C);
+  void score_backward(View1<const Real> dlogits, View1<const Real> x, View1<const Real> w,
+                      View1<Real> dx, View1<Real> dw, int N, int C);
+  // Switch jitter of the router input (router.jitter_noise; make_router sets it): eps = 0 is off.
+  void set_jitter(double eps, std::uint64_t seed, int layer);
+
+ private:
+  RouterJitter<Real> jitter_;
+  Buffer<Real> dinput_;  // gradient of the jittered input (scratch)
 };
 
 // What a router may know about the training data before training starts.

@@ -33,7 +33,7 @@ TEST(CrossEntropy, ForwardMatchesReference) {
   auto dl = to_device(logits);
   auto dt = to_device(kTargets);
   Buffer<double> lse("lse", kN), loss("loss", kN);
-  cross_entropy_forward<double>(dl, dt, lse, loss, kN, kV);
+  cross_entropy_forward<double>(ExecSpace(), matrix(dl, kN, kV), dt, lse, loss);
   std::vector<double> rl, rloss;
   ref_cross_entropy(logits, rl, rloss);
   EXPECT_LT(rel_error(to_host(lse), rl), 1e-14);
@@ -47,7 +47,7 @@ TEST(CrossEntropy, ForwardIsStableForHugeLogits) {
   auto dl = to_device(logits);
   auto dt = to_device(kTargets);
   Buffer<double> lse("lse", kN), loss("loss", kN);
-  cross_entropy_forward<double>(dl, dt, lse, loss, kN, kV);
+  cross_entropy_forward<double>(ExecSpace(), matrix(dl, kN, kV), dt, lse, loss);
   std::vector<double> rl, rloss;
   ref_cross_entropy(logits, rl, rloss);
   auto hl = to_host(lse), hloss = to_host(loss);
@@ -60,7 +60,7 @@ TEST(CrossEntropy, ForwardIsStableForHugeLogits) {
   std::vector<float> lf(logits.begin(), logits.end());
   auto dlf = to_device(lf);
   Buffer<float> lsef("lse", kN), lossf("loss", kN);
-  cross_entropy_forward<float>(dlf, dt, lsef, lossf, kN, kV);
+  cross_entropy_forward<float>(ExecSpace(), matrix(dlf, kN, kV), dt, lsef, lossf);
   auto hlf = to_host(lossf);
   for (int n = 0; n < kN; ++n) {
     EXPECT_TRUE(std::isfinite(hlf[n]));
@@ -75,18 +75,19 @@ TEST(CrossEntropy, BackwardMatchesFiniteDifferences) {
   auto forward = [&]() {
     auto dl = to_device(logits);
     Buffer<double> lse("lse", kN), loss("loss", kN);
-    cross_entropy_forward<double>(dl, dt, lse, loss, kN, kV);
+    cross_entropy_forward<double>(ExecSpace(), matrix(dl, kN, kV), dt, lse, loss);
     double s = 0;
     for (double l : to_host(loss)) s += l;
     return scale * s;
   };
   auto dl = to_device(logits);
   Buffer<double> lse("lse", kN), loss("loss", kN);
-  cross_entropy_forward<double>(dl, dt, lse, loss, kN, kV);
+  cross_entropy_forward<double>(ExecSpace(), matrix(dl, kN, kV), dt, lse, loss);
   // Nonzero starting gradient checks that the backward accumulates.
   auto g0 = random_vector(kN * kV, 4);
   auto g = to_device(g0);
-  cross_entropy_backward<double>(dl, dt, lse, scale, g, kN, kV);
+  cross_entropy_backward<double>(ExecSpace(), matrix(dl, kN, kV), dt, lse, scale,
+                                 matrix(g, kN, kV));
   auto hg = to_host(g);
   for (std::size_t i = 0; i < hg.size(); ++i) hg[i] -= g0[i];
   EXPECT_LT(rel_error(hg, numeric_gradient(logits, forward)), 1e-6);

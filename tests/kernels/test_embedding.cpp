@@ -24,7 +24,8 @@ TEST(Embedding, ForwardMatchesReference) {
   auto dtok = to_device(kTokens);
   auto dwte = to_device(wte), dwpe = to_device(wpe);
   Buffer<double> out("out", kN * kC);
-  embedding_forward<double>(dtok, dwte, dwpe, out, kN, kS, kC);
+  embedding_forward<double>(ExecSpace(), dtok, matrix(dwte, kV, kC), matrix(dwpe, kS, kC),
+                            matrix(out, kN, kC));
   EXPECT_EQ(to_host(out), ref_embedding(kTokens, wte, wpe));  // a single add: exact
 }
 
@@ -35,13 +36,15 @@ TEST(Embedding, BackwardMatchesFiniteDifferences) {
   auto forward = [&]() {
     auto dwte = to_device(wte), dwpe = to_device(wpe);
     Buffer<double> out("out", kN * kC);
-    embedding_forward<double>(dtok, dwte, dwpe, out, kN, kS, kC);
+    embedding_forward<double>(ExecSpace(), dtok, matrix(dwte, kV, kC), matrix(dwpe, kS, kC),
+                              matrix(out, kN, kC));
     return dot(to_host(out), r);
   };
   // Start the gradients from nonzero values to check that the backward accumulates.
   auto g0te = random_vector(kV * kC, 6), g0pe = random_vector(kS * kC, 7);
   auto gte = to_device(g0te), gpe = to_device(g0pe), dr = to_device(r);
-  embedding_backward<double>(dtok, dr, gte, gpe, kN, kS, kC);
+  embedding_backward<double>(ExecSpace(), dtok, matrix(dr, kN, kC), matrix(gte, kV, kC),
+                             matrix(gpe, kS, kC));
   auto hte = to_host(gte), hpe = to_host(gpe);
   for (std::size_t i = 0; i < hte.size(); ++i) hte[i] -= g0te[i];
   for (std::size_t i = 0; i < hpe.size(); ++i) hpe[i] -= g0pe[i];

@@ -37,7 +37,8 @@ TEST(LayerNorm, ForwardMatchesReference) {
   auto x = random_vector(kN * kC, 1, -2.0, 3.0), g = random_vector(kC, 2), b = random_vector(kC, 3);
   auto dx = to_device(x), dg = to_device(g), db = to_device(b);
   Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
-  layernorm_forward<double>(dx, dg, db, out, mean, rstd, kN, kC, 1e-5);
+  layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
+                            rstd, 1e-5);
   auto ref = ref_layernorm(x, g, b, 1e-5);
   EXPECT_LT(rel_error(to_host(out), ref.out), 1e-13);
   EXPECT_LT(rel_error(to_host(mean), ref.mean), 1e-13);
@@ -50,16 +51,19 @@ TEST(LayerNorm, BackwardMatchesFiniteDifferences) {
   auto forward = [&]() {
     auto dx = to_device(x), dg = to_device(g), db = to_device(b);
     Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
-    layernorm_forward<double>(dx, dg, db, out, mean, rstd, kN, kC);
+    layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
+                              rstd);
     return dot(to_host(out), r);
   };
   auto dx = to_device(x), dg = to_device(g), db = to_device(b), dr = to_device(r);
   Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
-  layernorm_forward<double>(dx, dg, db, out, mean, rstd, kN, kC);
+  layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
+                            rstd);
   // Nonzero starting gradients check that the backward accumulates.
   auto g0x = random_vector(kN * kC, 8), g0g = random_vector(kC, 9), g0b = random_vector(kC, 10);
   auto gx = to_device(g0x), gg = to_device(g0g), gb = to_device(g0b);
-  layernorm_backward<double>(dr, dx, dg, mean, rstd, gx, gg, gb, kN, kC);
+  layernorm_backward<double>(ExecSpace(), matrix(dr, kN, kC), matrix(dx, kN, kC), dg, mean, rstd,
+                             matrix(gx, kN, kC), gg, gb);
   auto minus = [](std::vector<double> a, const std::vector<double>& b0) {
     for (std::size_t i = 0; i < a.size(); ++i) a[i] -= b0[i];
     return a;

@@ -11,7 +11,7 @@ TEST(Residual, ForwardMatchesReference) {
   auto a = random_vector(n, 1), b = random_vector(n, 2);
   auto da = to_device(a), db = to_device(b);
   Buffer<double> out("out", n);
-  residual_forward<double>(da, db, out, n);
+  residual_forward<double>(ExecSpace(), matrix(da, 1, n), matrix(db, 1, n), matrix(out, 1, n));
   auto o = to_host(out);
   for (int i = 0; i < n; ++i) EXPECT_EQ(o[i], a[i] + b[i]);
 }
@@ -22,7 +22,7 @@ TEST(Residual, GradientIsTheIdentityIntoBothBranches) {
   auto loss = [&]() {
     auto da = to_device(a), db = to_device(b);
     Buffer<double> out("out", n);
-    residual_forward<double>(da, db, out, n);
+    residual_forward<double>(ExecSpace(), matrix(da, 1, n), matrix(db, 1, n), matrix(out, 1, n));
     return dot(to_host(out), r);
   };
   EXPECT_LT(rel_error(numeric_gradient(a, loss), r), 1e-6);

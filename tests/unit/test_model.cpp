@@ -1,6 +1,7 @@
 // The MoE layer and the whole transformer: gradients against finite differences in double
 // (router, dropped tokens and auxiliary losses included), bit-for-bit determinism, and the
-// one-expert MoE equalling the dense model.
+// one-expert MoE equalling the dense model; the router's jitter, the local token dispatcher; the
+// trainer's final checkpoint and evaluation tokens per expert.
 #include <hdf5.h>
 #include <unistd.h>
 
@@ -254,4 +255,72 @@ TEST(Training, FinalStepIsCheckpointedAndEvaluationCountsTokensPerExpert) {
   }
   std::remove(checkpoint_path(path).c_str());
   std::remove(path.c_str());
+}
+
+// The router owns its jitter: a training forward scores x * U(1 - eps, 1 + eps), a function of
+// the step; evaluation scores x itself.
+TEST(Router, JittersItsInputInTrainingOnly) {
+  Config cfg = tiny_config("topk", 2, 1);
+  cfg.router.jitter_noise = 0.2;
+  const int N = 3, C = 8, E = 2;
+  auto router = make_router<double>(cfg, RouterSetup{});
+  // Weights [C,E]: expert 0 sums the input row, expert 1 sees nothing. With x = 1 the logit of
+  // expert 0 is the sum of C noise factors.
+  std::vector<double> w(C * E, 0.0);
+  for (int c = 0; c < C; ++c) w[c * E] = 1.0;
+  auto x = to_device(std::vector<double>(N * C, 1.0));
+  auto wd = to_device(w);
+  Buffer<double> logits("logits", N * E);
+  auto score = [&](bool training, std::int64_t step) {
+    router->score(RouteContext{View1<const int>(), step, training}, x, wd, logits, N, C);
+    const auto h = to_host(logits);
+    std::vector<double> out;
+    for (int n = 0; n < N; ++n) out.push_back(h[n * E]);
+    return out;
+  };
+  for (double v : score(false, 3)) EXPECT_EQ(v, double(C));
+  const auto a = score(true, 3), b = score(true, 3), c = score(true, 4);
+  EXPECT_EQ(a, b);  // the same step draws the same noise
+  EXPECT_NE(a, c);  // another step draws other noise
+  for (double v : a) {
+    EXPECT_GE(v, C * 0.8);
+    EXPECT_LE(v, C * 1.2);
+    EXPECT_NE(v, double(C));
+  }
+  EXPECT_NE(a[0], a[1]);  // one draw per element, not per batch
+}
+
+// The dispatcher is chosen once, from the ranks: every expert local without expert parallelism.
+TEST(TokenDispatcher, OneRankIsLocal) {
+  const Comm solo;
+  EXPECT_NE(dynamic_cast<LocalDispatcher<float>*>(make_dispatcher<float>(4, 8, nullptr).get()),
+            nullptr);
+  EXPECT_NE(dynamic_cast<LocalDispatcher<float>*>(make_dispatcher<float>(4, 8, &solo).get()),
+            nullptr);
+}
+
+// LocalDispatcher + identity experts: each token gets back x times the sum of its kept gates.
+TEST(TokenDispatcher, LocalRoundTripWeighsRowsByTheirGates) {
+  Config cfg = tiny_config("topk", 4, 2);
+  const int N = 5, C = 8, E = 4;
+  auto router = make_router<double>(cfg, RouterSetup{});
+  RoutingState<double> st;
+  st.probs = Buffer<double>("probs", N * E);
+  st.expert_of = Buffer<int>("expert_of", N * 2);
+  st.gate = Buffer<double>("gate", N * 2);
+  st.counts = Buffer<int>("counts", E);
+  auto logits = to_device(random_vector(N * E, 5));
+  router->forward(RouteContext{View1<const int>(), 0, true}, logits, st, N);
+  const auto xh = random_vector(N * C, 6);
+  auto x = to_device(xh);
+  LocalDispatcher<double> d(E, C, nullptr);
+  auto rows = d.dispatch(*router, st, x, N);
+  ASSERT_EQ(d.expert_rows().rows(), N * 2);  // dropless: every copy kept
+  Kokkos::deep_copy(d.expert_output(), rows);
+  Buffer<double> out("out", N * C);
+  d.combine(st, out, N);
+  const auto gate = to_host(st.gate), oh = to_host(out);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      EXPECT_NEAR(oh[n * C + c], xh[n * C + c] * (gate[2 * n] + gate[2 * n + 1]), 1e-15);
 }

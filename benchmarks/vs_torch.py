@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""moe-bench against the PyTorch reference, side by side on the same shapes and cores.
+
+usage: benchmarks/vs_torch.py [--mode reference|study] [--cores 1,2] [--rounds R] [--steps N]
+                              [--build DIR] [--mpiexec CMD] [--expert-parallel G]
+                              [--set section.key=value ...]
+
+Alternates the two (A/B/A/B ..., R rounds, each run one process: a warm-up step that is not
+timed, then N timed steps) so both see the same machine state, and prints per configuration the
+median (min-max) seconds per step of each and the suite's speed relative to PyTorch
+(torch s/step / suite s/step; > 1 means the suite is faster).
+  cores 1: moe-bench on 1 rank (its BLAS on 1 thread)  vs  torch with 1 thread
+  cores 2: mpiexec -n 2 moe-bench, data parallel        vs  torch with 2 threads
+           (--expert-parallel 0: the experts split over the ranks instead)
+Modes: reference = moe-bench's reference model; study = the shapes of
+studies/scaling_upper_bound.toml (base model and batch, top-1, dropless) at 8 and 64 experts.
+--set applies to both sides after the mode's shapes (e.g. smaller shapes for a quick check).
+PyTorch comes from scripts/setup_torch.sh (installed on first use). Run it on an idle machine:
+both sides are timed on the same cores, so anything else running skews the ratio.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tomllib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_PY = os.path.join(REPO, "benchmarks", "torch_reference", "bench.py")
+
+REFERENCE = [
+    "model.d_model=512", "model.d_ff=2048", "model.num_experts=8", "model.top_k=2",
+    "model.seq_len=256", "model.n_layers=4", "model.n_heads=8", "model.vocab_size=8192",
+    "train.batch_size=16",
+]  # fmt: skip
+
+
+def study_shapes(experts):
+    """The study's base model and batch, top-k routing, at the given expert count."""
+    with open(os.path.join(REPO, "studies", "scaling_upper_bound.toml"), "rb") as f:
+        base = tomllib.load(f)["base"]
+    sets = [f"model.{k}={v}" for k, v in base["model"].items()]
+    sets += [f"train.batch_size={base['train']['batch_size']}", "router.type=topk",
+             "router.capacity_factor=0.0", f"model.num_experts={experts}"]  # fmt: skip
+    return sets
+
+
+def configurations(mode):
+    if mode == "reference":
+        return [("reference", REFERENCE)]
+    return [(f"study E={e}", study_shapes(e)) for e in (8, 64)]
+
+
+def step_seconds(cmd, env, pattern):
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    m = re.search(pattern, res.stdout)
+    if res.returncode != 0 or not m:
+        sys.exit(
+            f"vs_torch.py: failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}{res.stderr}"
+        )
+    return float(m.group(1))
+
+
+def summary(xs):
+    return f"{statistics.median(xs):8.3f} ({min(xs):.3f}-{max(xs):.3f})"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=["reference", "study"], default="reference")
+    ap.add_argument("--cores", default="1,2", help="comma-separated core counts (1, 2, ...)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=2, help="timed steps per run")
+    ap.add_argument("--build", default=os.path.join(REPO, "build"))
+    ap.add_argument("--mpiexec", default="mpiexec")
+    ap.add_argument(
+        "--expert-parallel",
+        type=int,
+        default=1,
+        help="moe-bench's parallel.expert_parallel at more than one core (1 = data parallel, "
+        "0 = experts split over all ranks)",
+    )
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    args = ap.parse_args()
+    try:
+        cores = [int(c) for c in args.cores.split(",")]
+    except ValueError:
+        cores = []
+    if not cores or min(cores) < 1 or args.rounds < 1 or args.steps < 1 or args.expert_parallel < 0:
+        print(
+            "vs_torch.py: --cores needs numbers >= 1, --rounds and --steps >= 1, "
+            "--expert-parallel >= 0",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    moe_bench = os.path.join(args.build, "src", "moe-bench")
+    if not os.access(moe_bench, os.X_OK):
+        print(
+            f"vs_torch.py: --build {args.build}: no src/moe-bench there (build first)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    setup = subprocess.run(["bash", os.path.join(REPO, "scripts", "setup_torch.sh")],
+                           capture_output=True, text=True)  # fmt: skip
+    if setup.returncode != 0:
+        sys.exit(f"vs_torch.py: scripts/setup_torch.sh failed\n{setup.stderr}")
+    python = setup.stdout.strip().splitlines()[-1]
+
+    print(f"{'configuration':18s} {'cores':>5s} {'moe-suite s/step':>24s} {'torch s/step':>24s} "
+          f"{'suite speed vs torch':>22s}")  # fmt: skip
+    for name, shapes in configurations(args.mode):
+        sets = sum((["--set", s] for s in shapes + args.sets), [])
+        for n in cores:
+            env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS=str(n))
+            suite_cmd = [moe_bench, *sets, "--steps", str(args.steps)]
+            if n > 1:  # data parallel by default (--expert-parallel 1)
+                suite_cmd = [*args.mpiexec.split(), "-n", str(n), *suite_cmd,
+                             "--set", f"parallel.expert_parallel={args.expert_parallel}"]  # fmt: skip
+            torch_cmd = [python, BENCH_PY, *sets, "--steps", str(args.steps), "--threads", str(n)]
+            print(
+                f"# {name}, {n} core(s): {' '.join(suite_cmd)}\n#   vs {' '.join(torch_cmd)}",
+                flush=True,
+            )
+            suite, torch = [], []
+            for r in range(args.rounds):
+                # A/B, then B/A in the next round: neither side always runs first.
+                order = [("suite", suite_cmd), ("torch", torch_cmd)]
+                for side, cmd in order if r % 2 == 0 else order[::-1]:
+                    (suite if side == "suite" else torch).append(
+                        step_seconds(cmd, env, r"step_s=([0-9.eE+-]+)")
+                    )
+            ratio = statistics.median(torch) / statistics.median(suite)
+            print(
+                f"{name:18s} {n:5d} {summary(suite):>24s} {summary(torch):>24s} {ratio:21.2f}x",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

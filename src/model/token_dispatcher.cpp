@@ -1,0 +1,135 @@
+#include "model/token_dispatcher.hpp"
+
+#include "combine.hpp"
+#include "model/scratch.hpp"
+
+namespace moe {
+
+template <class Real>
+void TokenDispatcher<Real>::make_plan(const Router<Real>& router, const RoutingState<Real>& st,
+                                      int N) {
+  // With data parallelism the capacity is per expert over the global batch, cut by position in
+  // the global token order (rank 0's tokens first): a copy is kept iff the copies of its expert
+  // on earlier ranks plus its rank here are below the capacity, exactly as on one rank.
+  const Index NK = Index(N) * K_;
+  const bool dp = comm_ && comm_->distributed();
+  const int capacity = router.capacity(dp ? Index(N) * comm_->size() : Index(N));
+  View1<const Real> priority = router.drop_priority(st);
+  if (priority.extent(0) > 0) {
+    MOE_CHECK(!dp, "drop by probability is refused with several ranks before training");
+    dispatch_plan<Real>(st.expert_of, priority, NK, E_, capacity, plan_);
+    return;
+  }
+  View1<const int> offsets;
+  if (dp && capacity > 0) {
+    std::vector<std::int64_t> mine(E_), before(E_);
+    auto h = Kokkos::create_mirror_view(Kokkos::subview(st.counts, std::make_pair(0, E_)));
+    Kokkos::deep_copy(h, Kokkos::subview(st.counts, std::make_pair(0, E_)));
+    for (int e = 0; e < E_; ++e) mine[e] = h(e);
+    comm_->exscan(mine.data(), before.data(), E_);
+    auto off = ensure(rank_offset_, E_, "moe::moe.rank_offset");
+    auto ho = Kokkos::create_mirror_view(rank_offset_);
+    for (int e = 0; e < E_; ++e) ho(e) = int(before[e]);
+    Kokkos::deep_copy(rank_offset_, ho);
+    offsets = off;
+  }
+  dispatch_plan(st.expert_of, NK, E_, capacity, plan_, offsets);
+}
+
+template <class Real>
+View1<const Real> TokenDispatcher<Real>::group(const Router<Real>& router,
+                                               const RoutingState<Real>& st, View1<const Real> x,
+                                               int N) {
+  K_ = router.slots_per_token();
+  make_plan(router, st, N);
+  const Index MC = kept() * C_;
+  auto xg = ensure(xg_, MC, "moe::moe.xg");
+  ensure(yg_, MC, "moe::moe.yg");
+  dispatch_forward<Real>(x, plan_, xg, K_, C_);
+  return xg;
+}
+
+template <class Real>
+void TokenDispatcher<Real>::ungroup(const RoutingState<Real>& st, View1<const Real> yg,
+                                    View1<Real> out, int N) {
+  combine_forward<Real>(yg, plan_.slot_of, st.gate, out, N, K_, C_);
+  lap(timer_, Phase::Combine);
+}
+
+template <class Real>
+View1<Real> TokenDispatcher<Real>::ungroup_backward(const RoutingState<Real>& st,
+                                                    View1<const Real> dout, View1<Real> dgate,
+                                                    int N) {
+  const Index MC = kept() * C_;
+  auto dyg = ensure(dyg_, MC, "moe::moe.dyg");
+  auto dxg = ensure(dxg_, MC, "moe::moe.dxg");
+  fill_zero<Real>(dyg, MC);
+  fill_zero<Real>(dxg, MC);
+  moe::combine_backward<Real>(dout, slice(yg_, 0, MC), plan_.slot_of, st.gate, dyg, dgate, N, K_,
+                              C_);
+  lap(timer_, Phase::Combine);
+  return dyg;
+}
+
+template <class Real>
+void TokenDispatcher<Real>::group_backward(View1<Real> dx, int N) {
+  moe::dispatch_backward<Real>(slice(dxg_, 0, kept() * C_), plan_, dx, N, K_, C_);
+  lap(timer_, Phase::Dispatch);
+}
+
+template <class Real>
+View1<const Real> LocalDispatcher<Real>::dispatch(const Router<Real>& router,
+                                                  const RoutingState<Real>& st, View1<const Real> x,
+                                                  int N) {
+  auto xg = this->group(router, st, x, N);
+  lap(this->timer_, Phase::Dispatch);
+  return xg;
+}
+
+template <class Real>
+ExpertRows LocalDispatcher<Real>::expert_rows() const {
+  return {0, this->E_, &this->plan_.host_offsets};
+}
+
+template <class Real>
+View1<Real> LocalDispatcher<Real>::expert_output() {
+  return slice(this->yg_, 0, this->kept() * this->C_);
+}
+
+template <class Real>
+void LocalDispatcher<Real>::combine(const RoutingState<Real>& st, View1<Real> out, int N) {
+  this->ungroup(st, expert_output(), out, N);
+}
+
+template <class Real>
+View1<const Real> LocalDispatcher<Real>::combine_backward(const RoutingState<Real>& st,
+                                                          View1<const Real> dout, View1<Real> dgate,
+                                                          int N) {
+  return this->ungroup_backward(st, dout, dgate, N);
+}
+
+template <class Real>
+View1<Real> LocalDispatcher<Real>::expert_input_grad() {
+  return slice(this->dxg_, 0, this->kept() * this->C_);
+}
+
+template <class Real>
+void LocalDispatcher<Real>::dispatch_backward(View1<Real> dx, int N) {
+  this->group_backward(dx, N);
+}
+
+template <class Real>
+std::unique_ptr<TokenDispatcher<Real>> make_dispatcher(int E, int C, const Comm* comm) {
+  if (comm && comm->ep_size() > 1)
+    return std::make_unique<ExpertParallelDispatcher<Real>>(E, C, *comm);
+  return std::make_unique<LocalDispatcher<Real>>(E, C, comm);
+}
+
+template class TokenDispatcher<float>;
+template class TokenDispatcher<double>;
+template class LocalDispatcher<float>;
+template class LocalDispatcher<double>;
+template std::unique_ptr<TokenDispatcher<float>> make_dispatcher<float>(int, int, const Comm*);
+template std::unique_ptr<TokenDispatcher<double>> make_dispatcher<double>(int, int, const Comm*);
+
+}  // namespace moe

@@ -1,0 +1,92 @@
+// Device choice and the NCCL decision: every branch, driven with plain inputs (the logic is
+// host code, so the fallback paths of a GPU cluster are checked here without a GPU).
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "parallel/device_policy.hpp"
+
+using namespace moe;
+
+namespace {
+
+auto env(const std::map<std::string, std::string>& vars) {
+  return [vars](const char* name) -> const char* {
+    const auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  };
+}
+
+}  // namespace
+
+TEST(DevicePolicy, LocalRankFromLaunchers) {
+  EXPECT_EQ(local_rank_from_env(env({})), -1);
+  EXPECT_EQ(local_rank_from_env(env({{"OMPI_COMM_WORLD_LOCAL_RANK", "3"}})), 3);
+  EXPECT_EQ(local_rank_from_env(env({{"MPI_LOCALRANKID", "1"}})), 1);
+  EXPECT_EQ(local_rank_from_env(env({{"SLURM_LOCALID", "2"}})), 2);
+  // The MPI launcher's own variable wins over the resource manager's (srun inside mpirun).
+  EXPECT_EQ(local_rank_from_env(env({{"SLURM_LOCALID", "0"}, {"MPI_LOCALRANKID", "5"}})), 5);
+  // Garbage is ignored, not read as 0.
+  EXPECT_EQ(local_rank_from_env(env({{"SLURM_LOCALID", "x1"}})), -1);
+  EXPECT_EQ(local_rank_from_env(env({{"SLURM_LOCALID", "-1"}, {"PMIX_LOCAL_RANK", "4"}})), 4);
+}
+
+TEST(DevicePolicy, DeviceRoundRobin) {
+  EXPECT_EQ(device_for_local_rank(0, 4), 0);
+  EXPECT_EQ(device_for_local_rank(5, 4), 1);
+  EXPECT_EQ(device_for_local_rank(-1, 2), 0);
+  EXPECT_EQ(device_for_local_rank(3, 0), -1);
+}
+
+TEST(DevicePolicy, ModeParsing) {
+  EXPECT_EQ(parse_nccl_mode("auto"), NcclMode::Auto);
+  EXPECT_EQ(parse_nccl_mode("on"), NcclMode::On);
+  EXPECT_EQ(parse_nccl_mode("off"), NcclMode::Off);
+  EXPECT_THROW(parse_nccl_mode("yes"), std::invalid_argument);
+  EXPECT_STREQ(to_string(NcclMode::Auto), "auto");
+}
+
+TEST(DevicePolicy, OneGpuPerRankUsesNccl) {
+  const std::uint64_t a = node_hash("node-a"), b = node_hash("node-b");
+  // Same device number on different nodes is fine.
+  const auto d = nccl_preflight(true, NcclMode::Auto, {{a, 0}, {a, 1}, {b, 0}, {b, 1}});
+  EXPECT_TRUE(d.use);
+  EXPECT_FALSE(d.error);
+  EXPECT_TRUE(d.message.empty());
+}
+
+TEST(DevicePolicy, SharedGpuFallsBackToMpiWithOneLine) {
+  const std::uint64_t a = node_hash("node-a");
+  const auto d = nccl_preflight(true, NcclMode::Auto, {{a, 0}, {a, 0}});
+  EXPECT_FALSE(d.use);
+  EXPECT_FALSE(d.error);
+  EXPECT_NE(d.message.find("group ranks 0 and 1 share GPU 0"), std::string::npos) << d.message;
+  EXPECT_NE(d.message.find("MPI"), std::string::npos);
+  EXPECT_EQ(d.message.find('\n'), std::string::npos);
+  // Asked for explicitly, the same situation is an error, not a silent downgrade.
+  const auto on = nccl_preflight(true, NcclMode::On, {{a, 0}, {a, 0}});
+  EXPECT_FALSE(on.use);
+  EXPECT_TRUE(on.error);
+  EXPECT_NE(on.message.find("parallel.nccl = on"), std::string::npos);
+}
+
+TEST(DevicePolicy, NoGpuOrNoNccl) {
+  const std::uint64_t a = node_hash("node-a");
+  EXPECT_FALSE(nccl_preflight(true, NcclMode::Auto, {{a, 0}, {a, -1}}).use);
+  // A build without NCCL in auto mode says nothing: that is the ordinary CPU build.
+  const auto cpu = nccl_preflight(false, NcclMode::Auto, {{a, -1}});
+  EXPECT_FALSE(cpu.use);
+  EXPECT_TRUE(cpu.message.empty());
+  EXPECT_TRUE(nccl_preflight(false, NcclMode::On, {{a, 0}}).error);
+  EXPECT_FALSE(nccl_preflight(true, NcclMode::Off, {{a, 0}, {a, 1}}).use);
+}
+
+TEST(DevicePolicy, InitFailureFallsBack) {
+  const auto d = nccl_after_init(NcclMode::Auto, false, "unhandled cuda error");
+  EXPECT_FALSE(d.use);
+  EXPECT_FALSE(d.error);
+  EXPECT_NE(d.message.find("unhandled cuda error"), std::string::npos);
+  EXPECT_TRUE(nccl_after_init(NcclMode::On, false, "x").error);
+  EXPECT_TRUE(nccl_after_init(NcclMode::Auto, true, "").use);
+}
