@@ -81,6 +81,21 @@ void check_existing_output(const std::string& path, bool resume, bool overwrite)
                     "it, or another --output)");
 }
 
+// Temporary files a killed writer of this output left ("<path>.tmp.<pid>",
+// "<path>.ckpt.tmp.<pid>"): under the lock no other process writes them, so they go.
+void remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  const std::string name = p.filename().string();
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string f = entry.path().filename().string();
+    if (f.rfind(name + ".tmp.", 0) == 0 || f.rfind(name + ".ckpt.tmp.", 0) == 0)
+      fs::remove(entry.path(), ec);
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<OutputLock> claim_output(const Config& cfg, const std::vector<std::string>& inputs,
@@ -89,6 +104,7 @@ std::unique_ptr<OutputLock> claim_output(const Config& cfg, const std::vector<st
   check_output_path(path, run_inputs(cfg, inputs));
   auto lock = std::make_unique<OutputLock>(path);
   check_existing_output(path, resume, overwrite);
+  remove_stale_temporaries(path);
   return lock;
 }
 
