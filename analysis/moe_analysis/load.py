@@ -240,16 +240,16 @@ def load_study(study_dir, warn=None):
             except Exception as exc:  # a file being written, or a broken one
                 note = "unreadable: %s" % str(exc).splitlines()[0]
                 warn("%s: %s" % (e["file"], note))
-        # The run file is the truth: a point whose file cannot be read is "unreadable", and one
-        # whose file is gone although the index says it ran (complete, failed, stopped) is
-        # "missing" (never complete). Pending and running points have no file yet.
+        # The run file is the truth: whatever the index says, a point whose file is gone is
+        # "missing" and one whose file cannot be read is "unreadable" (never complete); only a
+        # point the index calls pending may have no file.
         file_status = run["attrs"].get("status") if run else None
-        if run is None and (note or e["index_status"] not in ("pending", "running")):
+        if run is None and not note and e["index_status"] == "pending":
+            status = "pending"  # never started: no file is expected yet
+        elif run is None:
             status = "unreadable" if note else "missing"
             if not note:
                 warn("%s: missing (index status %s)" % (e["file"], e["index_status"]))
-        elif run is None:
-            status = e["index_status"]
         elif file_status == "complete" or e["index_status"] is None:
             status = file_status or "unreadable"
         else:
