@@ -10,10 +10,10 @@ namespace moe {
 
 // sum_i g[i]^2, accumulated in double: a float sum over ~10^8 parameters would lose digits.
 template <class Real>
-double grad_norm_squared(View1<const Real> g, Index n) {
+double grad_norm_squared(const ExecSpace& exec, View1<const Real> g) {
   double s = 0;
   Kokkos::parallel_reduce(
-      "moe::grad_norm_squared", range(n),
+      "moe::grad_norm_squared", range(exec, Index(g.extent(0))),
       KOKKOS_LAMBDA(const Index i, double& acc) {
         const double x = double(g(i));
         acc += x * x;
@@ -24,24 +24,25 @@ double grad_norm_squared(View1<const Real> g, Index n) {
 
 // g *= factor.
 template <class Real>
-void scale_inplace(View1<Real> g, Index n, Real factor) {
+void scale_inplace(const ExecSpace& exec, View1<Real> g, Real factor) {
   Kokkos::parallel_for(
-      "moe::scale_inplace", range(n), KOKKOS_LAMBDA(const Index i) { g(i) *= factor; });
+      "moe::scale_inplace", range(exec, Index(g.extent(0))),
+      KOKKOS_LAMBDA(const Index i) { g(i) *= factor; });
 }
 
 // The clipping rule, given the norm (computed over one buffer, or over several ranks' shares):
 // if max_norm > 0 and norm > max_norm, scales g by max_norm / norm; otherwise leaves it.
 template <class Real>
-void clip_to_norm(View1<Real> g, Index n, double norm, double max_norm) {
-  if (max_norm > 0 && norm > max_norm) scale_inplace<Real>(g, n, Real(max_norm / norm));
+void clip_to_norm(const ExecSpace& exec, View1<Real> g, double norm, double max_norm) {
+  if (max_norm > 0 && norm > max_norm) scale_inplace<Real>(exec, g, Real(max_norm / norm));
 }
 
 // Clips g to global norm max_norm (if max_norm > 0 and the norm exceeds it) and returns the
 // norm before clipping, which is what training logs report.
 template <class Real>
-double clip_grad_norm(View1<Real> g, Index n, double max_norm) {
-  const double norm = std::sqrt(grad_norm_squared<Real>(g, n));
-  clip_to_norm<Real>(g, n, norm, max_norm);
+double clip_grad_norm(const ExecSpace& exec, View1<Real> g, double max_norm) {
+  const double norm = std::sqrt(grad_norm_squared<Real>(exec, g));
+  clip_to_norm<Real>(exec, g, norm, max_norm);
   return norm;
 }
 

@@ -241,9 +241,12 @@ def load_study(study_dir, warn=None):
                 note = "unreadable: %s" % str(exc).splitlines()[0]
                 warn("%s: %s" % (e["file"], note))
         # The run file is the truth: whatever the index says, a point whose file is gone is
-        # "missing" and one whose file cannot be read is "unreadable" (never complete).
+        # "missing" and one whose file cannot be read is "unreadable" (never complete); only a
+        # point the index calls pending may have no file.
         file_status = run["attrs"].get("status") if run else None
-        if run is None:
+        if run is None and not note and e["index_status"] == "pending":
+            status = "pending"  # never started: no file is expected yet
+        elif run is None:
             status = "unreadable" if note else "missing"
             if not note:
                 warn("%s: missing (index status %s)" % (e["file"], e["index_status"]))

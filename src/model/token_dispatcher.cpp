@@ -52,7 +52,8 @@ View1<const Real> TokenDispatcher<Real>::group(const Router<Real>& router,
 template <class Real>
 void TokenDispatcher<Real>::ungroup(const RoutingState<Real>& st, View1<const Real> yg,
                                     View1<Real> out, int N) {
-  combine_forward<Real>(yg, plan_.slot_of, st.gate, out, N, K_, C_);
+  combine_forward<Real>(exec_, matrix(yg, kept(), C_), matrix(plan_.slot_of, N, K_),
+                        matrix(st.gate, N, K_), matrix(out, N, C_));
   lap(timer_, Phase::Combine);
 }
 
@@ -65,8 +66,9 @@ View1<Real> TokenDispatcher<Real>::ungroup_backward(const RoutingState<Real>& st
   auto dxg = ensure(dxg_, MC, "moe::moe.dxg");
   fill_zero<Real>(dyg, MC);
   fill_zero<Real>(dxg, MC);
-  moe::combine_backward<Real>(dout, slice(yg_, 0, MC), plan_.slot_of, st.gate, dyg, dgate, N, K_,
-                              C_);
+  moe::combine_backward<Real>(exec_, matrix(dout, N, C_), matrix(yg_, kept(), C_),
+                              matrix(plan_.slot_of, N, K_), matrix(st.gate, N, K_),
+                              matrix(dyg, kept(), C_), matrix(dgate, N, K_));
   lap(timer_, Phase::Combine);
   return dyg;
 }

@@ -68,6 +68,7 @@ class TokenDispatcher {
   int slots() const { return K_; }
   Index kept() const { return plan_.total_kept; }
 
+  ExecSpace exec_;  // where the dispatch and combine kernels run
   int E_, C_, K_ = 1;
   const Comm* comm_;
   PhaseTimer* timer_ = nullptr;

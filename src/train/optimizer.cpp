@@ -35,9 +35,10 @@ OptimizerStep Optimizer::apply(std::int64_t step) {
   for (const TensorInfo& ti : model_.layout().tensors) {
     // Each rank updates the dense tensors and its own experts.
     const auto [off, size] = owned_range(ti, comm_);
-    adamw_update<float>(slice(model_.params(), off, size), slice(model_.grads(), off, size),
-                        slice(m_, off, size), slice(v_, off, size), size, t, float(out.lr), 0.9f,
-                        0.95f, 1e-8f, ti.decay ? float(train_.weight_decay) : 0.0f);
+    const AdamW<float> h{t,     float(out.lr), 0.9f,
+                         0.95f, 1e-8f,         ti.decay ? float(train_.weight_decay) : 0.0f};
+    adamw_update<float>(exec_, slice(model_.params(), off, size), slice(model_.grads(), off, size),
+                        slice(m_, off, size), slice(v_, off, size), h);
   }
   return out;
 }
@@ -60,12 +61,12 @@ double Optimizer::clip_gradients() {
   for (const TensorInfo& ti : model_.layout().tensors) {
     const auto [off, size] = owned_range(ti, comm_);
     (ti.expert ? experts : dense) +=
-        grad_norm_squared<float>(slice(model_.grads(), off, size), size);
+        grad_norm_squared<float>(exec_, slice(model_.grads(), off, size));
   }
   experts = comm_.sum(experts, comm_.ep());
   const double norm = std::sqrt(dense + experts);
   const Index n = model_.num_params();
-  clip_to_norm<float>(slice(model_.grads(), 0, n), n, norm, train_.grad_clip);
+  clip_to_norm<float>(exec_, slice(model_.grads(), 0, n), norm, train_.grad_clip);
   return norm;
 }
 

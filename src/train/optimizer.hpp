@@ -43,6 +43,7 @@ class Optimizer {
   double clip_gradients();
   void gather_experts(Buffer<float>& buf);
 
+  ExecSpace exec_;  // where the optimizer's kernels run
   const TrainConfig& train_;
   Transformer<float>& model_;
   const Comm& comm_;

@@ -33,8 +33,8 @@ std::vector<double> run_adamw(const std::vector<double>& p0) {
     auto gd = random_vector(kNum, 100 + t);
     std::vector<Real> g(gd.begin(), gd.end());
     auto dg = to_device(g);
-    adamw_update<Real>(dp, dg, dm, dv, kNum, t, Real(kLr), Real(kB1), Real(kB2), Real(kEps),
-                       Real(kWd));
+    const AdamW<Real> h{t, Real(kLr), Real(kB1), Real(kB2), Real(kEps), Real(kWd)};
+    adamw_update<Real>(ExecSpace(), dp, dg, dm, dv, h);
   }
   auto h = to_host(dp);
   return std::vector<double>(h.begin(), h.end());
@@ -54,7 +54,7 @@ TEST(AdamW, ZeroGradientOnlyDecays) {
   std::vector<double> zeros(kNum, 0.0);
   for (double wd : {0.0, kWd}) {
     auto dp = to_device(p0), dg = to_device(zeros), dm = to_device(zeros), dv = to_device(zeros);
-    adamw_update<double>(dp, dg, dm, dv, kNum, 1, kLr, kB1, kB2, kEps, wd);
+    adamw_update<double>(ExecSpace(), dp, dg, dm, dv, AdamW<double>{1, kLr, kB1, kB2, kEps, wd});
     auto p = to_host(dp);
     for (int i = 0; i < kNum; ++i) {
       if (wd == 0.0)

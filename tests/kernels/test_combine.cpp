@@ -45,7 +45,9 @@ TEST(Combine, ForwardMatchesReference) {
   auto yg = random_vector(M * C, 72), gate = random_vector(N * K, 73, 0.0, 1.0);
   auto out0 = random_vector(N * C, 74);  // forward overwrites
   auto out = to_device(out0);
-  combine_forward<double>(to_device(yg), to_device(slot_of), to_device(gate), out, N, K, C);
+  combine_forward<double>(ExecSpace(), matrix(to_device(yg), M, C),
+                          matrix(to_device(slot_of), N, K), matrix(to_device(gate), N, K),
+                          matrix(out, N, C));
   EXPECT_LT(rel_error(to_host(out), ref_combine(yg, slot_of, gate, N, K, C)), 1e-15);
 }
 
@@ -57,12 +59,15 @@ TEST(Combine, BackwardMatchesFiniteDifferences) {
   auto ds = to_device(slot_of);
   auto forward = [&]() {
     Buffer<double> out("out", N * C);
-    combine_forward<double>(to_device(yg), ds, to_device(gate), out, N, K, C);
+    combine_forward<double>(ExecSpace(), matrix(to_device(yg), M, C), matrix(ds, N, K),
+                            matrix(to_device(gate), N, K), matrix(out, N, C));
     return dot(to_host(out), r);
   };
   auto gy0 = random_vector(M * C, 79), gg0 = random_vector(N * K, 80);
   auto gy = to_device(gy0), gg = to_device(gg0);
-  combine_backward<double>(to_device(r), to_device(yg), ds, to_device(gate), gy, gg, N, K, C);
+  combine_backward<double>(ExecSpace(), matrix(to_device(r), N, C), matrix(to_device(yg), M, C),
+                           matrix(ds, N, K), matrix(to_device(gate), N, K), matrix(gy, M, C),
+                           matrix(gg, N, K));
   auto got_y = to_host(gy), got_g = to_host(gg);
   for (std::size_t i = 0; i < got_y.size(); ++i) got_y[i] -= gy0[i];
   for (std::size_t i = 0; i < got_g.size(); ++i) got_g[i] -= gg0[i];

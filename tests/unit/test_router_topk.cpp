@@ -97,7 +97,8 @@ struct PriorityPipeline {
     yg = Buffer<double>("yg", std::max<Index>(1, M * C));
     dispatch_forward<double>(x, plan, xg, K, C);
     mlp_forward<double>(xg, p.w1, p.b1, p.w2, p.b2, pre, act, yg, plan.host_offsets, C, F);
-    combine_forward<double>(yg, plan.slot_of, st.gate, out, N, K, C);
+    combine_forward<double>(ExecSpace(), matrix(yg, M, C), matrix(plan.slot_of, N, K),
+                            matrix(st.gate, N, K), matrix(out, N, C));
     return st.losses.weighted;
   }
 
@@ -107,7 +108,9 @@ struct PriorityPipeline {
     Buffer<double> dgate("dgate", std::size_t(N) * K), dyg("dyg", std::max<Index>(1, M * C)),
         dxg("dxg", std::max<Index>(1, M * C)), dpre("dpre", std::max<Index>(1, M * F)),
         dlogits("dlogits", std::size_t(N) * E);
-    combine_backward<double>(dout, yg, plan.slot_of, st.gate, dyg, dgate, N, K, C);
+    combine_backward<double>(ExecSpace(), matrix(dout, N, C), matrix(yg, M, C),
+                             matrix(plan.slot_of, N, K), matrix(st.gate, N, K), matrix(dyg, M, C),
+                             matrix(dgate, N, K));
     mlp_backward<double>(dyg, xg, pre, act, p.w1, p.w2, dpre, dxg, g.w1, g.b1, g.w2, g.b2,
                          plan.host_offsets, C, F);
     dispatch_backward<double>(dxg, plan, dx, N, K, C);
