@@ -39,6 +39,10 @@ class Routing:
 
     capacity_factor: float = 0.0  # 0 = dropless
     drop_policy: str = "position"  # or "probability"
+    drop_order: str = (
+        "slot"  # position drops: every first choice before any second ("token": n*k+j)
+    )
+    balance_count: str = "first"  # balance f_e counts first choices, or "all" k choices
     normalize_gates: bool = False
     aux_loss_weight: float = 0.01
     z_loss_weight: float = 1e-3
@@ -178,16 +182,23 @@ def capacity(tokens, k, experts, factor):
     return math.ceil(float(tokens) * float(k) / float(experts) * factor)
 
 
-def _kept(expert_of, priority, E, cap, policy):
+def _kept(expert_of, priority, E, cap, policy, order="token", K=1):
     """Which of the A assignments survive the capacity (bool [A])."""
     A = expert_of.numel()
     if cap <= 0:
         return torch.ones(A, dtype=torch.bool)
     if policy == "position":
-        # Rank of each copy among its expert's copies, in assignment order.
-        onehot = F.one_hot(expert_of, E)
-        rank = (onehot.cumsum(0) - 1).gather(1, expert_of[:, None]).squeeze(1)
-        return rank < cap
+        # Rank of each copy among its expert's copies, in assignment order (n*k + j), or with
+        # order "slot" every token's slot 0 first, then slot 1, ... (each in token order).
+        perm = torch.arange(A)
+        if order == "slot":
+            perm = perm.view(A // K, K).t().reshape(-1)
+        e = expert_of[perm]
+        onehot = F.one_hot(e, E)
+        rank = (onehot.cumsum(0) - 1).gather(1, e[:, None]).squeeze(1)
+        kept = torch.zeros(A, dtype=torch.bool)
+        kept[perm] = rank < cap
+        return kept
     # "probability": the cap copies of highest gate, ties to the lower assignment index.
     kept = torch.zeros(A, dtype=torch.bool)
     for e in range(E):
@@ -244,16 +255,24 @@ class MoEModel:
         expert_of = chosen.reshape(-1)  # assignment a = n*K + j
         gate = gate.reshape(-1)
         A = expert_of.numel()
-        # Switch balance loss over all N*K assignments (before the capacity cut); f is constant.
-        counts = torch.bincount(expert_of, minlength=E).to(probs.dtype)
-        balance = E * (counts / A * probs.mean(dim=0)).sum()
+        # Switch balance loss (before the capacity cut; f is constant): f_e over the tokens'
+        # first choices, or over all N*K assignments.
+        counted = chosen[:, 0] if r.balance_count == "first" else expert_of
+        counts = torch.bincount(counted, minlength=E).to(probs.dtype)
+        balance = E * (counts / counted.numel() * probs.mean(dim=0)).sum()
         z = (
             torch.logsumexp(logits, dim=-1).pow(2).mean()
             if r.z_loss_weight > 0
             else probs.new_zeros(())
         )
         kept = _kept(
-            expert_of, gate.detach(), E, capacity(N, K, E, r.capacity_factor), r.drop_policy
+            expert_of,
+            gate.detach(),
+            E,
+            capacity(N, K, E, r.capacity_factor),
+            r.drop_policy,
+            r.drop_order,
+            K,
         )
         self.last_routing.append((block, expert_of, kept))
         # Group the kept copies by expert (stable: token order within an expert), one MLP each.
