@@ -39,6 +39,8 @@ class Routing:
 
     capacity_factor: float = 0.0  # 0 = dropless
     drop_policy: str = "position"  # or "probability"
+    drop_order: str = "slot"  # position drops: all first choices before second ones, or "token"
+    balance_count: str = "first"  # balance loss f counts first choices, or "all" k choices
     normalize_gates: bool = False
     aux_loss_weight: float = 0.01
     z_loss_weight: float = 1e-3
@@ -178,15 +180,20 @@ def capacity(tokens, k, experts, factor):
     return math.ceil(float(tokens) * float(k) / float(experts) * factor)
 
 
-def _kept(expert_of, priority, E, cap, policy):
+def _kept(expert_of, priority, E, cap, policy, K=1, order="token"):
     """Which of the A assignments survive the capacity (bool [A])."""
     A = expert_of.numel()
     if cap <= 0:
         return torch.ones(A, dtype=torch.bool)
     if policy == "position":
-        # Rank of each copy among its expert's copies, in assignment order.
-        onehot = F.one_hot(expert_of, E)
-        rank = (onehot.cumsum(0) - 1).gather(1, expert_of[:, None]).squeeze(1)
+        # Rank of each copy among its expert's copies, in assignment order (a = n*K + j), or
+        # slot-major (GShard): every token's slot 0, then every token's slot 1, ...
+        walk = torch.arange(A)
+        if order == "slot" and K > 1:
+            walk = walk.view(A // K, K).t().reshape(-1)
+        onehot = F.one_hot(expert_of[walk], E)
+        rank = torch.empty(A, dtype=torch.long)
+        rank[walk] = (onehot.cumsum(0) - 1).gather(1, expert_of[walk][:, None]).squeeze(1)
         return rank < cap
     # "probability": the cap copies of highest gate, ties to the lower assignment index.
     kept = torch.zeros(A, dtype=torch.bool)
@@ -243,17 +250,24 @@ class MoEModel:
             gate = gate / gate.sum(dim=-1, keepdim=True)
         expert_of = chosen.reshape(-1)  # assignment a = n*K + j
         gate = gate.reshape(-1)
-        A = expert_of.numel()
-        # Switch balance loss over all N*K assignments (before the capacity cut); f is constant.
-        counts = torch.bincount(expert_of, minlength=E).to(probs.dtype)
-        balance = E * (counts / A * probs.mean(dim=0)).sum()
+        # Switch balance loss (before the capacity cut; f is constant): f over the tokens' first
+        # choices (balance_count = "first") or over all N*K assignments ("all").
+        counted = chosen[:, 0] if r.balance_count == "first" else expert_of
+        counts = torch.bincount(counted, minlength=E).to(probs.dtype)
+        balance = E * (counts / counted.numel() * probs.mean(dim=0)).sum()
         z = (
             torch.logsumexp(logits, dim=-1).pow(2).mean()
             if r.z_loss_weight > 0
             else probs.new_zeros(())
         )
         kept = _kept(
-            expert_of, gate.detach(), E, capacity(N, K, E, r.capacity_factor), r.drop_policy
+            expert_of,
+            gate.detach(),
+            E,
+            capacity(N, K, E, r.capacity_factor),
+            r.drop_policy,
+            K,
+            r.drop_order,
         )
         self.last_routing.append((block, expert_of, kept))
         # Group the kept copies by expert (stable: token order within an expert), one MLP each.

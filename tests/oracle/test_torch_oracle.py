@@ -70,6 +70,9 @@ CASES = [
      TOP2 + CAPACITY + ["router.normalize_gates=true", "router.aux_loss_weight=0.5",
                         "router.z_loss_weight=0.05"], True, 1),
     ("top2_drop_by_probability", TOP2 + CAPACITY + ["router.drop_policy=probability"], True, 1),
+    # The pre-GShard options: f over all k choices, capacity rank in token order.
+    ("top2_capacity_token_order_all_counts",
+     TOP2 + CAPACITY + ["router.drop_order=token", "router.balance_count=all"], True, 1),
     ("moe_every_2", TOP2 + ["model.moe_every=2"], False, 1),
     ("top2_capacity_x5", TOP2 + CAPACITY, True, 5),
     ("top1_capacity_normalized_x5", TOP1 + CAPACITY + ["router.normalize_gates=true"], True, 5),
