@@ -1,7 +1,7 @@
 // The validated run configuration: TOML sections [model] [router] [train] [data] [output].
-// Every key is described once, in the schema table in config.cpp, which drives parsing, --set
-// overrides, validation messages and config_to_toml; adding a key is one line there plus the
-// member here. TOML++ stays inside config.cpp (nvcc has trouble with it).
+// Every key is described once, in the schema table in config_schema.cpp, which drives parsing,
+// --set overrides, validation messages and config_to_toml; adding a key is one line there plus
+// the member here. TOML++ stays inside src/config (host-only: nvcc has trouble with it).
 #pragma once
 
 #include <cstdint>

@@ -86,7 +86,8 @@ struct PriorityPipeline {
 
   double forward(const RouteContext& ctx, const FfnTensors<double>& p, View1<const double> x,
                  View1<double> out) {
-    linear_forward<double>(x, p.router_w, View1<const double>(), logits, N, C, E);
+    linear_forward<double>(ExecSpace(), matrix(x, N, C), matrix(p.router_w, C, E),
+                           View1<const double>(), matrix(logits, N, E));
     router.forward(ctx, logits, st, N);
     dispatch_plan<double>(st.expert_of, router.drop_priority(st), Index(N) * K, E,
                           router.capacity(N), plan);
@@ -96,7 +97,9 @@ struct PriorityPipeline {
     act = Buffer<double>("act", std::max<Index>(1, M * F));
     yg = Buffer<double>("yg", std::max<Index>(1, M * C));
     dispatch_forward<double>(x, plan, xg, K, C);
-    mlp_forward<double>(xg, p.w1, p.b1, p.w2, p.b2, pre, act, yg, plan.host_offsets, C, F);
+    mlp_forward<double>(ExecSpace(), matrix(xg, M, C), MlpWeights<double>(p.w1, p.b1, p.w2, p.b2),
+                        {matrix(pre, M, F), matrix(act, M, F)}, matrix(yg, M, C),
+                        plan.host_offsets);
     combine_forward<double>(ExecSpace(), matrix(yg, M, C), matrix(plan.slot_of, N, K),
                             matrix(st.gate, N, K), matrix(out, N, C));
     return st.losses.weighted;
@@ -111,11 +114,15 @@ struct PriorityPipeline {
     combine_backward<double>(ExecSpace(), matrix(dout, N, C), matrix(yg, M, C),
                              matrix(plan.slot_of, N, K), matrix(st.gate, N, K), matrix(dyg, M, C),
                              matrix(dgate, N, K));
-    mlp_backward<double>(dyg, xg, pre, act, p.w1, p.w2, dpre, dxg, g.w1, g.b1, g.w2, g.b2,
-                         plan.host_offsets, C, F);
+    mlp_backward<double>(
+        ExecSpace(), matrix(dyg, M, C), matrix(xg, M, C), {matrix(pre, M, F), matrix(act, M, F)},
+        MlpWeights<double>(p.w1, p.b1, p.w2, p.b2), matrix(dpre, M, F), matrix(dxg, M, C),
+        MlpWeights<double>(g.w1, g.b1, g.w2, g.b2), plan.host_offsets);
     dispatch_backward<double>(dxg, plan, dx, N, K, C);
     router.backward(ctx, logits, st, dgate, dlogits, N);
-    linear_backward<double>(dlogits, x, p.router_w, dx, g.router_w, View1<double>(), N, C, E);
+    linear_backward<double>(ExecSpace(), matrix(dlogits, N, E), matrix(x, N, C),
+                            matrix(p.router_w, C, E), matrix(dx, N, C), matrix(g.router_w, C, E),
+                            View1<double>());
   }
 };
 
