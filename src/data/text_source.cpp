@@ -18,17 +18,38 @@ bool is_blank(const std::string& s) {
   return s.find_first_not_of(" \t\r\f\v") == std::string::npos;
 }
 
+// A child process's output stream, closed (and the child reaped) on every path.
+class Pipe {
+ public:
+  explicit Pipe(const char* command) : f_(::popen(command, "r")) {}
+  ~Pipe() {
+    if (f_) ::pclose(f_);
+  }
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+  std::FILE* get() const { return f_; }
+  int close() {  // the child's exit status
+    const int status = ::pclose(f_);
+    f_ = nullptr;
+    return status;
+  }
+
+ private:
+  std::FILE* f_;
+};
+
 }  // namespace
 
 std::vector<std::string> expand_data_path(const std::string& pattern) {
   std::vector<std::string> files;
-  glob_t g{};
   // glob(3) sorts its matches (no GLOB_NOSORT); a plain path without wildcards matches itself
-  // only when it exists.
-  const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
-  if (rc == 0)
-    for (std::size_t i = 0; i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
-  ::globfree(&g);
+  // only when it exists. The matches are freed on every path.
+  struct Matches {
+    glob_t g{};
+    ~Matches() { ::globfree(&g); }
+  } m;
+  if (::glob(pattern.c_str(), 0, nullptr, &m.g) == 0)
+    for (std::size_t i = 0; i < m.g.gl_pathc; ++i) files.emplace_back(m.g.gl_pathv[i]);
   if (files.empty())
     throw UserError("data.path = \"" + pattern +
                     "\" matches no file (allowed: a file or a glob(3) pattern of files)");
@@ -68,13 +89,13 @@ std::vector<std::string> read_text_lines(const std::vector<std::string>& files) 
 
 std::vector<std::string> kjv_lines() {
   // 2>/dev/null: a missing program shows up as no output, reported below as one line.
-  std::FILE* p = ::popen("bible -f \"Gen1:1-Rev22:21\" 2>/dev/null", "r");
-  if (!p) throw UserError("data.source = \"kjv\": cannot run the bible program");
+  Pipe p("bible -f \"Gen1:1-Rev22:21\" 2>/dev/null");
+  if (!p.get()) throw UserError("data.source = \"kjv\": cannot run the bible program");
   std::string text;
   char buf[1 << 16];
   std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  const int status = ::pclose(p);
+  while ((n = std::fread(buf, 1, sizeof buf, p.get())) > 0) text.append(buf, n);
+  const int status = p.close();
   if (status != 0 || text.empty())
     throw UserError(
         "data.source = \"kjv\" needs the `bible` program of the Debian package bible-kjv "

@@ -12,38 +12,9 @@
 #include <stdexcept>
 
 #include "config/config.hpp"
+#include "io/posix_file.hpp"
 
 namespace moe {
-
-namespace {
-
-// A name no other process uses at the same time, in the same directory (so rename is atomic).
-std::string temp_name(const std::string& path) {
-  return path + ".tmp." + std::to_string(::getpid());
-}
-
-void write_all(std::FILE* f, const void* data, std::size_t bytes, const std::string& path) {
-  if (bytes > 0 && std::fwrite(data, 1, bytes, f) != bytes)
-    throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
-}
-
-void commit(std::FILE* f, const std::string& tmp, const std::string& path) {
-  const bool ok = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  std::fclose(f);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw std::runtime_error("cannot write " + path + ": " + why);
-  }
-}
-
-std::FILE* open_temp(const std::string& tmp, const std::string& path) {
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw std::runtime_error("cannot create " + path + ": " + std::strerror(errno));
-  return f;
-}
-
-}  // namespace
 
 void write_token_file(const std::string& path, const std::vector<std::int32_t>& ids,
                       int vocab_size) {
@@ -54,55 +25,39 @@ void write_token_file(const std::string& path, const std::vector<std::int32_t>& 
   if (ids.size() > std::size_t(INT32_MAX))
     throw std::runtime_error("cannot write " + path + ": more than 2^31-1 tokens");
   header[2] = std::int32_t(ids.size());
-  const std::string tmp = temp_name(path);
-  std::FILE* f = open_temp(tmp, path);
-  try {
-    write_all(f, header, sizeof header, path);
+  const std::size_t width = narrow ? sizeof(std::uint16_t) : sizeof(std::uint32_t);
+  std::string bytes(sizeof header + ids.size() * width, '\0');
+  std::memcpy(&bytes[0], header, sizeof header);
+  char* body = &bytes[sizeof header];
+  for (std::size_t i = 0; i < ids.size(); ++i) {
     if (narrow) {
-      std::vector<std::uint16_t> body(ids.begin(), ids.end());
-      write_all(f, body.data(), body.size() * sizeof(std::uint16_t), path);
+      const auto id = std::uint16_t(ids[i]);
+      std::memcpy(body + i * width, &id, width);
     } else {
-      std::vector<std::uint32_t> body(ids.begin(), ids.end());
-      write_all(f, body.data(), body.size() * sizeof(std::uint32_t), path);
+      const auto id = std::uint32_t(ids[i]);
+      std::memcpy(body + i * width, &id, width);
     }
-  } catch (...) {
-    std::fclose(f);
-    std::remove(tmp.c_str());
-    throw;
   }
-  commit(f, tmp, path);
+  replace_file(path, bytes);  // temporary file, fsync, rename: readers see all or nothing
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = temp_name(path);
-  std::FILE* f = open_temp(tmp, path);
-  try {
-    write_all(f, text.data(), text.size(), path);
-  } catch (...) {
-    std::fclose(f);
-    std::remove(tmp.c_str());
-    throw;
-  }
-  commit(f, tmp, path);
+  replace_file(path, text);
 }
 
 TokenFile::TokenFile(const std::string& path, int vocab_size) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw UserError("token file " + path + ": " + std::strerror(errno));
+  const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) throw UserError("token file " + path + ": " + std::strerror(errno));
   struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
     throw UserError("token file " + path + ": not a regular file");
-  }
   const std::size_t bytes = std::size_t(st.st_size);
   const std::size_t header_bytes = kTokenFileHeaderInts * sizeof(std::int32_t);
   if (bytes < header_bytes) {
-    ::close(fd);
     throw UserError("token file " + path + " is truncated: " + std::to_string(bytes) +
                     " bytes, shorter than its 1024-byte header");
   }
-  map_ = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);  // the mapping keeps the file open
+  map_ = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd.get(), 0);  // outlives the fd
   if (map_ == MAP_FAILED) {
     map_ = nullptr;
     throw UserError("token file " + path + ": cannot map: " + std::strerror(errno));

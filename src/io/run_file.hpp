@@ -15,7 +15,9 @@
 
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/h5_util.hpp"
@@ -84,8 +86,21 @@ class RunFile {
   hid_t open_parent(const std::string& name, std::string& leaf);
   void discover_series();
 
+  // Runs f; an exception from it is rethrown naming this run file.
   template <class F>
-  auto guarded(F f) const -> decltype(f());
+  auto guarded(F f) const -> decltype(f()) {
+    try {
+      return f();
+    } catch (const std::exception& e) {
+      throw std::runtime_error("run file '" + path_ + "': " + e.what());
+    }
+  }
+  // "/a/b/c" -> parent "/a/b", leaf "c".
+  static std::pair<std::string, std::string> split_path(const std::string& path);
+  template <class Write>
+  void write_attr(const std::string& name, Write write);
+  template <class Read>
+  auto read_attr(const std::string& name, Read read) const;
   void open_image(const std::string& image);
 
   std::string path_;

@@ -5,6 +5,8 @@
 #include <sstream>
 #include <utility>
 
+#include "util/user_error.hpp"
+
 namespace moe {
 
 namespace {
@@ -61,6 +63,16 @@ std::vector<std::string> resume_config_differences(const std::string& checkpoint
       out.push_back(key + " (" + it->second + " -> " + value + ")");
   }
   return out;
+}
+
+void check_resume_config(const std::string& checkpoint_toml, const std::string& current_toml) {
+  const auto diff = resume_config_differences(checkpoint_toml, current_toml);
+  if (diff.empty()) return;
+  std::string keys, safe;
+  for (const std::string& d : diff) keys += (keys.empty() ? "" : ", ") + d;
+  for (const std::string& k : resume_safe_keys()) safe += (safe.empty() ? "" : ", ") + k;
+  throw UserError("--resume: the config differs from the checkpoint's in " + keys +
+                  " (allowed to change on resume: " + safe + ")");
 }
 
 }  // namespace moe

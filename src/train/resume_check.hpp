@@ -17,4 +17,7 @@ const std::vector<std::string>& resume_safe_keys();
 std::vector<std::string> resume_config_differences(const std::string& checkpoint_toml,
                                                    const std::string& current_toml);
 
+// Throws UserError naming every differing key (and the safe ones) when there is any.
+void check_resume_config(const std::string& checkpoint_toml, const std::string& current_toml);
+
 }  // namespace moe

@@ -5,20 +5,17 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "data/corpus.hpp"
-#include "data/text_source.hpp"
 #include "io/checkpoint.hpp"
-#include "io/h5_util.hpp"
-#include "io/output_lock.hpp"
 #include "io/run_file.hpp"
 #include "matmul.hpp"
 #include "parallel/comm.hpp"
 #include "parallel/runtime.hpp"
 #include "train/memory_estimate.hpp"
+#include "train/output_claim.hpp"
 #include "train/resume_check.hpp"
 #include "train/run_schema.hpp"
 #include "train/trainer.hpp"
@@ -44,88 +41,6 @@ std::string host_name() {
   char buf[256] = {0};
   gethostname(buf, sizeof buf - 1);
   return buf;
-}
-
-// What --resume accepts: the checkpoint's config, safe keys aside (resume_check.hpp).
-void check_resume_config(const Config& cfg, const Checkpoint& ck) {
-  const auto diff = resume_config_differences(ck.config_text, config_to_toml(cfg));
-  if (diff.empty()) return;
-  std::string keys, safe;
-  for (const std::string& d : diff) keys += (keys.empty() ? "" : ", ") + d;
-  for (const std::string& k : resume_safe_keys()) safe += (safe.empty() ? "" : ", ") + k;
-  throw UserError("--resume: the config differs from the checkpoint's in " + keys +
-                  " (allowed to change on resume: " + safe + ")");
-}
-
-// The files the run reads: the output must be none of them.
-std::vector<std::string> run_inputs(const Config& cfg, const RunOptions& opts) {
-  std::vector<std::string> inputs = opts.inputs;
-  if (cfg.data.source == "text" || cfg.data.source == "tokens") {
-    try {
-      for (const std::string& f : expand_data_path(cfg.data.path)) inputs.push_back(f);
-    } catch (const std::exception&) {
-      // No such data: load_corpus says so in its own words.
-    }
-  }
-  return inputs;
-}
-
-// Before the lock: the path itself.
-void check_output_path(const std::string& path, const std::vector<std::string>& inputs) {
-  if (path.empty()) throw UserError("output.path is empty (allowed: a file name, e.g. run.h5)");
-  for (const std::string& input : inputs)
-    for (const std::string& mine : {path, checkpoint_path(path), lock_path(path)})
-      if (same_file(mine, input))
-        throw UserError("output '" + path + "' would overwrite '" + input +
-                        "', an input of this run (allowed: another --output)");
-}
-
-// The root attribute `status` of an existing run file; "" when absent or unreadable.
-std::string run_file_status(const std::string& path) {
-  std::string status;
-  H5E_BEGIN_TRY {
-    const h5::Handle f = h5::file_handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    try {
-      if (f.valid() && h5::has_attr(f.get(), "status"))
-        status = h5::read_string_attr(f.get(), "status");
-    } catch (const std::exception&) {
-      status.clear();
-    }
-  }
-  H5E_END_TRY;
-  return status;
-}
-
-// Under the lock: what is at the output may be continued (resume) or replaced (a new run).
-void check_existing_output(const std::string& path, const RunOptions& opts) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const std::string ckpt = checkpoint_path(path);
-  const bool has_ckpt = fs::exists(ckpt, ec);
-  const bool has_file = fs::exists(path, ec);
-  const std::string status = has_file ? run_file_status(path) : std::string();
-  if (opts.resume && opts.overwrite)
-    throw UserError("--resume and --overwrite together (allowed: one of them)");
-  if (opts.resume) {
-    if (status == "complete")
-      throw UserError("--resume: run file '" + path + "' is already complete");
-    if (!has_ckpt)
-      throw UserError("--resume: no checkpoint '" + ckpt +
-                      "' (allowed: --resume of a run that was stopped or killed)");
-    return;
-  }
-  if (opts.overwrite) return;
-  if (status == "complete")
-    throw UserError("output '" + path +
-                    "' holds a complete run (allowed: --overwrite to replace it, or another "
-                    "--output)");
-  if (has_ckpt)
-    throw UserError("output '" + path + "' has the checkpoint of an unfinished run, '" + ckpt +
-                    "' (allowed: --resume to continue it, --overwrite to start over)");
-  if (has_file && status.empty())
-    throw UserError("output '" + path +
-                    "' exists and is not a readable run file (allowed: --overwrite to replace "
-                    "it, or another --output)");
 }
 
 // Ranks of comm on this node (they share its memory).
@@ -184,66 +99,65 @@ void check_decomposition(const Config& cfg, int ranks) {
                     "global batch is single-rank only)");
 }
 
-}  // namespace
-
-void install_stop_signal_handlers() {
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGUSR1, on_stop_signal);
-}
-
-RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm) {
-  int rank = 0, ranks = 1;
+// Rank 0 claims the output (output_claim.hpp) for every rank: the lock is held until the run
+// ends and released by the OS if the process dies.
+std::unique_ptr<OutputLock> claim_output_on_rank0(const Config& cfg, const RunOptions& opts,
+                                                  MPI_Comm comm) {
+  int rank = 0;
   MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &ranks);
-  check_decomposition(cfg, ranks);  // every rank refuses the same way, before any file exists
-  const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
-  const Comm ranks_of_run(comm, ep);
-  std::ostream* log = rank == 0 ? opts.log : nullptr;
-  const std::string& path = cfg.output.path;
-
-  // Ownership first: rank 0 locks the output (held until this function returns, released by
-  // the OS if the process dies) and checks what is there, before any file is touched.
   std::unique_ptr<OutputLock> lock;
   std::string error;
   if (rank == 0) {
     try {
-      check_output_path(path, run_inputs(cfg, opts));
-      lock = std::make_unique<OutputLock>(path);
-      check_existing_output(path, opts);
+      lock = claim_output(cfg, opts.inputs, opts.resume, opts.overwrite);
     } catch (const std::exception& e) {
       error = e.what();
     }
   }
   error = from_rank0(comm, error);
   if (!error.empty()) throw UserError(error);
+  return lock;
+}
 
-  // Everything else is checked before any file is created or changed, and every rank learns
-  // whether any rank failed (data or a checkpoint may be unreadable on one node only): all of
-  // them refuse together instead of some training on while the others have gone.
-  Corpus corpus;
-  Checkpoint ck;
+// Memory, data and checkpoint, checked before any file is created or changed; every rank
+// learns whether any rank failed (data or a checkpoint may be unreadable on one node only):
+// all of them refuse together instead of some training on while the others have gone.
+void load_inputs(const Config& cfg, const RunOptions& opts, MPI_Comm comm, Corpus& corpus,
+                 Checkpoint& ck) {
+  int ranks = 1;
+  MPI_Comm_size(comm, &ranks);
+  std::string error;
   try {
     const std::string memory = check_memory(cfg, ranks, ranks_on_this_node(comm));
     if (!memory.empty()) throw UserError(memory);
     corpus = load_corpus(cfg);
     if (opts.resume) {
       try {
-        ck = read_checkpoint(checkpoint_path(path));
+        ck = read_checkpoint(checkpoint_path(cfg.output.path));
       } catch (const std::exception& e) {
         throw UserError(std::string("--resume: ") + e.what());
       }
-      check_resume_config(cfg, ck);
+      check_resume_config(ck.config_text, config_to_toml(cfg));
     }
   } catch (const std::exception& e) {
     error = e.what();
   }
   error = agreed_error(comm, error);
   if (!error.empty()) throw UserError(error);
+}
 
-  // One writer: rank 0 holds the run file. A new run writes its header and a first checkpoint
-  // (step 0) at once, so a resume works from any instant on; a resumed run's file is rebuilt
-  // from the checkpoint's image of it, whatever a kill left at the path.
+// Rank 0's run file (null on the other ranks). A new run writes a first checkpoint (step 0)
+// and then its header, so once anything of it is on disk --resume can continue it; a resumed
+// run's file is rebuilt from the checkpoint's image of it, whatever a kill left at the path.
+std::unique_ptr<RunFile> open_run_file(const Config& cfg, const RunOptions& opts,
+                                       const Checkpoint& ck, const Corpus& corpus, int ep,
+                                       MPI_Comm comm) {
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &ranks);
+  const std::string& path = cfg.output.path;
   std::unique_ptr<RunFile> file;
+  std::string error;
   if (rank == 0) {
     try {
       if (opts.resume && !ck.run_file_image.empty()) {
@@ -264,7 +178,6 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
       file->set_attr("/expert_parallel", std::int64_t(ep));
       file->set_attr("/data_parallel", std::int64_t(ranks));
       file->write_text("/config", config_to_toml(cfg));
-      // The checkpoint first: once anything of a run is on disk, --resume can continue it.
       if (!opts.resume) {
         Checkpoint first;
         first.config_text = config_to_toml(cfg);
@@ -282,19 +195,60 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
   }
   error = from_rank0(comm, error);
   if (!error.empty()) throw UserError(error);
-  if (log) {
-    *log << "moe-suite " << suite_version() << " (" << git_commit() << ")  Kokkos "
-         << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "."
-         << KOKKOS_VERSION % 100 << " " << Runtime::backend_name() << "  gemm " << gemm_backend()
-         << "  ranks " << ranks << "\n"
-         << "data: " << corpus.description << "\n";
-    char line[160];
-    std::snprintf(line, sizeof line,
-                  "data: unigram entropy %.4f nats/token, entropy rate %.4f nats/token "
-                  "(the best reachable loss)\n",
-                  corpus.unigram_entropy, corpus.entropy_rate);
-    *log << line;
+  return file;
+}
+
+void log_start(std::ostream& log, const Corpus& corpus, int ranks) {
+  log << "moe-suite " << suite_version() << " (" << git_commit() << ")  Kokkos "
+      << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "." << KOKKOS_VERSION % 100
+      << " " << Runtime::backend_name() << "  gemm " << gemm_backend() << "  ranks " << ranks
+      << "\n"
+      << "data: " << corpus.description << "\n";
+  char line[160];
+  std::snprintf(line, sizeof line,
+                "data: unigram entropy %.4f nats/token, entropy rate %.4f nats/token "
+                "(the best reachable loss)\n",
+                corpus.unigram_entropy, corpus.entropy_rate);
+  log << line;
+}
+
+// A run that failed keeps what it trained: the file is marked failed with the reason, and the
+// last checkpoint stays as it was. The file may itself be what failed (a full disk): marking it
+// is then attempted and given up quietly.
+void mark_failed(RunFile* file, const std::string& why) {
+  if (!file) return;
+  try {
+    file->set_attr("/status", std::string("failed"));
+    file->set_attr("/error", why);
+    file->set_attr("/end_time", now_iso8601());
+    file->save();
+  } catch (const std::exception&) {
   }
+}
+
+}  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+}
+
+RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm) {
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &ranks);
+  check_decomposition(cfg, ranks);  // every rank refuses the same way, before any file exists
+  const int ep = cfg.parallel.expert_parallel == 0 ? ranks : cfg.parallel.expert_parallel;
+  const Comm ranks_of_run(comm, ep);
+  std::ostream* log = rank == 0 ? opts.log : nullptr;
+  const std::string& path = cfg.output.path;
+
+  const std::unique_ptr<OutputLock> lock = claim_output_on_rank0(cfg, opts, comm);
+  Corpus corpus;
+  Checkpoint ck;
+  load_inputs(cfg, opts, comm, corpus, ck);
+  std::unique_ptr<RunFile> file = open_run_file(cfg, opts, ck, corpus, ep, comm);
+  if (log) log_start(*log, corpus, ranks);
 
   try {
     Trainer trainer(cfg, corpus, file.get(), log, &ranks_of_run);
@@ -333,19 +287,8 @@ RunOutcome run_training(const Config& cfg, const RunOptions& opts, MPI_Comm comm
     if (log) *log << "wrote " << path << "\n";
     return RunOutcome::Complete;
   } catch (const std::exception& e) {
-    // Keep what was trained so far: the file stays, marked failed with the reason, and the last
-    // checkpoint stays as it was. Failures inside a step are agreed on by every rank, so all of
-    // them get here together. The file may itself be what failed (a full disk): marking it is
-    // then attempted and given up quietly.
-    if (file) {
-      try {
-        file->set_attr("/status", std::string("failed"));
-        file->set_attr("/error", std::string(e.what()));
-        file->set_attr("/end_time", now_iso8601());
-        file->save();
-      } catch (const std::exception&) {
-      }
-    }
+    // Failures inside a step are agreed on by every rank, so all of them get here together.
+    mark_failed(file.get(), e.what());
     if (rank == 0) std::fprintf(stderr, "moe-train: run failed: %s\n", e.what());
     return RunOutcome::Failed;
   }

@@ -94,6 +94,8 @@ def datasets(path):
 
 
 def assert_same(ref, path, what):
+    left = list(path.parent.glob(path.name + "*.tmp.*"))
+    assert not left, (what, "temporary files left behind", left)
     status, got = datasets(path)
     assert status == "complete", (what, status)
     assert sorted(got) == sorted(ref), (what, sorted(set(got) ^ set(ref)))
