@@ -2,6 +2,7 @@
 
 #include <Kokkos_Core.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -22,11 +23,9 @@ double read_number(const std::string& path) {
   std::ifstream in(path);
   std::string text;
   if (!(in >> text) || text == "max") return -1;
-  try {
-    return std::stod(text);
-  } catch (const std::exception&) {
-    return -1;
-  }
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  return end != text.c_str() && *end == '\0' ? v : -1;
 }
 
 }  // namespace
