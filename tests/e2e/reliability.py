@@ -105,15 +105,15 @@ def case1_second_run():
 def case3_disk_full():
     """Past a file-size limit: one line naming the file and the OS error, exit 1, no crash,
     the last good checkpoint intact; freeing the space lets --resume finish exactly."""
-    # Big enough parameters that the first checkpoint with them exceeds the limit, which must
-    # leave room for MPI's own start-up files.
-    big = ["--set", "model.d_model=128", "--set", "model.n_heads=4", "--set", "model.d_ff=512",
+    # Big enough parameters (2.3M: a 27 MB checkpoint) that the first checkpoint with them
+    # exceeds the 16 MB limit, which leaves room for MPI's own start-up files (~2-5 MB here).
+    big = ["--set", "model.d_model=128", "--set", "model.n_heads=4", "--set", "model.d_ff=1024",
            "--set", "train.steps=20", "--set", "output.checkpoint_every=5"]
     ref = D / "ref.h5"
     ok(train(ref, *big))
     out = D / "full.h5"
     cmd = " ".join([TRAIN, *TINY, *big, "--output", str(out)])
-    proc = subprocess.run(["bash", "-c", "ulimit -f 8000 && exec " + cmd], capture_output=True,
+    proc = subprocess.run(["bash", "-c", "ulimit -f 16000 && exec " + cmd], capture_output=True,
                           text=True)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
     assert proc.stderr.count("\n") == 1, proc.stderr
