@@ -98,7 +98,10 @@ def write_report(study, out_dir, log=print):
            "Mean ± sample standard deviation over the seeds of each group (complete runs "
            "only). val loss: `/eval/val_loss[-1]` (nats/token); val ppl: `/eval/val_ppl[-1]`; "
            "gap: val loss minus the mean training loss over the last 10% of steps; ppl "
-           "infrequent: `/eval/ppl_infrequent[-1]`.", ""]
+           "frequent / infrequent: `/eval/ppl_frequent[-1]`, `/eval/ppl_infrequent[-1]`, next "
+           "to what the infrequent class covered: its share of the training tokens "
+           "(`/eval` attribute `infrequent_train_mass`) and of the evaluated validation tokens "
+           "(`/eval/infrequent_val_share[-1]`).", ""]
     md.append(tables.markdown_groups(gcols, grows) if grows else "*No complete run.*\n")
     md.append("Full tables: [groups.csv](groups.csv), [groups.md](groups.md) (all statistics), "
               "[points.csv](points.csv), [points.md](points.md) (one row per point, every "

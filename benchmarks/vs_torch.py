@@ -2,7 +2,8 @@
 """moe-bench against the PyTorch reference, side by side on the same shapes and cores.
 
 usage: benchmarks/vs_torch.py [--mode reference|study] [--cores 1,2] [--rounds R] [--steps N]
-                              [--build DIR] [--mpiexec CMD] [--expert-parallel G]
+                              [--build DIR] [--mpiexec CMD] [--numproc-flag=F] [--mpi-preflags=S]
+                              [--mpi-postflags=S] [--expert-parallel G]
                               [--set section.key=value ...]
 
 Alternates the two (A/B/A/B ..., R rounds, each run one process: a warm-up step that is not
@@ -22,6 +23,7 @@ both sides are timed on the same cores, so anything else running skews the ratio
 import argparse
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -74,7 +76,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2, help="timed steps per run")
     ap.add_argument("--build", default=os.path.join(REPO, "build"))
-    ap.add_argument("--mpiexec", default="mpiexec")
+    # The MPI launcher, as CMake's FindMPI names its pieces; the tests hand them over in the
+    # environment (MOE_MPIEXEC*, see tests/e2e/mpi_launch.py). Give values starting with '-'
+    # as --numproc-flag=-np.
+    env = os.environ.get
+    ap.add_argument("--mpiexec", default=env("MOE_MPIEXEC") or "mpiexec")
+    ap.add_argument("--numproc-flag", default=env("MOE_MPIEXEC_NUMPROC_FLAG") or "-n")
+    ap.add_argument("--mpi-preflags", default=env("MOE_MPIEXEC_PREFLAGS", ""))
+    ap.add_argument("--mpi-postflags", default=env("MOE_MPIEXEC_POSTFLAGS", ""))
     ap.add_argument(
         "--expert-parallel",
         type=int,
@@ -116,8 +125,17 @@ def main():
             env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS=str(n))
             suite_cmd = [moe_bench, *sets, "--steps", str(args.steps)]
             if n > 1:  # data parallel by default (--expert-parallel 1)
-                suite_cmd = [*args.mpiexec.split(), "-n", str(n), *suite_cmd,
-                             "--set", f"parallel.expert_parallel={args.expert_parallel}"]  # fmt: skip
+                suite_cmd = [
+                    *shlex.split(args.mpiexec),
+                    args.numproc_flag,
+                    str(n),
+                    *shlex.split(args.mpi_preflags),
+                    moe_bench,
+                    *shlex.split(args.mpi_postflags),
+                    *suite_cmd[1:],
+                    "--set",
+                    f"parallel.expert_parallel={args.expert_parallel}",
+                ]
             torch_cmd = [python, BENCH_PY, *sets, "--steps", str(args.steps), "--threads", str(n)]
             print(
                 f"# {name}, {n} core(s): {' '.join(suite_cmd)}\n#   vs {' '.join(torch_cmd)}",

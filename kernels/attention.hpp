@@ -20,15 +20,32 @@ namespace attention_detail {
 using RowPolicy = Kokkos::TeamPolicy<ExecSpace>;
 using RowMember = RowPolicy::member_type;
 
+// The (b, h, s) row of the scores a team works on: league rank (b * H + h) * S + s.
+struct ScoreRow {
+  int b, h, s;
+  KOKKOS_INLINE_FUNCTION ScoreRow(int rank, int H, int S)
+      : b(rank / (H * S)), h((rank / S) % H), s(rank % S) {}
+};
+
 }  // namespace attention_detail
+
+// The scores of B sequences of S tokens over H heads: [B,H,S,S].
+template <class T>
+using ScoreView =
+    Kokkos::View<T****, Kokkos::LayoutRight, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
 // qkv [B*S, 3C]: row n = b*S + s is [q | k | v], each C wide and split into H heads of
 // hd = C/H contiguous values. att [B,H,S,S] receives the softmax probabilities (zero above the
-// diagonal; saved for backward). out [B*S, C]: head h of token n at out[n*C + h*hd].
+// diagonal; saved for backward). out [B*S, C]: head h of token n at out(n, h*hd ...).
+// B, H and S are att's extents, C is out's.
 template <class Real>
-void attention_forward(View1<const Real> qkv, View1<Real> att, View1<Real> out, int B, int S, int C,
-                       int H) {
+void attention_forward(const ExecSpace& exec, View2<const Real> qkv, ScoreView<Real> att,
+                       View2<Real> out) {
+  const int B = int(att.extent(0)), H = int(att.extent(1)), S = int(att.extent(2));
+  const int C = int(out.extent(1));
   MOE_CHECK(H > 0 && C % H == 0, "attention: C must be a multiple of H");
+  MOE_CHECK(Index(qkv.extent(0)) == Index(B) * S && int(qkv.extent(1)) == 3 * C,
+            "attention: qkv must be [B*S, 3C]");
   const int hd = C / H;
   const Index SS = Index(S) * S;
   const Real scale = Real(1) / std::sqrt(Real(hd));
@@ -48,15 +65,15 @@ void attention_forward(View1<const Real> qkv, View1<Real> att, View1<Real> out, 
   using attention_detail::RowMember;
   using attention_detail::RowPolicy;
   Kokkos::parallel_for(
-      "moe::attention_softmax", RowPolicy(B * H * S, Kokkos::AUTO),
+      "moe::attention_softmax", RowPolicy(exec, B * H * S, Kokkos::AUTO),
       KOKKOS_LAMBDA(const RowMember& team) {
-        const Index row = Index(team.league_rank()) * S;
-        const int s = team.league_rank() % S;  // query position: keys t <= s are visible
+        const attention_detail::ScoreRow r(team.league_rank(), H, S);
+        const int b = r.b, h = r.h, s = r.s;  // query position s: keys t <= s are visible
         Real mx = 0;
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, s + 1),
             [&](const int t, Real& m) {
-              const Real v = att(row + t);
+              const Real v = att(b, h, s, t);
               if (v > m) m = v;
             },
             Kokkos::Max<Real>(mx));
@@ -64,15 +81,15 @@ void attention_forward(View1<const Real> qkv, View1<Real> att, View1<Real> out, 
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, S),
             [&](const int t, Real& acc) {
-              const Real e = t <= s ? math::exp(att(row + t) - mx) : Real(0);
-              att(row + t) = e;
+              const Real e = t <= s ? math::exp(att(b, h, s, t) - mx) : Real(0);
+              att(b, h, s, t) = e;
               acc += e;
             },
             total);
         const Real inv = Real(1) / total;  // total >= 1: the max term contributes exp(0)
         team.team_barrier();
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, s + 1),
-                             [&](const int t) { att(row + t) *= inv; });
+                             [&](const int t) { att(b, h, s, t) *= inv; });
       });
 
   // out[b,h] = att[b,h] V_h, written straight into the head's columns of out (row stride C).
@@ -86,8 +103,10 @@ void attention_forward(View1<const Real> qkv, View1<Real> att, View1<Real> out, 
 // Accumulates into dqkv [B*S, 3C] the gradient of the loss given dout [B*S, C]. att is the
 // forward's saved softmax; datt [B,H,S,S] is scratch (overwritten; holds dpre on return).
 template <class Real>
-void attention_backward(View1<const Real> dout, View1<const Real> qkv, View1<const Real> att,
-                        View1<Real> datt, View1<Real> dqkv, int B, int S, int C, int H) {
+void attention_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Real> qkv,
+                        ScoreView<const Real> att, ScoreView<Real> datt, View2<Real> dqkv) {
+  const int B = int(att.extent(0)), H = int(att.extent(1)), S = int(att.extent(2));
+  const int C = int(dout.extent(1));
   MOE_CHECK(H > 0 && C % H == 0, "attention: C must be a multiple of H");
   const int hd = C / H;
   const Index SS = Index(S) * S;
@@ -113,17 +132,17 @@ void attention_backward(View1<const Real> dout, View1<const Real> qkv, View1<con
   using attention_detail::RowMember;
   using attention_detail::RowPolicy;
   Kokkos::parallel_for(
-      "moe::attention_softmax_backward", RowPolicy(B * H * S, Kokkos::AUTO),
+      "moe::attention_softmax_backward", RowPolicy(exec, B * H * S, Kokkos::AUTO),
       KOKKOS_LAMBDA(const RowMember& team) {
-        const Index row = Index(team.league_rank()) * S;
-        const int s = team.league_rank() % S;
+        const attention_detail::ScoreRow r(team.league_rank(), H, S);
+        const int b = r.b, h = r.h, s = r.s;
         Real d = 0;
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, s + 1),
-            [&](const int t, Real& acc) { acc += datt(row + t) * att(row + t); }, d);
+            [&](const int t, Real& acc) { acc += datt(b, h, s, t) * att(b, h, s, t); }, d);
         team.team_barrier();  // every thread has read datt before anyone overwrites it
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, S), [&](const int t) {
-          datt(row + t) = t <= s ? att(row + t) * (datt(row + t) - d) * scale : Real(0);
+          datt(b, h, s, t) = t <= s ? att(b, h, s, t) * (datt(b, h, s, t) - d) * scale : Real(0);
         });
       });
 

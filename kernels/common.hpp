@@ -53,6 +53,12 @@ inline View2<T> matrix(const Buffer<T>& buf, Index rows, Index cols) {
   return View2<T>(buf.data(), rows, cols);
 }
 
+// Rows [first, first + n) of a matrix, as a matrix.
+template <class T>
+inline View2<T> row_block(const View2<T>& m, Index first, Index n) {
+  return View2<T>(m.data() + first * Index(m.extent(1)), n, m.extent(1));
+}
+
 inline Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>> range(Index n) {
   return Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<Index>>(0, n);
 }

@@ -3,12 +3,13 @@
 // (a = token * K + slot) by expert, computed on the device. An optional capacity limits the
 // copies each expert keeps, by one of two drop policies:
 //  - by position (dispatch_plan without a priority): an overfull expert keeps its first
-//    `capacity` copies in token order;
+//    `capacity` copies in token order, or with slots = K > 1 (GShard) in slot-major order:
+//    every token's first choice before any token's second choice, each slot in token order;
 //  - by priority (dispatch_plan with priority[A], the gates): an overfull expert keeps the
 //    `capacity` copies of highest priority, ties to the lower assignment index.
-// Either way the kept copies of an expert occupy its rows in assignment (token) order; only
-// which copies are kept differs. Every step is integer arithmetic, a comparison, or a Kokkos
-// scan, so the plan is identical run to run.
+// The kept copies of an expert occupy its rows in the order they were ranked in (assignment
+// order, or slot-major), so only which copies are kept differs. Every step is integer arithmetic, a
+// comparison, or a Kokkos scan, so the plan is identical run to run.
 #pragma once
 
 #include <cmath>
@@ -40,6 +41,7 @@ struct DispatchPlan {
   Buffer<int> assignment_of_slot;  // [A] for each row s < total_kept, the assignment index a
                                    //   (token = a / K); -1 for rows >= total_kept
   Buffer<int> scratch;             // [A] drop by priority only: the unconstrained grouping
+  Buffer<int> slot_requested;      // [K*E] slot-major position drops: copies per (slot, expert)
   std::vector<int> host_offsets;   // copy of offsets on the host (E+1), for the per-expert gemms
   int total_kept = 0;
   Index dropped = 0;  // copies cut by the capacity
@@ -64,32 +66,46 @@ inline void exclusive_scan_experts(const Buffer<int>& in, const Buffer<int>& out
 
 // Steps shared by both policies. Sizes the buffers, then
 //  1. requested[e] = copies routed to e (integer atomics: the counts do not depend on order);
-//  2. slot_of[a] = rank of copy a among its expert's copies in assignment order (-1 for an
-//     unused slot), and offsets = exclusive scan of requested, i.e. the unconstrained grouping
-//     puts copy a at row offsets[expert_of[a]] + slot_of[a]. The rank comes from one scan over
-//     the expert-major indicator i = e * A + a: the running prefix at a copy minus the number
-//     of copies of lower experts is its rank.
-//  3. counts[e] = min(requested[e], capacity - rank_offset[e]) clamped at 0 (capacity <= 0:
-//     requested[e]); returns the number of dropped copies. rank_offset[e] (empty: 0) is the
-//     number of copies of e that come before this batch in the global order (the data-parallel
-//     ranks before this one), so the capacity cut is by position in the global batch.
+//  2. slot_of[a] = rank of copy a among its expert's copies (-1 for an unused slot), and
+//     offsets = exclusive scan of requested, i.e. the unconstrained grouping puts copy a at row
+//     offsets[expert_of[a]] + slot_of[a]. The rank comes from one scan over the expert-major
+//     indicator i = e * A + a': the running prefix at a copy minus the number of copies of lower
+//     experts is its rank. a' walks the copies in ranking order: a' = a (assignment order), or
+//     with slots = K > 1 slot-major, a = (a' mod N) K + a' / N with N = A / K;
+//  3. counts[e] = copies kept: min(requested[e], capacity - rank_offset[e]) clamped at 0
+//     (capacity <= 0: requested[e]); returns the number of dropped copies. rank_offset[e]
+//     (empty: 0) is the number of copies of e that come before this batch in the global order
+//     (the data-parallel ranks before this one), so the capacity cut is by position in the
+//     global batch. With slots = K > 1 it has K*E entries: [j*E + e] is the global rank of this
+//     batch's first slot-j copy of e (global order: slot 0 of every rank, then slot 1, ...),
+//     and counts[e] sums the kept prefix of each slot.
 inline Index requested_and_rank(View1<const int> expert_of, Index A, int E, int capacity,
-                                DispatchPlan& plan, View1<const int> rank_offset = {}) {
+                                DispatchPlan& plan, View1<const int> rank_offset = {},
+                                int slots = 1) {
   MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
+  MOE_CHECK(slots >= 1 && A % slots == 0, "dispatch_plan: A must be a multiple of the slots");
   ensure_size(plan.requested, E, "moe::dispatch_requested");
   ensure_size(plan.counts, E, "moe::dispatch_counts");
   ensure_size(plan.offsets, Index(E) + 1, "moe::dispatch_offsets");
   ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
   ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
+  ensure_size(plan.slot_requested, Index(slots) * E, "moe::dispatch_slot_requested");
   const Buffer<int> requested = plan.requested, counts = plan.counts, offsets = plan.offsets;
-  const Buffer<int> slot_of = plan.slot_of;
+  const Buffer<int> slot_of = plan.slot_of, slot_req = plan.slot_requested;
+  const Index N = A / slots;
 
   Kokkos::parallel_for(
-      "moe::dispatch_zero", range(E), KOKKOS_LAMBDA(const Index e) { requested(e) = 0; });
+      "moe::dispatch_zero", range(Index(slots) * E), KOKKOS_LAMBDA(const Index i) {
+        slot_req(i) = 0;
+        if (i < E) requested(i) = 0;
+      });
   Kokkos::parallel_for(
       "moe::dispatch_requested", range(A), KOKKOS_LAMBDA(const Index a) {
         const int e = expert_of(a);
-        if (e >= 0 && e < E) Kokkos::atomic_add(&requested(e), 1);
+        if (e >= 0 && e < E) {
+          Kokkos::atomic_add(&requested(e), 1);
+          Kokkos::atomic_add(&slot_req(Index(a % slots) * E + e), 1);
+        }
       });
 
   exclusive_scan_experts(requested, offsets, E, "moe::dispatch_requested_scan");
@@ -98,7 +114,8 @@ inline Index requested_and_rank(View1<const int> expert_of, Index A, int E, int 
   Kokkos::parallel_scan(
       "moe::dispatch_rank", range(Index(E) * A),
       KOKKOS_LAMBDA(const Index i, Index& update, const bool final) {
-        const Index e = i / A, a = i - e * A;
+        const Index e = i / A, ap = i - e * A;
+        const Index a = slots > 1 ? (ap % N) * slots + ap / N : ap;
         if (expert_of(a) == int(e)) {
           if (final) slot_of(a) = int(update - offsets(e));
           update += 1;
@@ -108,9 +125,19 @@ inline Index requested_and_rank(View1<const int> expert_of, Index A, int E, int 
   const bool shifted = rank_offset.extent(0) > 0;
   Kokkos::parallel_for(
       "moe::dispatch_counts", range(E), KOKKOS_LAMBDA(const Index e) {
-        const int r = requested(e);
-        const int room = capacity - (shifted ? rank_offset(e) : 0);
-        counts(e) = capacity <= 0 ? r : (room <= 0 ? 0 : (r > room ? room : r));
+        if (capacity <= 0) {
+          counts(e) = requested(e);
+          return;
+        }
+        int kept = 0, before = 0;  // before: this batch's copies of e in lower slots
+        for (int j = 0; j < slots; ++j) {
+          const int r = slot_req(Index(j) * E + e);
+          const int first = shifted ? rank_offset(Index(j) * E + e) : before;
+          const int room = capacity - first;
+          kept += room <= 0 ? 0 : (r > room ? room : r);
+          before += r;
+        }
+        counts(e) = kept;
       });
   Index dropped = 0;
   Kokkos::parallel_reduce(
@@ -136,31 +163,56 @@ inline void finish(DispatchPlan& plan, Index A, int E, Index dropped) {
 }
 }  // namespace dispatch_detail
 
+// Copies of each (slot, expert) in expert_of[0..A), A = N * slots: counts[j*E + e]. The
+// data-parallel caller turns them into the rank_offset of a slot-major position cut.
+inline void slot_expert_counts(View1<const int> expert_of, Index A, int E, int slots,
+                               View1<int> counts) {
+  Kokkos::parallel_for(
+      "moe::slot_counts_zero", range(Index(slots) * E),
+      KOKKOS_LAMBDA(const Index i) { counts(i) = 0; });
+  Kokkos::parallel_for(
+      "moe::slot_counts", range(A), KOKKOS_LAMBDA(const Index a) {
+        const int e = expert_of(a);
+        if (e >= 0 && e < E) Kokkos::atomic_add(&counts(Index(a % slots) * E + e), 1);
+      });
+}
+
 // Builds the plan from expert_of[0..A) (entries in [0,E) or -1). capacity <= 0: keep all.
-// Drop by position: an overfull expert keeps its first `capacity` copies in assignment order.
+// Drop by position: an overfull expert keeps its first `capacity` copies in assignment order,
+// or with slots = K > 1 in slot-major order (GShard: first choices before second choices).
 // Only the E+1 offsets and the dropped count come back to the host.
-// rank_offset (optional, [E]): copies of each expert in the global batch before this one.
+// rank_offset (optional, [E], or [K*E] with slots = K): where this batch's copies start in the
+// global order (see requested_and_rank).
 inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capacity,
-                          DispatchPlan& plan, View1<const int> rank_offset = {}) {
+                          DispatchPlan& plan, View1<const int> rank_offset = {}, int slots = 1) {
   const Index dropped =
-      dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan, rank_offset);
+      dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan, rank_offset, slots);
   const bool shifted = rank_offset.extent(0) > 0;
-  const Buffer<int> offsets = plan.offsets, counts = plan.counts;
+  const Buffer<int> offsets = plan.offsets, counts = plan.counts, slot_req = plan.slot_requested;
   const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
   dispatch_detail::exclusive_scan_experts(counts, offsets, E, "moe::dispatch_offsets");
 
-  // Rank -> row; copies past the capacity are dropped. Rows are unique, so the inverse map is
-  // written without conflicts.
+  // Rank -> row; copies past the capacity are dropped. The kept copies of an expert are a
+  // prefix of its ranking (a slot's copies can only be kept if the lower slots' all were), so
+  // rows are unique and the inverse map is written without conflicts.
   Kokkos::parallel_for(
       "moe::dispatch_slots", range(A), KOKKOS_LAMBDA(const Index a) {
         const int rank = slot_of(a);
         if (rank < 0) return;
-        const int global_rank = rank + (shifted ? rank_offset(expert_of(a)) : 0);
+        const int e = expert_of(a);
+        int global_rank = rank;
+        if (shifted || slots > 1) {
+          // rank - (this batch's copies of e in lower slots) = rank within slot j.
+          const int j = int(a % slots);
+          int lower = 0;
+          for (int i = 0; i < j; ++i) lower += slot_req(Index(i) * E + e);
+          global_rank = (shifted ? rank_offset(Index(j) * E + e) : lower) + rank - lower;
+        }
         if (capacity > 0 && global_rank >= capacity) {
           slot_of(a) = -1;
           return;
         }
-        const int s = offsets(expert_of(a)) + rank;
+        const int s = offsets(e) + rank;
         slot_of(a) = s;
         assignment_of_slot(s) = int(a);
       });

@@ -11,7 +11,10 @@
 namespace moe {
 
 // gate[n,j] = probs[n,e_j] / S_n for every used slot (in place of the raw gates). A token whose
-// chosen probabilities sum to 0 (every chosen expert masked) gets gates 0.
+// chosen probabilities sum to 0 (every chosen expert masked) gets gates 0. The gate is a true
+// division, not p * (1/S): with k = 1 that makes every gate exactly 1 (p / p), where p * (1/p)
+// rounds to 1 or to 1 - 2^-24 depending on p, and such last-bit differences decided which
+// tokens a capacity cut by probability dropped.
 template <class Real>
 void gate_normalize_forward(View1<const Real> probs, View1<const int> expert_of, View1<Real> gate,
                             int N, int E, int K) {
@@ -22,10 +25,9 @@ void gate_normalize_forward(View1<const Real> probs, View1<const int> expert_of,
           const int e = expert_of(n * K + j);
           if (e >= 0) s += probs(n * E + e);
         }
-        const Real inv = s > Real(0) ? Real(1) / s : Real(0);
         for (int j = 0; j < K; ++j) {
           const int e = expert_of(n * K + j);
-          if (e >= 0) gate(n * K + j) = probs(n * E + e) * inv;
+          if (e >= 0) gate(n * K + j) = s > Real(0) ? probs(n * E + e) / s : Real(0);
         }
       });
 }
@@ -44,15 +46,14 @@ void gate_normalize_backward(View1<const Real> probs, View1<const int> expert_of
           if (e >= 0) s += probs(n * E + e);
         }
         if (!(s > Real(0))) return;
-        const Real inv = Real(1) / s;
-        Real dot = 0;  // sum_i dgate_i * g_i
+        Real dot = 0;  // sum_i dgate_i * g_i, with g_i = p_i / S as in the forward
         for (int j = 0; j < K; ++j) {
           const int e = expert_of(n * K + j);
-          if (e >= 0) dot += dgate(n * K + j) * probs(n * E + e) * inv;
+          if (e >= 0) dot += dgate(n * K + j) * (probs(n * E + e) / s);
         }
         for (int j = 0; j < K; ++j) {
           const int e = expert_of(n * K + j);
-          if (e >= 0) dprobs(n * E + e) += (dgate(n * K + j) - dot) * inv;
+          if (e >= 0) dprobs(n * E + e) += (dgate(n * K + j) - dot) / s;
         }
       });
 }

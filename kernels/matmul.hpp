@@ -22,24 +22,29 @@ void gemm_strided_batched(bool transA, bool transB, int M, int N, int K, Real al
 // Name of the path gemm takes in this build ("cblas", "cublas" or "kokkos").
 const char* gemm_backend();
 
-// y[N,out] = x[N,in] * w[in,out] + b[out]  (b may be empty: no bias).
+// y [N,out] = x [N,in] * w [in,out] + b [out]  (b may be empty: no bias). The bias fill runs on
+// `exec`; the product on the gemm path's stream (the default instance's).
 template <class Real>
-void linear_forward(View1<const Real> x, View1<const Real> w, View1<const Real> b, View1<Real> y,
-                    int N, int in, int out) {
+void linear_forward(const ExecSpace& exec, View2<const Real> x, View2<const Real> w,
+                    View1<const Real> b, View2<Real> y) {
+  const int N = int(x.extent(0)), in = int(x.extent(1)), out = int(w.extent(1));
+  MOE_CHECK(Index(w.extent(0)) == in && Index(y.extent(1)) == out, "linear: shapes disagree");
   const bool has_bias = b.extent(0) > 0;
   if (has_bias) {
     Kokkos::parallel_for(
-        "moe::linear_bias", range(Index(N) * out),
-        KOKKOS_LAMBDA(const Index i) { y(i) = b(i % out); });
+        "moe::linear_bias", range(exec, Index(N) * out),
+        KOKKOS_LAMBDA(const Index i) { y(i / out, i % out) = b(i % out); });
   }
   gemm<Real>(false, false, N, out, in, Real(1), x.data(), in, w.data(), out,
              has_bias ? Real(1) : Real(0), y.data(), out);
 }
 
-// Accumulates dx += dy w^T, dw += x^T dy, db += sum over rows of dy (dx, db may be empty).
+// Accumulates dx [N,in] += dy w^T, dw [in,out] += x^T dy, db [out] += sum over rows of dy
+// (dx, db may be empty).
 template <class Real>
-void linear_backward(View1<const Real> dy, View1<const Real> x, View1<const Real> w, View1<Real> dx,
-                     View1<Real> dw, View1<Real> db, int N, int in, int out) {
+void linear_backward(const ExecSpace& exec, View2<const Real> dy, View2<const Real> x,
+                     View2<const Real> w, View2<Real> dx, View2<Real> dw, View1<Real> db) {
+  const int N = int(dy.extent(0)), in = int(x.extent(1)), out = int(dy.extent(1));
   if (dx.extent(0) > 0)
     gemm<Real>(false, true, N, in, out, Real(1), dy.data(), out, w.data(), out, Real(1), dx.data(),
                in);
@@ -48,9 +53,9 @@ void linear_backward(View1<const Real> dy, View1<const Real> x, View1<const Real
   if (db.extent(0) > 0) {
     // One thread per output column, rows summed in order: deterministic, no atomics.
     Kokkos::parallel_for(
-        "moe::linear_bias_backward", range(out), KOKKOS_LAMBDA(const Index o) {
+        "moe::linear_bias_backward", range(exec, out), KOKKOS_LAMBDA(const Index o) {
           Real s = 0;
-          for (Index n = 0; n < N; ++n) s += dy(n * out + o);
+          for (Index n = 0; n < N; ++n) s += dy(n, o);
           db(o) += s;
         });
   }

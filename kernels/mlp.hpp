@@ -46,89 +46,111 @@ inline int mlp_groups(const std::vector<int>& offsets) {
 
 // out = gelu(x), elementwise over n values.
 template <class Real>
-void gelu_forward(View1<const Real> x, View1<Real> out, Index n) {
+void gelu_forward(const ExecSpace& exec, View1<const Real> x, View1<Real> out, Index n) {
   Kokkos::parallel_for(
-      "moe::gelu_forward", range(n),
+      "moe::gelu_forward", range(exec, n),
       KOKKOS_LAMBDA(const Index i) { out(i) = mlp_detail::gelu(x(i)); });
 }
 
 // dx += gelu'(x) * dout.
 template <class Real>
-void gelu_backward(View1<const Real> x, View1<const Real> dout, View1<Real> dx, Index n) {
+void gelu_backward(const ExecSpace& exec, View1<const Real> x, View1<const Real> dout,
+                   View1<Real> dx, Index n) {
   Kokkos::parallel_for(
-      "moe::gelu_backward", range(n),
+      "moe::gelu_backward", range(exec, n),
       KOKKOS_LAMBDA(const Index i) { dx(i) += mlp_detail::gelu_grad(x(i)) * dout(i); });
 }
 
-// Per group g (rows [offsets[g], offsets[g+1]) of x [M,C]):
-//   pre = x w1_g + b1_g, act = gelu(pre), out = act w2_g + b2_g
-// with w1 [G,C,F], b1 [G,F], w2 [G,F,C], b2 [G,C]. pre and act [M,F] are saved for backward.
-// Empty groups issue no work.
+// The tensors of G MLPs of width C -> F -> C, flat and group-major: w1 [G,C,F], b1 [G,F],
+// w2 [G,F,C], b2 [G,C] (parameters, or their gradients).
 template <class Real>
-void mlp_forward(View1<const Real> x, View1<const Real> w1, View1<const Real> b1,
-                 View1<const Real> w2, View1<const Real> b2, View1<Real> pre, View1<Real> act,
-                 View1<Real> out, const std::vector<int>& offsets, int C, int F) {
+struct MlpWeights {
+  View1<Real> w1, b1, w2, b2;
+  MlpWeights() = default;
+  MlpWeights(View1<Real> w1_, View1<Real> b1_, View1<Real> w2_, View1<Real> b2_)
+      : w1(w1_), b1(b1_), w2(w2_), b2(b2_) {}
+  template <class Other>  // MlpWeights<T> -> MlpWeights<const T>
+  MlpWeights(const MlpWeights<Other>& o) : w1(o.w1), b1(o.b1), w2(o.w2), b2(o.b2) {}
+  // Group g's matrices and bias vectors.
+  View2<Real> w1_of(int g, int C, int F) const {
+    return View2<Real>(w1.data() + g * Index(C) * F, C, F);
+  }
+  View2<Real> w2_of(int g, int C, int F) const {
+    return View2<Real>(w2.data() + g * Index(C) * F, F, C);
+  }
+  View1<Real> b1_of(int g, int F) const { return slice(b1, Index(g) * F, F); }
+  View1<Real> b2_of(int g, int C) const { return slice(b2, Index(g) * C, C); }
+};
+
+// What the forward keeps for the backward, [M,F] each: pre = x w1 + b1 and act = gelu(pre).
+template <class Real>
+struct MlpActivations {
+  View2<Real> pre, act;
+};
+
+// Per group g (rows [offsets[g], offsets[g+1]) of x [M,C]):
+//   pre = x w1_g + b1_g, act = gelu(pre), out = act w2_g + b2_g.
+// C = x.extent(1), F = a.pre.extent(1). Empty groups issue no work.
+template <class Real>
+void mlp_forward(const ExecSpace& exec, View2<const Real> x, const MlpWeights<const Real>& w,
+                 const MlpActivations<Real>& a, View2<Real> out, const std::vector<int>& offsets) {
   const int G = mlp_detail::mlp_groups(offsets);
-  const Index CF = Index(C) * F;
+  const int C = int(x.extent(1)), F = int(a.pre.extent(1));
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;
-    const Index r0 = offsets[g];
-    linear_forward<Real>(slice(x, r0 * C, Index(n) * C), slice(w1, g * CF, CF),
-                         slice(b1, Index(g) * F, F), slice(pre, r0 * F, Index(n) * F), n, C, F);
+    linear_forward<Real>(exec, row_block(x, offsets[g], n), w.w1_of(g, C, F), w.b1_of(g, F),
+                         row_block(a.pre, offsets[g], n));
   }
   // One GELU kernel over all grouped rows rather than one small launch per group.
-  const Index r0 = offsets.front(), rows = offsets.back() - offsets.front();
-  gelu_forward<Real>(slice(pre, r0 * F, rows * F), slice(act, r0 * F, rows * F), rows * F);
+  const Index r0 = offsets.front(), m = (Index(offsets.back()) - r0) * F;
+  gelu_forward<Real>(exec, View1<const Real>(a.pre.data() + r0 * F, m),
+                     View1<Real>(a.act.data() + r0 * F, m), m);
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;
-    const Index r0g = offsets[g];
-    linear_forward<Real>(slice(act, r0g * F, Index(n) * F), slice(w2, g * CF, CF),
-                         slice(b2, Index(g) * C, C), slice(out, r0g * C, Index(n) * C), n, F, C);
+    linear_forward<Real>(exec, row_block(View2<const Real>(a.act), offsets[g], n), w.w2_of(g, C, F),
+                         w.b2_of(g, C), row_block(out, offsets[g], n));
   }
 }
 
-// Backward of mlp_forward given dout [M,C]. Accumulates into dx [M,C], dw1, db1, dw2, db2
-// (same layouts as the weights). dpre [M,F] is scratch, overwritten.
+// Backward of mlp_forward given dout [M,C]: accumulates into dx [M,C] and the gradients d (same
+// layout as the weights). dpre [M,F] is scratch, overwritten.
 template <class Real>
-void mlp_backward(View1<const Real> dout, View1<const Real> x, View1<const Real> pre,
-                  View1<const Real> act, View1<const Real> w1, View1<const Real> w2,
-                  View1<Real> dpre, View1<Real> dx, View1<Real> dw1, View1<Real> db1,
-                  View1<Real> dw2, View1<Real> db2, const std::vector<int>& offsets, int C, int F) {
+void mlp_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Real> x,
+                  const MlpActivations<const Real>& a, const MlpWeights<const Real>& w,
+                  View2<Real> dpre, View2<Real> dx, const MlpWeights<Real>& d,
+                  const std::vector<int>& offsets) {
   const int G = mlp_detail::mlp_groups(offsets);
-  const Index CF = Index(C) * F;
+  const int C = int(x.extent(1)), F = int(a.pre.extent(1));
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;
-    const Index r0 = offsets[g];
-    auto dout_g = slice(dout, r0 * C, Index(n) * C);
+    const auto dout_g = row_block(dout, offsets[g], n);
     // dact = dout w2_g^T, written with beta = 0 into the dpre scratch: this is the '=' that
     // saves zeroing it first (linear_backward would accumulate).
-    gemm<Real>(false, true, n, F, C, Real(1), dout_g.data(), C, w2.data() + g * CF, C, Real(0),
-               dpre.data() + r0 * F, F);
+    gemm<Real>(false, true, n, F, C, Real(1), dout_g.data(), C, w.w2_of(g, C, F).data(), C, Real(0),
+               row_block(dpre, offsets[g], n).data(), F);
     // dw2_g += act^T dout, db2_g += column sums of dout (no dx: handled just above).
-    linear_backward<Real>(dout_g, slice(act, r0 * F, Index(n) * F), slice(w2, g * CF, CF),
-                          View1<Real>(), slice(dw2, g * CF, CF), slice(db2, Index(g) * C, C), n, F,
-                          C);
+    linear_backward<Real>(exec, dout_g, row_block(a.act, offsets[g], n), w.w2_of(g, C, F),
+                          View2<Real>(), d.w2_of(g, C, F), d.b2_of(g, C));
   }
   // dpre = gelu'(pre) * dact, in place (dpre holds dact), one kernel over all grouped rows.
   {
     const Index r0 = offsets.front(), m = (Index(offsets.back()) - r0) * F;
-    View1<Real> d = slice(dpre, r0 * F, m);
-    View1<const Real> p = slice(pre, r0 * F, m);
+    View1<Real> dp(dpre.data() + r0 * F, m);
+    View1<const Real> p(a.pre.data() + r0 * F, m);
     Kokkos::parallel_for(
-        "moe::gelu_backward_inplace", range(m),
-        KOKKOS_LAMBDA(const Index i) { d(i) = mlp_detail::gelu_grad(p(i)) * d(i); });
+        "moe::gelu_backward_inplace", range(exec, m),
+        KOKKOS_LAMBDA(const Index i) { dp(i) = mlp_detail::gelu_grad(p(i)) * dp(i); });
   }
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;
-    const Index r0 = offsets[g];
     // dx_g += dpre w1_g^T, dw1_g += x^T dpre, db1_g += column sums of dpre.
-    linear_backward<Real>(slice(dpre, r0 * F, Index(n) * F), slice(x, r0 * C, Index(n) * C),
-                          slice(w1, g * CF, CF), slice(dx, r0 * C, Index(n) * C),
-                          slice(dw1, g * CF, CF), slice(db1, Index(g) * F, F), n, C, F);
+    linear_backward<Real>(exec, row_block(View2<const Real>(dpre), offsets[g], n),
+                          row_block(x, offsets[g], n), w.w1_of(g, C, F),
+                          row_block(dx, offsets[g], n), d.w1_of(g, C, F), d.b1_of(g, F));
   }
 }
 

@@ -141,21 +141,30 @@ void router_zloss_backward(View1<const Real> logits, Real weight, View1<Real> dl
       });
 }
 
-// Switch-Transformer load-balance loss E * sum_e f_e P_e, where f_e is the fraction of routed
-// copies that went to expert e (counted over the A entries of expert_of; -1 = unused slot) and
-// P_e the mean router probability of expert e. f is piecewise constant in the logits, so the
-// gradient flows only through P; counts[e] is kept for the backward pass. Returns 0 when
-// nothing is routed. Counting uses integer atomics, whose result is order independent.
-template <class Real>
-Real balance_loss_forward(View1<const Real> probs, View1<const int> expert_of, View1<int> counts,
-                          int N, int E, Index A) {
+// counts[e] = entries a < A of expert_of with a % stride == 0 that name expert e (-1 = unused
+// slot). stride = k counts only each token's first choice (slot 0). Integer atomics: the
+// counts do not depend on the order.
+inline void count_assignments(View1<const int> expert_of, View1<int> counts, int E, Index A,
+                              int stride = 1) {
   Kokkos::parallel_for(
       "moe::balance_counts_zero", range(E), KOKKOS_LAMBDA(const Index e) { counts(e) = 0; });
   Kokkos::parallel_for(
       "moe::balance_counts", range(A), KOKKOS_LAMBDA(const Index a) {
         const int e = expert_of(a);
-        if (e >= 0 && e < E) Kokkos::atomic_add(&counts(e), 1);
+        if (a % stride == 0 && e >= 0 && e < E) Kokkos::atomic_add(&counts(e), 1);
       });
+}
+
+// Switch-Transformer load-balance loss E * sum_e f_e P_e, where f_e is the fraction of routed
+// copies that went to expert e (counted over the A entries of expert_of with a % stride == 0;
+// -1 = unused slot) and P_e the mean router probability of expert e. With stride = k only first
+// choices count (GShard and Switch define f by a token's top expert); stride = 1 counts all k.
+// f is piecewise constant in the logits, so the gradient flows only through P; counts[e] is
+// kept for the backward pass. Returns 0 when nothing is routed.
+template <class Real>
+Real balance_loss_forward(View1<const Real> probs, View1<const int> expert_of, View1<int> counts,
+                          int N, int E, Index A, int stride = 1) {
+  count_assignments(expert_of, counts, E, A, stride);
   Index assigned = 0;
   Kokkos::parallel_reduce(
       "moe::balance_assigned", range(E),

@@ -75,7 +75,8 @@ def read_run(path):
      "train": {"step", "loss", "aux_loss", ..., "tokens_per_s"},
      "time": {phase: [steps] seconds},
      "eval": {"step", "val_loss", "val_ppl", "bucket_ppl" [evals, B], "bucket_min_count",
-              "bucket_types", "ppl_frequent", "ppl_infrequent"},
+              "bucket_types", "ppl_frequent", "ppl_infrequent", "infrequent_val_share",
+              "infrequent_train_mass", "infrequent_types"},
      "fluctuation": {layer: [evals, 3] (overall, frequent, infrequent)},
      "routing": {layer: {"tokens_per_expert" [steps, E], "dropped", "max_over_mean_load",
                          "router_entropy"}}}
@@ -112,8 +113,13 @@ def read_run(path):
         if ev is not None:
             run["eval"]["step"] = _array(ev, "step", np.int64)
             for name in ("val_loss", "val_ppl", "bucket_ppl", "bucket_min_count",
-                         "bucket_types", "ppl_frequent", "ppl_infrequent"):
+                         "bucket_types", "ppl_frequent", "ppl_infrequent",
+                         "infrequent_val_share"):
                 run["eval"][name] = _array(ev, name)
+            # What the infrequent class covered (training-token mass and vocabulary types).
+            for name in ("infrequent_train_mass", "infrequent_types"):
+                v = ev.attrs.get(name)
+                run["eval"][name] = float(v) if v is not None else math.nan
             if "fluctuation" in ev:
                 for name in ev["fluctuation"]:
                     layer = _layer_index(name)
@@ -153,7 +159,9 @@ def run_metrics(run):
     final_train_loss: /train/loss[-1] (one batch: noisy); train_loss_tail: mean of
     /train/loss over the last 10% of steps; final_val_loss, final_val_ppl: /eval/val_loss[-1],
     /eval/val_ppl[-1]; gap: final_val_loss - train_loss_tail (the overfitting measure);
-    ppl_frequent / ppl_infrequent at the last evaluation; tokens_per_s: median over steps;
+    ppl_frequent / ppl_infrequent at the last evaluation, next to what the infrequent class
+    covered: infrequent_mass (its share of the training tokens), infrequent_val_share (of the
+    evaluated validation tokens, last evaluation); tokens_per_s: median over steps;
     best_val_loss, best_val_ppl: the lowest /eval/val_loss of the run (where early stopping
     would have stopped) and its exp.
     """
@@ -167,6 +175,8 @@ def run_metrics(run):
         "final_val_ppl": _last(ev.get("val_ppl")),
         "ppl_frequent": _last(ev.get("ppl_frequent")),
         "ppl_infrequent": _last(ev.get("ppl_infrequent")),
+        "infrequent_mass": float(ev.get("infrequent_train_mass", math.nan)),
+        "infrequent_val_share": _last(ev.get("infrequent_val_share")),
         "tokens_per_s": (float(np.median(tr["tokens_per_s"]))
                          if tr.get("tokens_per_s") is not None and len(tr["tokens_per_s"])
                          else math.nan),
@@ -182,6 +192,7 @@ def run_metrics(run):
 
 NAN_METRICS = {k: math.nan for k in ("final_train_loss", "train_loss_tail", "final_val_loss",
                                        "final_val_ppl", "ppl_frequent", "ppl_infrequent",
+                                       "infrequent_mass", "infrequent_val_share",
                                        "tokens_per_s", "gap", "best_val_loss",
                                        "best_val_ppl")}
 

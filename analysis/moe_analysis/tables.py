@@ -29,9 +29,10 @@ SHORT = {
 
 POINT_METRICS = ("steps", "final_train_loss", "train_loss_tail", "final_val_loss",
                  "final_val_ppl", "best_val_loss", "best_val_ppl", "gap", "ppl_frequent",
-                 "ppl_infrequent", "tokens_per_s")
+                 "ppl_infrequent", "infrequent_mass", "infrequent_val_share", "tokens_per_s")
 GROUP_METRICS = ("final_val_loss", "final_val_ppl", "best_val_loss", "best_val_ppl", "gap",
-                 "train_loss_tail", "ppl_frequent", "ppl_infrequent")
+                 "train_loss_tail", "ppl_frequent", "ppl_infrequent", "infrequent_mass",
+                 "infrequent_val_share")
 
 
 def router_of(point):
@@ -208,7 +209,8 @@ def markdown_table(cols, rows, digits=4):
 
 def markdown_groups(cols, rows):
     """The grouped table with mean ± std columns (compact, for report.md)."""
-    show = ["group", "n", "seeds", "val loss", "val ppl", "val - train gap", "ppl infrequent"]
+    show = ["group", "n", "seeds", "val loss", "val ppl", "val - train gap", "ppl frequent",
+            "ppl infrequent", "infrequent: train mass / val tokens"]
     out = []
     for r in rows:
         def pm(m):
@@ -218,7 +220,10 @@ def markdown_groups(cols, rows):
             return _cell(mean) + ("" if math.isnan(std) else " ± " + _cell(std))
         o = {"group": r["group"], "n": r["n"], "val loss": pm("final_val_loss"),
              "val ppl": pm("final_val_ppl"), "val - train gap": pm("gap"),
-             "ppl infrequent": pm("ppl_infrequent")}
+             "ppl frequent": pm("ppl_frequent"), "ppl infrequent": pm("ppl_infrequent"),
+             "infrequent: train mass / val tokens": (
+                 "" if math.isnan(r["infrequent_mass_mean"]) else "%.1f%% / %.1f%%" % (
+                     100 * r["infrequent_mass_mean"], 100 * r["infrequent_val_share_mean"]))}
         o["seeds"] = r.get("seeds", "")
         out.append(o)
     return markdown_table(show, out)

@@ -1,7 +1,7 @@
 // The validated run configuration: TOML sections [model] [router] [train] [data] [output].
-// Every key is described once, in the schema table in config.cpp, which drives parsing, --set
-// overrides, validation messages and config_to_toml; adding a key is one line there plus the
-// member here. TOML++ stays inside config.cpp (nvcc has trouble with it).
+// Every key is described once, in the schema table in config_schema.cpp, which drives parsing,
+// --set overrides, validation messages and config_to_toml; adding a key is one line there plus
+// the member here. TOML++ stays inside src/config (host-only: nvcc has trouble with it).
 #pragma once
 
 #include <cstdint>
@@ -31,18 +31,22 @@ struct RouterConfig {
   bool normalize_gates = false;          // renormalise a token's k gates to sum to 1
   double jitter_noise = 0.0;             // Switch: router input * U(1-eps, 1+eps) in training
   double aux_loss_weight = 0.01;
+  std::string balance_count = "first";  // f_e counts first choices (GShard/Switch), or all k
+  std::string drop_order = "slot";      // position drops: first choices before second (GShard)
   double z_loss_weight = 1e-3;
-  double mask_ratio = 0.0;
+  double mask_ratio = 0.25;  // MaskMoE: with mask_by = "mass", the tail of a quarter of the tokens
   int visible_experts = 0;
-  std::string mask_by = "vocab";        // infrequent = lowest-count mask_ratio of types, or of mass
+  std::string mask_by = "mass";         // infrequent = lowest-count mask_ratio of mass, or types
   bool mask_per_layer = true;           // independent masks per MoE layer
   std::string hash_table = "balanced";  // balanced (by training frequency) or random
   int cluster_size = 0;
-  double cluster_loss_weight = 0.0;
-  std::string cluster_loss = "intra";    // intra (public MoEC code) or inter
-  std::string dropout_mode = "uniform";  // uniform (public code) or cluster-stratified
+  double cluster_loss_weight = 3.0;          // calibrated on the share scale (docs/routing.md)
+  std::string cluster_loss = "intra";        // intra (public MoEC code) or inter
+  std::string cluster_loss_scale = "share";  // loads relative to uniform, or public_sum
+  std::string dropout_mode = "uniform";      // uniform (public code) or cluster (the paper)
   double expert_dropout = 0.0;
   int dropout_interval = 250;
+  bool dropout_at_eval = false;  // evaluation also drops (the public code) or sees every expert
 };
 
 struct TrainConfig {

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "config/config_schema.hpp"
+#include "routing/expert_dropout_rule.hpp"
 #include "util/format_double.hpp"
 
 namespace moe::config_detail {
@@ -38,6 +39,14 @@ void check_router_keys(const Config& c) {
     throw UserError(
         "router.cluster_size = 1 leaves no within-cluster variance for "
         "router.cluster_loss = \"intra\" (allowed: >= 2, or cluster_loss_weight = 0)");
+  if (r.type == "moec" && r.expert_dropout > 0 &&
+      dropout_kept_count(r.expert_dropout, m.num_experts, r.cluster_size, m.top_k,
+                         r.dropout_mode == "cluster") == m.num_experts)
+    throw UserError("router.expert_dropout = " + shortest_double(r.expert_dropout) +
+                    " drops no expert with dropout_mode = \"" + r.dropout_mode +
+                    "\", num_experts = " + E + ", cluster_size = " +
+                    std::to_string(r.cluster_size) + ", top_k = " + std::to_string(m.top_k) +
+                    " (allowed: 0, or a setting that drops one; docs/routing.md lists them)");
   if (r.type == "expert_choice" && r.capacity_factor <= 0)
     throw UserError("router.capacity_factor = " + shortest_double(r.capacity_factor) +
                     " with router.type = \"expert_choice\" (allowed: > 0; each expert takes "

@@ -3,16 +3,12 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <type_traits>
 
 #include "config/config_schema.hpp"
+#include "io/input_file.hpp"
 #include "util/format_double.hpp"
 
 namespace moe::config_detail {
@@ -145,31 +141,6 @@ void apply_section(const std::string& path, const std::string& section, const to
                 [&] { assign(find_key(section, std::string(name.str())), value, config); });
 }
 
-// A config is a few kilobytes; anything far larger (or /dev/zero) is a mistake, refused before
-// it is read into memory.
-constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
-
-std::string read_file(const std::string& path) {
-  if (std::filesystem::is_directory(path))
-    throw UserError("cannot read config file '" + path + "': it is a directory");
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (!ec && status.type() != std::filesystem::file_type::not_found &&
-      status.type() != std::filesystem::file_type::regular)
-    throw UserError("cannot read config file '" + path +
-                    "': not a regular file (allowed: a TOML file)");
-  const std::uintmax_t bytes = std::filesystem::file_size(path, ec);
-  if (!ec && bytes > kMaxConfigBytes)
-    throw UserError("config file '" + path + "' has " + std::to_string(bytes) +
-                    " bytes (allowed: at most 16 MiB of TOML)");
-  errno = 0;  // so that a failed open reports its own reason, not a stale one
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw UserError("cannot read config file '" + path + "'" +
-                    (errno ? std::string(": ") + std::strerror(errno) : std::string()));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 bool is_string_key(const Key& key) {
   Config probe;
   return std::holds_alternative<std::string*>(key.field(probe));
@@ -193,7 +164,7 @@ toml::table set_value(const Key& key, const std::string& text) {
 }  // namespace
 
 void apply_file(const std::string& path, Config& config) {
-  const std::string text = read_file(path);
+  const std::string text = read_input_file(path, "config file");
   toml::table root;
   try {
     root = toml::parse(text, path);

@@ -17,6 +17,9 @@ const std::vector<std::string> kHashTables = {"balanced", "random"};
 const std::vector<std::string> kMaskBy = {"vocab", "mass"};
 const std::vector<std::string> kClusterLoss = {"intra", "inter"};
 const std::vector<std::string> kDropoutModes = {"uniform", "cluster"};
+const std::vector<std::string> kClusterLossScales = {"share", "public_sum"};
+const std::vector<std::string> kBalanceCounts = {"first", "all"};
+const std::vector<std::string> kDropOrders = {"slot", "token"};
 
 constexpr Range closed(double lo, double hi) {
   return {lo, hi, false, false};
@@ -58,8 +61,13 @@ const std::vector<Key> kSchema = {
     {MOE_FIELD(router, jitter_noise), closed(0, 1), nullptr,
      "multiplicative router-input noise in training (Switch)"},
     {MOE_FIELD(router, aux_loss_weight), at_least(0), nullptr, "load-balance loss weight"},
+    {MOE_FIELD(router, balance_count), no_range(), &kBalanceCounts,
+     "balance loss f_e counts each token's first choice (GShard/Switch) or all k choices"},
+    {MOE_FIELD(router, drop_order), no_range(), &kDropOrders,
+     "capacity cut by position: every first choice before any second (slot) or token order"},
     {MOE_FIELD(router, z_loss_weight), at_least(0), nullptr, "router z-loss weight"},
-    {MOE_FIELD(router, mask_ratio), closed(0, 1), nullptr, "MaskMoE mask ratio"},
+    {MOE_FIELD(router, mask_ratio), closed(0, 1), nullptr,
+     "MaskMoE infrequent share: of the training tokens (mask_by = mass) or of the types"},
     {MOE_FIELD(router, visible_experts), at_least(0), nullptr,
      "MaskMoE experts visible to a frequent token"},
     {MOE_FIELD(router, mask_by), no_range(), &kMaskBy,
@@ -71,10 +79,14 @@ const std::vector<Key> kSchema = {
     {MOE_FIELD(router, cluster_loss_weight), at_least(0), nullptr, "MoEC cluster loss weight"},
     {MOE_FIELD(router, cluster_loss), no_range(), &kClusterLoss,
      "MoEC cluster loss form (intra = public code)"},
+    {MOE_FIELD(router, cluster_loss_scale), no_range(), &kClusterLossScales,
+     "MoEC cluster loss on loads relative to uniform (share) or batch sums (public_sum)"},
     {MOE_FIELD(router, dropout_mode), no_range(), &kDropoutModes,
-     "MoEC expert dropout: uniform (public code) or per cluster"},
+     "MoEC expert dropout: uniform over all experts (public code) or per cluster (paper)"},
     {MOE_FIELD(router, expert_dropout), half_open(0, 1), nullptr, "MoEC expert dropout rate"},
     {MOE_FIELD(router, dropout_interval), at_least(1), nullptr, "MoEC steps between dropout draws"},
+    {MOE_FIELD(router, dropout_at_eval), no_range(), nullptr,
+     "MoEC evaluation drops the current interval's experts too (as the public code)"},
     {MOE_FIELD(train, steps), at_least(1), nullptr, "optimizer steps"},
     {MOE_FIELD(train, batch_size), at_least(1), nullptr, "sequences per global batch"},
     {MOE_FIELD(train, lr), above(0), nullptr, "peak learning rate"},

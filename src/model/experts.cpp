@@ -4,6 +4,14 @@
 #include "model/scratch.hpp"
 
 namespace moe {
+namespace {
+
+template <class Real>
+MlpWeights<Real> weights(const FfnTensors<Real>& t) {
+  return {t.w1, t.b1, t.w2, t.b2};
+}
+
+}  // namespace
 
 template <class Real>
 FfnTensors<Real> GroupedExperts<Real>::local(const FfnTensors<Real>& t,
@@ -20,7 +28,8 @@ void GroupedExperts<Real>::forward(const FfnTensors<Real>& p, const ExpertRows& 
   auto pre = ensure(pre_, R * F_, "moe::experts.pre");
   auto act = ensure(act_, R * F_, "moe::experts.act");
   const FfnTensors<Real> mine = local(p, rows);
-  mlp_forward<Real>(x, mine.w1, mine.b1, mine.w2, mine.b2, pre, act, y, *rows.offsets, C_, F_);
+  mlp_forward<Real>(exec_, matrix(x, R, C_), weights(mine),
+                    {matrix(pre, R, F_), matrix(act, R, F_)}, matrix(y, R, C_), *rows.offsets);
   x_ = x;
 }
 
@@ -30,8 +39,9 @@ void GroupedExperts<Real>::backward(const FfnTensors<Real>& p, const FfnTensors<
   const Index R = rows.rows();
   auto dpre = ensure(dpre_, R * F_, "moe::experts.dpre");
   const FfnTensors<Real> mine = local(p, rows), mine_g = local(g, rows);
-  mlp_backward<Real>(dy, x_, slice(pre_, 0, R * F_), slice(act_, 0, R * F_), mine.w1, mine.w2, dpre,
-                     dx, mine_g.w1, mine_g.b1, mine_g.w2, mine_g.b2, *rows.offsets, C_, F_);
+  mlp_backward<Real>(exec_, matrix(dy, R, C_), matrix(x_, R, C_),
+                     {matrix(pre_, R, F_), matrix(act_, R, F_)}, weights(mine), matrix(dpre, R, F_),
+                     matrix(dx, R, C_), weights(mine_g), *rows.offsets);
 }
 
 template class GroupedExperts<float>;

@@ -42,6 +42,7 @@ class GroupedExperts {
   // The tensors of experts [rows.first, rows.first + rows.count) within every expert's.
   FfnTensors<Real> local(const FfnTensors<Real>& t, const ExpertRows& rows) const;
 
+  ExecSpace exec_;  // where the experts' kernels run
   int C_, F_;
   View1<const Real> x_;            // the last forward's input rows
   Buffer<Real> pre_, act_, dpre_;  // [rows, F]

@@ -20,20 +20,33 @@ void TokenDispatcher<Real>::make_plan(const Router<Real>& router, const RoutingS
     dispatch_plan<Real>(st.expert_of, priority, NK, E_, capacity, plan_);
     return;
   }
+  // Slot-major ranking (GShard, router.drop_order = "slot"): the global order is slot 0 of
+  // every rank, then slot 1 of every rank, ...; rank_offset[j*E + e] is where this rank's
+  // slot-j copies of e start in it.
+  const int slots = router.capacity_slot_major() ? K_ : 1;
   View1<const int> offsets;
   if (dp && capacity > 0) {
-    std::vector<std::int64_t> mine(E_), before(E_);
-    auto h = Kokkos::create_mirror_view(Kokkos::subview(st.counts, std::make_pair(0, E_)));
-    Kokkos::deep_copy(h, Kokkos::subview(st.counts, std::make_pair(0, E_)));
-    for (int e = 0; e < E_; ++e) mine[e] = h(e);
-    comm_->exscan(mine.data(), before.data(), E_);
-    auto off = ensure(rank_offset_, E_, "moe::moe.rank_offset");
-    auto ho = Kokkos::create_mirror_view(rank_offset_);
-    for (int e = 0; e < E_; ++e) ho(e) = int(before[e]);
-    Kokkos::deep_copy(rank_offset_, ho);
+    const int SE = slots * E_;
+    auto off = ensure(rank_offset_, SE, "moe::moe.rank_offset");
+    slot_expert_counts(st.expert_of, NK, E_, slots, off);
+    std::vector<std::int64_t> mine(SE), before(SE);
+    auto h = Kokkos::create_mirror_view(Kokkos::subview(off, std::make_pair(0, SE)));
+    Kokkos::deep_copy(h, Kokkos::subview(off, std::make_pair(0, SE)));
+    for (int i = 0; i < SE; ++i) mine[i] = h(i);
+    comm_->exscan(mine.data(), before.data(), SE);
+    std::vector<std::int64_t> total = mine;
+    if (slots > 1) comm_->sum(total.data(), SE);
+    for (int e = 0; e < E_; ++e) {
+      std::int64_t lower_slots = 0;  // copies of e in lower slots, over every rank
+      for (int j = 0; j < slots; ++j) {
+        h(j * E_ + e) = int(lower_slots + before[j * E_ + e]);
+        lower_slots += total[j * E_ + e];
+      }
+    }
+    Kokkos::deep_copy(Kokkos::subview(off, std::make_pair(0, SE)), h);
     offsets = off;
   }
-  dispatch_plan(st.expert_of, NK, E_, capacity, plan_, offsets);
+  dispatch_plan(st.expert_of, NK, E_, capacity, plan_, offsets, slots);
 }
 
 template <class Real>

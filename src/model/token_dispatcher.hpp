@@ -77,7 +77,7 @@ class TokenDispatcher {
 
  private:
   void make_plan(const Router<Real>& router, const RoutingState<Real>& st, int N);
-  Buffer<int> rank_offset_;  // [E] copies of each expert on earlier ranks
+  Buffer<int> rank_offset_;  // [slots*E] where this rank's copies start in the global order
 };
 
 // Every expert on this rank: the grouped rows are the experts' rows.

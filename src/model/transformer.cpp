@@ -103,6 +103,12 @@ FfnTensors<Real> Transformer<Real>::ffn(Buffer<Real>& buf, const BlockLayout& b)
 }
 
 template <class Real>
+MlpWeights<Real> Transformer<Real>::mlp(Buffer<Real>& buf, const BlockLayout& b) {
+  auto view = [&](int t) { return slice(buf, layout_[t].offset, layout_[t].size); };
+  return {view(b.w1), view(b.b1), view(b.w2), view(b.b2)};
+}
+
+template <class Real>
 ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int> targets,
                                         bool training, std::int64_t step) {
   const int N = int(N_), C = C_;
@@ -122,9 +128,11 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
     layernorm_forward<Real>(exec_, rows(a.res, C), p(b.ln1_g), p(b.ln1_b), rows(a.ln1, C),
                             a.ln1_mean, a.ln1_rstd);
     lap(timer_, Phase::Rest);
-    linear_forward<Real>(a.ln1, p(b.qkv_w), p(b.qkv_b), a.qkv, N, C, 3 * C);
-    attention_forward<Real>(a.qkv, a.att, a.atty, B_, S_, C, H_);
-    linear_forward<Real>(a.atty, p(b.proj_w), p(b.proj_b), tmp_, N, C, C);
+    linear_forward<Real>(exec_, rows(a.ln1, C), matrix(p(b.qkv_w), C, 3 * C), p(b.qkv_b),
+                         rows(a.qkv, 3 * C));
+    attention_forward<Real>(exec_, rows(a.qkv, 3 * C), scores(a.att), rows(a.atty, C));
+    linear_forward<Real>(exec_, rows(a.atty, C), matrix(p(b.proj_w), C, C), p(b.proj_b),
+                         rows(tmp_, C));
     lap(timer_, Phase::Attention);
     residual_forward<Real>(exec_, rows(a.res, C), rows(tmp_, C), rows(a.res_mid, C));
     // FFN branch: dense GELU MLP (one group) or the MoE layer.
@@ -140,8 +148,8 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
       stats.aux.cluster += x.cluster;
       stats.aux.weighted += x.weighted;
     } else {
-      mlp_forward<Real>(a.ln2, p(b.w1), p(b.b1), p(b.w2), p(b.b2), a.pre, a.act, tmp_, {0, N}, C,
-                        F_);
+      mlp_forward<Real>(exec_, rows(a.ln2, C), mlp(params_, b), {rows(a.pre, F_), rows(a.act, F_)},
+                        rows(tmp_, C), {0, N});
       lap(timer_, Phase::Experts);
     }
     Buffer<Real>& next = (l + 1 < L_) ? acts_[l + 1].res : res_final_;
@@ -185,8 +193,8 @@ void Transformer<Real>::backward() {
                                              dln_, N);
     } else {
       lap(timer_, Phase::Rest);
-      mlp_backward<Real>(dres_, a.ln2, a.pre, a.act, p(b.w1), p(b.w2), dpre_, dln_, g(b.w1),
-                         g(b.b1), g(b.w2), g(b.b2), {0, N}, C, F_);
+      mlp_backward<Real>(exec_, rows(dres_, C), rows(a.ln2, C), {rows(a.pre, F_), rows(a.act, F_)},
+                         mlp(params_, b), rows(dpre_, F_), rows(dln_, C), mlp(grads_, b), {0, N});
       lap(timer_, Phase::Experts);
     }
     layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res_mid, C), p(b.ln2_g), a.ln2_mean,
@@ -194,11 +202,14 @@ void Transformer<Real>::backward() {
 
     fill_zero<Real>(slice(datty_, 0, NC), NC);
     lap(timer_, Phase::Rest);
-    linear_backward<Real>(dres_, a.atty, p(b.proj_w), datty_, g(b.proj_w), g(b.proj_b), N, C, C);
+    linear_backward<Real>(exec_, rows(dres_, C), rows(a.atty, C), matrix(p(b.proj_w), C, C),
+                          rows(datty_, C), matrix(g(b.proj_w), C, C), g(b.proj_b));
     fill_zero<Real>(slice(dqkv_, 0, 3 * NC), 3 * NC);
-    attention_backward<Real>(datty_, a.qkv, a.att, datt_, dqkv_, B_, S_, C, H_);
+    attention_backward<Real>(exec_, rows(datty_, C), rows(a.qkv, 3 * C), scores(a.att),
+                             scores(datt_), rows(dqkv_, 3 * C));
     fill_zero<Real>(slice(dln_, 0, NC), NC);
-    linear_backward<Real>(dqkv_, a.ln1, p(b.qkv_w), dln_, g(b.qkv_w), g(b.qkv_b), N, C, 3 * C);
+    linear_backward<Real>(exec_, rows(dqkv_, 3 * C), rows(a.ln1, C), matrix(p(b.qkv_w), C, 3 * C),
+                          rows(dln_, C), matrix(g(b.qkv_w), C, 3 * C), g(b.qkv_b));
     lap(timer_, Phase::Attention);
     layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res, C), p(b.ln1_g), a.ln1_mean,
                              a.ln1_rstd, rows(dres_, C), g(b.ln1_g), g(b.ln1_b));

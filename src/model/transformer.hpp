@@ -7,8 +7,10 @@
 #include <memory>
 #include <vector>
 
+#include "attention.hpp"
 #include "common.hpp"
 #include "config/config.hpp"
+#include "mlp.hpp"
 #include "model/moe_layer.hpp"
 #include "model/params.hpp"
 #include "parallel/comm.hpp"
@@ -67,8 +69,14 @@ class Transformer {
   View1<Real> p(int tensor) { return slice(params_, layout_[tensor].offset, layout_[tensor].size); }
   View1<Real> g(int tensor) { return slice(grads_, layout_[tensor].offset, layout_[tensor].size); }
   FfnTensors<Real> ffn(Buffer<Real>& buf, const BlockLayout& b);
+  // A dense block's FFN tensors as the mlp kernels take them.
+  MlpWeights<Real> mlp(Buffer<Real>& buf, const BlockLayout& b);
   // An activation buffer as the batch's [N, cols] matrix.
   View2<Real> rows(const Buffer<Real>& buf, int cols) const { return matrix(buf, N_, cols); }
+  // An attention score buffer as [B, H, S, S].
+  ScoreView<Real> scores(const Buffer<Real>& buf) const {
+    return ScoreView<Real>(buf.data(), B_, H_, S_, S_);
+  }
 
   Config cfg_;
   ExecSpace exec_;  // where every kernel of the model runs

@@ -14,11 +14,13 @@ void GlobalRouterStats<Real>::set_tokens(int N) {
 
 template <class Real>
 double GlobalRouterStats<Real>::balance_loss(View1<const Real> probs, View1<const int> expert_of,
-                                             View1<int> local_counts, int N, int E, Index A) {
+                                             View1<int> local_counts, int N, int E, Index A,
+                                             int stride) {
   set_tokens(N);
   if (Index(global_counts_.extent(0)) < E)
     global_counts_ = Buffer<int>(std::string("moe::router.global_counts"), std::size_t(E));
-  const double local = double(balance_loss_forward<Real>(probs, expert_of, local_counts, N, E, A));
+  const double local =
+      double(balance_loss_forward<Real>(probs, expert_of, local_counts, N, E, A, stride));
   if (!comm_ || !comm_->distributed()) {
     Kokkos::deep_copy(global_counts_, Kokkos::subview(local_counts, std::make_pair(0, E)));
     return local;

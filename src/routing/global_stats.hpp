@@ -15,10 +15,12 @@ class GlobalRouterStats {
  public:
   explicit GlobalRouterStats(const Comm* comm) : comm_(comm) {}
 
-  // Switch balance loss E * sum_e f_e P_e of the global batch. `local_counts` receives this
-  // rank's assignments per expert; the global counts are kept for balance_backward.
-  double balance_loss(View1<const Real> probs, View1<const int> expert_of,
-                      View1<int> local_counts, int N, int E, Index A);
+  // Switch balance loss E * sum_e f_e P_e of the global batch, f counting the entries a of
+  // expert_of with a % stride == 0 (stride = k: first choices only). `local_counts` receives
+  // this rank's counted assignments per expert; the global counts are kept for
+  // balance_backward.
+  double balance_loss(View1<const Real> probs, View1<const int> expert_of, View1<int> local_counts,
+                      int N, int E, Index A, int stride = 1);
   // dprobs += weight * E * f_e / N_global for this rank's N tokens.
   void balance_backward(Real weight, View1<Real> dprobs, int N, int E) const;
   // z-loss mean over the global batch of logsumexp^2, and its gradient for this rank's tokens.

@@ -5,6 +5,7 @@
 
 #include "expert_dropout.hpp"
 #include "router.hpp"
+#include "routing/expert_dropout_rule.hpp"
 #include "util/rng.hpp"
 
 namespace moe {
@@ -34,6 +35,8 @@ MoECRouter<Real>::MoECRouter(const Config& cfg, const RouterSetup& setup)
       dropout_(cfg.router.expert_dropout),
       dropout_interval_(cfg.router.dropout_interval),
       cluster_mode_(cfg.router.dropout_mode == "cluster"),
+      drop_at_eval_(cfg.router.dropout_at_eval),
+      public_scale_(cfg.router.cluster_loss_scale == "public_sum"),
       form_(cfg.router.cluster_loss == "inter" ? ClusterLossForm::inter : ClusterLossForm::intra),
       seed_(hash64(hash64(cfg.train.seed, kDropoutSalt), std::uint64_t(setup.layer))),
       keep_(std::string("moe::moec.keep"), std::size_t(cfg.model.num_experts)),
@@ -54,14 +57,10 @@ std::vector<int> MoECRouter<Real>::kept_experts(std::int64_t step) const {
   if (step < 0 && step % dropout_interval_ != 0) --interval;
   Rng rng(hash64(seed_, std::uint64_t(interval)));
   if (!cluster_mode_) {
-    int n_keep = int(std::llround((1.0 - dropout_) * E_));
-    n_keep = std::min(E_, std::max(n_keep, k_));
-    kept = choose(rng, E_, n_keep);
+    kept = choose(rng, E_, dropout_kept_count(dropout_, E_, cluster_size_, k_, false));
   } else {
     const int c = cluster_size_, G = E_ / c;
-    int n_drop = int(std::llround(dropout_ * c));
-    n_drop = std::max(0, std::min(n_drop, c - 1));         // at least 1 kept per cluster
-    while (n_drop > 0 && G * (c - n_drop) < k_) --n_drop;  // at least k kept overall
+    const int n_drop = dropout_ > 0 ? dropout_per_cluster(dropout_, E_, c, k_) : 0;
     for (int g = 0; g < G; ++g)
       for (int i : choose(rng, c, c - n_drop)) kept.push_back(g * c + i);
   }
@@ -84,7 +83,7 @@ void MoECRouter<Real>::update_mask(std::int64_t step) {
 template <class Real>
 View1<const Real> MoECRouter<Real>::routing_logits(const RouteContext& ctx,
                                                    View1<const Real> logits, int N) {
-  if (!ctx.training || !drops_any_) return logits;
+  if ((!ctx.training && !drop_at_eval_) || !drops_any_) return logits;
   update_mask(ctx.step);
   View1<Real> masked = this->masked_logits_buffer(N);
   expert_mask_forward<Real>(logits, keep_, masked, N, E_);
@@ -104,12 +103,17 @@ double MoECRouter<Real>::extra_losses_forward(const RouteContext&, View1<const R
     softmax_rows_forward<Real>(logits, full, N, E_);
     cluster_probs = full;
   }
+  // The balance loss (computed before this hook) set local_share() = N / N_global.
+  const double tokens = double(N) / double(this->stats_.local_share());
+  scaling_ =
+      public_scale_ ? ClusterLossScaling::public_sum(E_) : ClusterLossScaling::share(E_, tokens);
   st.losses.cluster =
-      double(cluster_loss_forward<Real>(cluster_probs, P_, N, E_, cluster_size_, form_));
+      double(cluster_loss_forward<Real>(cluster_probs, P_, N, E_, cluster_size_, form_, scaling_));
   if (const Comm* comm = this->stats_.comm(); comm && comm->distributed()) {
     // P_e sums over the global batch: add the other ranks' sums, then the loss of the sums.
     comm->sum<Real>(slice(P_, 0, E_), E_, comm->world());
-    st.losses.cluster = double(cluster_loss_from_sums<Real>(P_, E_, cluster_size_, form_));
+    st.losses.cluster =
+        double(cluster_loss_from_sums<Real>(P_, E_, cluster_size_, form_, scaling_));
   }
   return cluster_weight_ * st.losses.cluster;
 }
@@ -120,8 +124,8 @@ void MoECRouter<Real>::extra_losses_backward(const RouteContext&, View1<const Re
                                              View1<Real> dlogits, int N) {
   if (!(cluster_weight_ > 0)) return;
   if (!this->routed_masked()) {
-    cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dprobs, N, E_, cluster_size_,
-                                form_);
+    cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dprobs, N, E_, cluster_size_, form_,
+                                scaling_);
     return;
   }
   // Under dropout the loss has its own path: through the unmasked softmax, to every expert's
@@ -129,7 +133,8 @@ void MoECRouter<Real>::extra_losses_backward(const RouteContext&, View1<const Re
   const Index NE = Index(N) * E_;
   auto dfull = this->scratch(dfull_, NE, "moe::moec.dfull");
   fill_zero<Real>(dfull, NE);
-  cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dfull, N, E_, cluster_size_, form_);
+  cluster_loss_backward<Real>(P_, Real(cluster_weight_), dP_, dfull, N, E_, cluster_size_, form_,
+                              scaling_);
   softmax_rows_backward<Real>(slice(full_probs_, 0, NE), dfull, dlogits, N, E_);
 }
 

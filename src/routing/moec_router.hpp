@@ -6,7 +6,10 @@
 // - expert dropout in training: a kept set of experts, redrawn every dropout_interval steps from
 //   (train.seed, layer, step / dropout_interval) alone (reproducible and resumable); dropped
 //   experts get logit -inf before the softmax, so tokens go to their best surviving experts.
-//   Evaluation sees every expert.
+//   Evaluation sees every expert unless router.dropout_at_eval (the public code's behaviour).
+// The cluster loss reads loads relative to a uniform router (E times the mean probability), so
+// its value does not depend on batch size or sequence length; router.cluster_loss_scale =
+// "public_sum" restores the public code's batch sums.
 #pragma once
 
 #include <cstdint>
@@ -49,7 +52,10 @@ class MoECRouter : public TopKRouter<Real> {
   double cluster_weight_, dropout_;
   int dropout_interval_;
   bool cluster_mode_;  // dropout_mode == "cluster"
+  bool drop_at_eval_;  // dropout_at_eval: evaluation routes around the dropped experts too
+  bool public_scale_;  // cluster_loss_scale == "public_sum"
   ClusterLossForm form_;
+  ClusterLossScaling scaling_;  // of the last forward (the backward uses the same)
   std::uint64_t seed_;
 
   std::int64_t mask_interval_ = -1;  // interval whose mask keep_ holds (-1 = none yet)

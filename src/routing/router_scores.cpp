@@ -45,8 +45,9 @@ template <class Real>
 void Router<Real>::score(const RouteContext& ctx, View1<const Real> x, View1<const Real> w,
                          View1<Real> logits, int N, int C) {
   const int E = int(w.extent(0)) / C;
-  linear_forward<Real>(jitter_.apply(ctx.training, ctx.step, x, Index(N) * C), w,
-                       View1<const Real>(), logits, N, C, E);
+  const ExecSpace exec;
+  linear_forward<Real>(exec, matrix(jitter_.apply(ctx.training, ctx.step, x, Index(N) * C), N, C),
+                       matrix(w, C, E), View1<const Real>(), matrix(logits, N, E));
 }
 
 template <class Real>
@@ -54,8 +55,10 @@ void Router<Real>::score_backward(View1<const Real> dlogits, View1<const Real> x
                                   View1<const Real> w, View1<Real> dx, View1<Real> dw, int N,
                                   int C) {
   const int E = int(w.extent(0)) / C;
+  const ExecSpace exec;
   if (!jitter_.applied()) {
-    linear_backward<Real>(dlogits, x, w, dx, dw, View1<Real>(), N, C, E);
+    linear_backward<Real>(exec, matrix(dlogits, N, E), matrix(x, N, C), matrix(w, C, E),
+                          matrix(dx, N, C), matrix(dw, C, E), View1<Real>());
     return;
   }
   // Through the jitter: d(x * noise)/dx = noise, elementwise.
@@ -64,7 +67,8 @@ void Router<Real>::score_backward(View1<const Real> dlogits, View1<const Real> x
     dinput_ = Buffer<Real>(std::string("moe::router.jittered_input_grad"), std::size_t(n));
   View1<Real> dinput = slice(dinput_, 0, n);
   fill_zero<Real>(dinput, n);
-  linear_backward<Real>(dlogits, jitter_.jittered(n), w, dinput, dw, View1<Real>(), N, C, E);
+  linear_backward<Real>(exec, matrix(dlogits, N, E), matrix(jitter_.jittered(n), N, C),
+                        matrix(w, C, E), matrix(dinput, N, C), matrix(dw, C, E), View1<Real>());
   jitter_.backward(dinput, dx, n);
 }
 

@@ -60,6 +60,9 @@ class Router {
   virtual View1<const Real> drop_priority(const RoutingState<Real>&) const {
     return View1<const Real>();
   }
+  // True when a capacity cut by position ranks copies slot-major (every token's slot 0 before
+  // any slot 1, as GShard), false for token order (a token's slots together).
+  virtual bool capacity_slot_major() const { return false; }
   // Expert MLPs a token passes through on average (k for top-k), for FLOP accounting.
   virtual double active_experts_per_token() const { return slots_per_token(); }
   // Fills st.probs, st.expert_of, st.gate, st.counts and st.losses from logits [N,E].

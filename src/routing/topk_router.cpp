@@ -15,6 +15,8 @@ TopKRouter<Real>::TopKRouter(const Config& cfg, const RouterSetup& setup)
       z_weight_(cfg.router.z_loss_weight),
       normalize_gates_(cfg.router.normalize_gates),
       drop_by_probability_(cfg.router.drop_policy == "probability"),
+      first_choice_balance_(cfg.router.balance_count == "first"),
+      slot_major_drops_(cfg.router.drop_order == "slot"),
       stats_(setup.comm) {
   MOE_CHECK(cfg.router.drop_policy == "position" || cfg.router.drop_policy == "probability",
             "router.drop_policy passed validation but is unknown to TopKRouter");
@@ -42,7 +44,16 @@ void TopKRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits
   after_topk(st, N);
   if (normalize_gates_) gate_normalize_forward<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
   st.losses = AuxLosses{};
-  st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, Index(N) * k_);
+  const Index A = Index(N) * k_;
+  if (first_choice_balance_ && k_ > 1) {
+    // f counts first choices (GShard/Switch); st.counts still holds every assignment (the
+    // dispatch and the routing metrics read it).
+    View1<int> first = scratch(first_counts_, E_, "moe::topk.first_counts");
+    st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, first, N, E_, A, k_);
+    count_assignments(st.expert_of, st.counts, E_, A);
+  } else {
+    st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, A);
+  }
   st.losses.z = z_weight_ > 0 ? stats_.zloss(routed_, N, E_) : 0.0;
   const double extra = extra_losses_forward(ctx, logits, st, N);
   st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z + extra;

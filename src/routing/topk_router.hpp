@@ -2,7 +2,10 @@
 // probs = softmax(logits) over all experts; each token takes its k most probable experts with
 // gates equal to those probabilities (as in Switch), or, with router.normalize_gates, those
 // probabilities divided by their sum over the token's k picks (GShard top-2). Auxiliary losses
-// are the Switch balance loss (f_e counts the N*k assignments) and the ST-MoE router z-loss.
+// are the Switch balance loss (f_e counts each token's first choice as GShard and Switch do, or
+// with router.balance_count = "all" the N*k assignments) and the ST-MoE router z-loss. Under a
+// capacity cut by position every first choice is ranked before any second choice (GShard;
+// router.drop_order = "token" interleaves a token's slots as before).
 // router.drop_policy picks which copies an overfull expert drops under a capacity: "position"
 // (later tokens) or "probability" (lowest final gates); see drop_priority().
 //
@@ -31,6 +34,8 @@ class TopKRouter : public Router<Real> {
   View1<const Real> drop_priority(const RoutingState<Real>& st) const override;
 
   bool drops_by_probability() const { return drop_by_probability_; }
+  // Position drops rank every first choice before any second choice (GShard), for k > 1.
+  bool capacity_slot_major() const override { return slot_major_drops_ && k_ > 1; }
   bool normalizes_gates() const { return normalize_gates_; }
 
  protected:
@@ -70,6 +75,8 @@ class TopKRouter : public Router<Real> {
   int E_, k_;
   double capacity_factor_, aux_weight_, z_weight_;
   bool normalize_gates_, drop_by_probability_;
+  bool first_choice_balance_;      // balance_count = "first": f_e counts slot 0 only
+  bool slot_major_drops_;          // drop_order = "slot": first choices get capacity first
   GlobalRouterStats<Real> stats_;  // losses over the global batch
 
  private:
@@ -77,6 +84,7 @@ class TopKRouter : public Router<Real> {
   View1<const Real> routed_;    // the logits the last forward routed on
   bool routed_masked_ = false;  // routed_ is a view of masked_
   Buffer<Real> dprobs_;         // scratch [N,E]
+  Buffer<int> first_counts_;    // [E] first choices per expert (balance_count = "first")
 };
 
 }  // namespace moe

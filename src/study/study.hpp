@@ -17,7 +17,8 @@
 // points whose parameters then coincide collapse into the first. A point's id is readable and
 // stable: short key (the last component; the full key when two swept keys share it), '-',
 // the value sanitised to [A-Za-z0-9.-], joined with '_': "type-moec_num_experts-8_seed-1".
-// TOML++ stays in study.cpp (host-only, like config.cpp).
+// Point ids are bounded and unique (point_ids.hpp). TOML++ stays in src/study's sources
+// (host-only, like src/config).
 #pragma once
 
 #include <cstdint>

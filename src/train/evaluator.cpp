@@ -1,5 +1,6 @@
 #include "train/evaluator.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -32,6 +33,19 @@ Evaluator::Evaluator(const Config& cfg, const Corpus& corpus, Transformer<float>
 
 double Evaluator::frequency_split() const {
   return cfg_.router.mask_ratio > 0 ? cfg_.router.mask_ratio : 0.5;
+}
+
+double Evaluator::infrequent_train_mass() const {
+  double mass = 0, total = 0;
+  for (std::size_t t = 0; t < infrequent_.size(); ++t) {
+    total += double(corpus_.train_counts[t]);
+    if (infrequent_[t]) mass += double(corpus_.train_counts[t]);
+  }
+  return total > 0 ? mass / total : std::numeric_limits<double>::quiet_NaN();
+}
+
+std::int64_t Evaluator::infrequent_types() const {
+  return std::int64_t(std::count(infrequent_.begin(), infrequent_.end(), true));
 }
 
 void Evaluator::restore(const std::vector<std::vector<std::int32_t>>& probe_top1,
@@ -89,6 +103,8 @@ void Evaluator::validation_pass(EvalResult& r) {
   const double* cls = sums.data() + 2 * kFrequencyBuckets;
   r.ppl_frequent = perplexity(cls[0], cls[1]);
   r.ppl_infrequent = perplexity(cls[2], cls[3]);
+  r.infrequent_val_share =
+      cls[1] + cls[3] > 0 ? cls[3] / (cls[1] + cls[3]) : std::numeric_limits<double>::quiet_NaN();
 }
 
 void Evaluator::probe_fluctuation(EvalResult& r) {

@@ -23,6 +23,7 @@ struct EvalResult {
   double val_loss = 0;             // mean cross-entropy over every validation token (nats/token)
   std::vector<double> bucket_ppl;  // [kFrequencyBuckets], NaN for an empty bucket
   double ppl_frequent = 0, ppl_infrequent = 0;
+  double infrequent_val_share = 0;  // share of the evaluated tokens in the infrequent class
   // Per MoE layer: the share of probe tokens whose top-1 expert changed since the previous
   // evaluation, over all / frequent / infrequent tokens (NaN at the first evaluation).
   std::vector<std::vector<double>> fluctuation;
@@ -46,6 +47,9 @@ class Evaluator {
   // The ratio that splits frequent from infrequent tokens: MaskMoE's mask_ratio when set, else
   // one half.
   double frequency_split() const;
+  // What the infrequent class covers: its share of the training tokens and its types.
+  double infrequent_train_mass() const;
+  std::int64_t infrequent_types() const;
 
   // What a checkpoint keeps: the probe's top-1 experts at the last evaluation and its loss.
   const std::vector<std::vector<std::int32_t>>& probe_top1() const { return prev_top1_; }

@@ -35,6 +35,13 @@ void MetricsRecorder::record_buckets(const FrequencyBuckets& buckets, double fre
   run_->set_attr(schema::kEvalFrequencySplit, frequency_split);
 }
 
+void MetricsRecorder::record_frequency_classes(double infrequent_train_mass,
+                                               std::int64_t infrequent_types) {
+  if (!run_) return;
+  run_->set_attr(schema::kEvalInfrequentTrainMass, infrequent_train_mass);
+  run_->set_attr(schema::kEvalInfrequentTypes, infrequent_types);
+}
+
 void MetricsRecorder::record_step(std::int64_t step, const StepMetrics& m, double tokens_per_s) {
   // Routing statistics of the global batch (collectives: every rank takes part).
   const int N = int(batch_.size());
@@ -57,6 +64,8 @@ void MetricsRecorder::record_step(std::int64_t step, const StepMetrics& m, doubl
   run_->append(schema::kTrainClusterLoss, m.forward.aux.cluster);
   run_->append(schema::kTrainLr, m.lr);
   run_->append(schema::kTrainGradNorm, m.grad_norm);
+  // The share of clipped steps, e.g. under a badly scaled auxiliary loss, can be read off.
+  run_->append(schema::kTrainClipped, std::int64_t(m.clipped ? 1 : 0));
   run_->append(schema::kTrainTokensPerS, tokens_per_s);
   for (int p = 0; p < kNumPhases; ++p)
     run_->append(schema::train_time(phase_name(p)), m.phase_seconds[p]);
@@ -83,6 +92,7 @@ void MetricsRecorder::record_eval(const EvalResult& r) {
   run_->append_row(schema::kEvalBucketPpl, r.bucket_ppl);
   run_->append(schema::kEvalPplFrequent, r.ppl_frequent);
   run_->append(schema::kEvalPplInfrequent, r.ppl_infrequent);
+  run_->append(schema::kEvalInfrequentValShare, r.infrequent_val_share);
   for (std::size_t i = 0; i < r.fluctuation.size(); ++i) {
     const int block = model_.moe_block(int(i));
     run_->append_row(schema::eval_fluctuation(block), r.fluctuation[i]);

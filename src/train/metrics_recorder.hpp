@@ -23,6 +23,7 @@ namespace moe {
 struct StepMetrics {
   ForwardStats forward;  // loss (mean over the global batch) and auxiliary losses
   double lr = 0, grad_norm = 0;
+  bool clipped = false;  // gradient clipping fired
   std::array<double, kNumPhases> phase_seconds{};
 };
 
@@ -34,6 +35,8 @@ class MetricsRecorder {
 
   // The frequency buckets the evaluation's perplexities are split by (written once).
   void record_buckets(const FrequencyBuckets& buckets, double frequency_split);
+  // What the infrequent class covers (written once): share of the training tokens, types.
+  void record_frequency_classes(double infrequent_train_mass, std::int64_t infrequent_types);
   // The step's metrics and the routing statistics of its global batch.
   void record_step(std::int64_t step, const StepMetrics& m, double tokens_per_s);
   void record_eval(const EvalResult& r);

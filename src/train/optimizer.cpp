@@ -30,6 +30,7 @@ OptimizerStep Optimizer::apply(std::int64_t step) {
   out.grad_norm = clip_gradients();
   if (!std::isfinite(out.grad_norm))
     throw std::runtime_error("non-finite gradient norm at step " + std::to_string(step));
+  out.clipped = train_.grad_clip > 0 && out.grad_norm > train_.grad_clip;  // clip_to_norm's test
   out.lr = learning_rate(train_, step);
   const int t = int(step + 1);  // AdamW bias correction counts steps from 1
   for (const TensorInfo& ti : model_.layout().tensors) {

@@ -20,6 +20,7 @@ std::pair<Index, Index> owned_range(const TensorInfo& t, const Comm& comm);
 struct OptimizerStep {
   double lr = 0;         // the learning rate applied
   double grad_norm = 0;  // global gradient norm before clipping
+  bool clipped = false;  // clipping scaled the gradients down (grad_norm > train.grad_clip > 0)
 };
 
 class Optimizer {

@@ -26,6 +26,8 @@ inline constexpr const char* kTrainZLoss = "/train/z_loss";
 inline constexpr const char* kTrainClusterLoss = "/train/cluster_loss";
 inline constexpr const char* kTrainLr = "/train/lr";
 inline constexpr const char* kTrainGradNorm = "/train/grad_norm";
+// 1 when clipping scaled the step's gradients down (grad_clip > 0 and grad_norm > grad_clip).
+inline constexpr const char* kTrainClipped = "/train/clipped";
 inline constexpr const char* kTrainTokensPerS = "/train/tokens_per_s";
 inline std::string train_time(const char* phase) {
   return std::string("/train/time/") + phase;
@@ -38,10 +40,15 @@ inline constexpr const char* kEvalValPpl = "/eval/val_ppl";
 inline constexpr const char* kEvalBucketPpl = "/eval/bucket_ppl";
 inline constexpr const char* kEvalPplFrequent = "/eval/ppl_frequent";
 inline constexpr const char* kEvalPplInfrequent = "/eval/ppl_infrequent";
+// Share of the evaluated validation tokens in the infrequent class.
+inline constexpr const char* kEvalInfrequentValShare = "/eval/infrequent_val_share";
 // Written once: the frequency buckets' edges and sizes, and the frequent/infrequent split.
 inline constexpr const char* kEvalBucketMinCount = "/eval/bucket_min_count";
 inline constexpr const char* kEvalBucketTypes = "/eval/bucket_types";
 inline constexpr const char* kEvalFrequencySplit = "/eval/frequency_split";  // attribute
+// Attributes: what the infrequent class covers (share of the training tokens, types).
+inline constexpr const char* kEvalInfrequentTrainMass = "/eval/infrequent_train_mass";
+inline constexpr const char* kEvalInfrequentTypes = "/eval/infrequent_types";
 
 inline std::string layer_name(int block) {
   return "layer_" + std::to_string(block);

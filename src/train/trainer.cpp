@@ -35,6 +35,8 @@ Trainer::Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ost
   model_.init_parameters(cfg.train.seed);
   model_.set_timer(&timer_);
   recorder_.record_buckets(evaluator_.buckets(), evaluator_.frequency_split());
+  recorder_.record_frequency_classes(evaluator_.infrequent_train_mass(),
+                                     evaluator_.infrequent_types());
 }
 
 double Trainer::step(std::int64_t step) {
@@ -50,6 +52,7 @@ double Trainer::step(std::int64_t step) {
   const OptimizerStep o = optimizer_.apply(step);
   last_.lr = o.lr;
   last_.grad_norm = o.grad_norm;
+  last_.clipped = o.clipped;
   timer_.lap(Phase::Optimizer);
   last_.phase_seconds = timer_.take();
   return last_.forward.loss;

@@ -28,7 +28,7 @@ ROUTERS = {
     "maskmoe": ["--set", "router.type=maskmoe", "--set", "router.mask_ratio=0.5",
                 "--set", "router.visible_experts=4", "--set", "model.top_k=2"],
     "moec": ["--set", "router.type=moec", "--set", "router.cluster_size=4", "--set", "model.top_k=1",
-             "--set", "router.cluster_loss_weight=0.01", "--set", "router.expert_dropout=0.25",
+             "--set", "router.cluster_loss_weight=3", "--set", "router.expert_dropout=0.25",
              "--set", "router.dropout_interval=20"],
     "expert_choice": ["--set", "router.type=expert_choice", "--set", "router.capacity_factor=2"],
 }

@@ -65,6 +65,10 @@ with h5py.File(ref_path, "r") as f:
     for name in ("loss", "aux_loss", "balance_loss", "z_loss", "cluster_loss", "lr",
                  "grad_norm", "tokens_per_s"):
         assert f[f"train/{name}"].shape == (n,), name
+    # Clipping fired exactly on the steps whose norm exceeded train.grad_clip (default 1.0).
+    clipped = f["train/clipped"][:]
+    assert clipped.shape == (n,)
+    assert np.array_equal(clipped, (f["train/grad_norm"][:] > 1.0).astype(clipped.dtype))
     phases = ("router", "dispatch", "experts", "combine", "attention", "rest", "optimizer")
     times = np.stack([f[f"train/time/{p}"][:] for p in phases])
     assert np.all(times >= 0) and np.all(times.sum(axis=0) > 0)
@@ -191,5 +195,12 @@ with h5py.File(q, "r") as f:
         fl = f[f"eval/fluctuation/layer_{layer}"][:]
         assert np.all(fl[1:, 2] == 0), fl  # infrequent tokens: one visible expert
         assert f.attrs["status"] == "complete"
+    # What "infrequent" covered, next to its perplexity: mask_by = "mass" (the default) keeps
+    # the infrequent tokens' share of the training tokens within mask_ratio = 0.5.
+    ev = f["eval"]
+    mass, types = ev.attrs["infrequent_train_mass"], ev.attrs["infrequent_types"]
+    assert 0 < mass <= 0.5 and 0 < types < 256, (mass, types)
+    share = ev["infrequent_val_share"][:]
+    assert share.shape == ev["ppl_infrequent"].shape and np.all((share > 0) & (share < 1)), share
 print("fluctuation ok")
 print("ok")

@@ -50,7 +50,8 @@ std::vector<double> run_forward(const std::vector<double>& qkv, int B, int S, in
   std::vector<Real> q(qkv.begin(), qkv.end());
   auto dq = to_device(q);
   Buffer<Real> att("att", std::size_t(B) * H * S * S), out("out", std::size_t(B) * S * C);
-  attention_forward<Real>(dq, att, out, B, S, C, H);
+  attention_forward<Real>(ExecSpace(), matrix(dq, B * S, 3 * C),
+                          ScoreView<Real>(att.data(), B, H, S, S), matrix(out, B * S, C));
   if (att_out) {
     auto a = to_host(att);
     att_out->assign(a.begin(), a.end());
@@ -90,13 +91,17 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
 
   auto dqkv_in = to_device(qkv), dr = to_device(r);
   Buffer<double> att("att", natt), out("out", std::size_t(B) * S * C);
-  attention_forward<double>(dqkv_in, att, out, B, S, C, H);
+  attention_forward<double>(ExecSpace(), matrix(dqkv_in, B * S, 3 * C),
+                            ScoreView<double>(att.data(), B, H, S, S), matrix(out, B * S, C));
   // Scratch starts as garbage (it must be overwritten); the gradient starts non-zero (it must
   // be accumulated into).
   auto datt = to_device(random_vector(natt, 15));
   const auto prior = random_vector(nqkv, 16);
   auto grad = to_device(prior);
-  attention_backward<double>(dr, dqkv_in, att, datt, grad, B, S, C, H);
+  attention_backward<double>(ExecSpace(), matrix(dr, B * S, C), matrix(dqkv_in, B * S, 3 * C),
+                             ScoreView<double>(att.data(), B, H, S, S),
+                             ScoreView<double>(datt.data(), B, H, S, S),
+                             matrix(grad, B * S, 3 * C));
   auto g = to_host(grad);
   for (std::size_t i = 0; i < nqkv; ++i) g[i] -= prior[i];
   EXPECT_LT(rel_error(g, numeric_gradient(qkv, loss)), 1e-6);

@@ -290,3 +290,105 @@ TEST(Dispatch, PriorityPlanByHandAndBufferReuse) {
   dispatch_plan<float>(to_device(ex), to_device(nan_pri), Index(ex.size()), 2, 3, plan);
   EXPECT_EQ(to_host(plan.slot_of, 7), (std::vector<int>{-1, 3, 0, 1, 4, 2, -1}));
 }
+
+namespace {
+// GShard's order for a capacity cut by position: slot 0 of every token (in token order), then
+// slot 1, ... The copies of expert e that a cut at `capacity` keeps, as flags over a = n*K + j.
+std::vector<char> slot_major_kept(const std::vector<int>& ex, int K, int E, int capacity) {
+  const int N = int(ex.size()) / K;
+  std::vector<char> keep(ex.size(), 0);
+  for (int e = 0; e < E; ++e) {
+    int rank = 0;
+    for (int j = 0; j < K; ++j)
+      for (int n = 0; n < N; ++n)
+        if (ex[n * K + j] == e) keep[n * K + j] = capacity <= 0 || rank++ < capacity;
+  }
+  return keep;
+}
+}  // namespace
+
+TEST(Dispatch, SlotMajorPositionKeepsEveryFirstChoiceBeforeAnySecond) {
+  const int N = 41, K = 2, E = 5, A = N * K;
+  auto ex = random_assignments(N, K, E, 71);
+  for (int capacity : {0, expert_capacity(N, K, E, 1.0), 3}) {
+    SCOPED_TRACE(capacity);
+    DispatchPlan plan;
+    dispatch_plan(to_device(ex), A, E, capacity, plan, {}, K);
+    const auto want = slot_major_kept(ex, K, E, capacity);
+    const auto slot_of = to_host(plan.slot_of, A);
+    long kept = 0;
+    for (int a = 0; a < A; ++a) {
+      EXPECT_EQ(slot_of[a] >= 0, bool(want[a])) << "a=" << a;
+      kept += want[a];
+    }
+    EXPECT_EQ(plan.total_kept, kept);
+    if (capacity == 3) {
+      // It differs from the token-order cut, which lets early tokens' second choices in first.
+      DispatchPlan token_order;
+      dispatch_plan(to_device(ex), A, E, capacity, token_order);
+      EXPECT_NE(to_host(token_order.slot_of, A), slot_of);
+    }
+    // Rows: expert by expert, each expert's kept copies in slot-major order.
+    const auto rows = to_host(plan.assignment_of_slot, plan.total_kept);
+    const auto off = to_host(plan.offsets, E + 1);
+    for (int e = 0; e < E; ++e) {
+      int prev_key = -1;
+      for (int s = off[e]; s < off[e + 1]; ++s) {
+        const int a = rows[s];
+        ASSERT_EQ(ex[a], e);
+        EXPECT_EQ(slot_of[a], s);
+        const int key = (a % K) * N + a / K;
+        EXPECT_GT(key, prev_key);
+        prev_key = key;
+      }
+    }
+  }
+}
+
+// What MoeLayer does with data parallelism: each rank cuts its own tokens with rank_offset
+// [j*E + e] = (copies of e in slots < j on every rank) + (copies of e in slot j on earlier
+// ranks). The union of the ranks' kept copies must equal the cut of the whole batch.
+TEST(Dispatch, SlotMajorPositionSplitOverRanksEqualsTheWholeBatch) {
+  const int K = 2, E = 4, R = 3;
+  const std::vector<int> tokens_of_rank = {11, 7, 14};
+  const int N = 11 + 7 + 14;
+  auto ex = random_assignments(N, K, E, 72);
+  for (int capacity : {expert_capacity(N, K, E, 1.0), 5, 12}) {
+    SCOPED_TRACE(capacity);
+    const auto want = slot_major_kept(ex, K, E, capacity);
+    std::vector<std::vector<long>> counts(R, std::vector<long>(K * E, 0));
+    for (int r = 0, first = 0; r < R; first += tokens_of_rank[r], ++r)
+      for (int n = first; n < first + tokens_of_rank[r]; ++n)
+        for (int j = 0; j < K; ++j)
+          if (ex[n * K + j] >= 0) ++counts[r][j * E + ex[n * K + j]];
+    std::vector<char> got(ex.size(), 0);
+    for (int r = 0, first = 0; r < R; first += tokens_of_rank[r], ++r) {
+      std::vector<int> offset(K * E, 0);
+      for (int e = 0; e < E; ++e) {
+        long lower = 0;
+        for (int j = 0; j < K; ++j) {
+          long before = 0, total = 0;
+          for (int q = 0; q < R; ++q) (q < r ? before : total) += counts[q][j * E + e];
+          total += before;
+          offset[j * E + e] = int(lower + before);
+          lower += total;
+        }
+      }
+      const std::vector<int> mine(ex.begin() + first * K,
+                                  ex.begin() + (first + tokens_of_rank[r]) * K);
+      DispatchPlan plan;
+      const Index A = Index(mine.size());
+      dispatch_plan(to_device(mine), A, E, capacity, plan, to_device(offset), K);
+      const auto slot_of = to_host(plan.slot_of, A);
+      for (Index a = 0; a < A; ++a) got[first * K + a] = slot_of[a] >= 0;
+      // counts[] (kept per expert) agrees with the kept flags.
+      const auto kept = to_host(plan.counts, E);
+      for (int e = 0; e < E; ++e) {
+        int n_e = 0;
+        for (Index a = 0; a < A; ++a) n_e += mine[a] == e && slot_of[a] >= 0;
+        EXPECT_EQ(kept[e], n_e) << "rank " << r << " expert " << e;
+      }
+    }
+    EXPECT_EQ(got, want);
+  }
+}

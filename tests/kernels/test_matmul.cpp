@@ -57,12 +57,14 @@ TEST(Matmul, LinearBackwardMatchesFiniteDifferences) {
   auto forward = [&]() {
     auto dx = to_device(x), dw = to_device(w), db = to_device(b);
     Buffer<double> y("y", N * out);
-    linear_forward<double>(dx, dw, db, y, N, in, out);
+    linear_forward<double>(ExecSpace(), matrix(dx, N, in), matrix(dw, in, out), db,
+                           matrix(y, N, out));
     return dot(to_host(y), r);
   };
   auto dx_d = to_device(x), dw_d = to_device(w), db_d = to_device(b), dr = to_device(r);
   Buffer<double> gx("gx", N * in), gw("gw", in * out), gb("gb", out);
-  linear_backward<double>(dr, dx_d, dw_d, gx, gw, gb, N, in, out);
+  linear_backward<double>(ExecSpace(), matrix(dr, N, out), matrix(dx_d, N, in),
+                          matrix(dw_d, in, out), matrix(gx, N, in), matrix(gw, in, out), gb);
   EXPECT_LT(rel_error(to_host(gx), numeric_gradient(x, forward)), 1e-6);
   EXPECT_LT(rel_error(to_host(gw), numeric_gradient(w, forward)), 1e-6);
   EXPECT_LT(rel_error(to_host(gb), numeric_gradient(b, forward)), 1e-6);

@@ -66,7 +66,8 @@ RefMlp run_mlp(const MlpInputs& in, const std::vector<int>& offsets, int C, int 
   auto x = dev(in.x), w1 = dev(in.w1), b1 = dev(in.b1), w2 = dev(in.w2), b2 = dev(in.b2);
   Buffer<Real> pre("pre", std::size_t(M) * F), act("act", std::size_t(M) * F),
       out("out", std::size_t(M) * C);
-  mlp_forward<Real>(x, w1, b1, w2, b2, pre, act, out, offsets, C, F);
+  mlp_forward<Real>(ExecSpace(), matrix(x, M, C), MlpWeights<Real>(w1, b1, w2, b2),
+                    {matrix(pre, M, F), matrix(act, M, F)}, matrix(out, M, C), offsets);
   return {host(pre), host(act), host(out)};
 }
 
@@ -78,7 +79,7 @@ TEST(Mlp, GeluForwardMatchesFormula) {
   x[0] = 0.0;
   auto dx = to_device(x);
   Buffer<double> out("out", n);
-  gelu_forward<double>(dx, out, n);
+  gelu_forward<double>(ExecSpace(), dx, out, n);
   std::vector<double> ref(n);
   for (int i = 0; i < n; ++i) ref[i] = ref_gelu(x[i]);
   EXPECT_LT(rel_error(to_host(out), ref), 1e-14);
@@ -91,12 +92,12 @@ TEST(Mlp, GeluBackwardMatchesFiniteDifferences) {
   auto loss = [&]() {
     auto dx = to_device(x);
     Buffer<double> out("out", n);
-    gelu_forward<double>(dx, out, n);
+    gelu_forward<double>(ExecSpace(), dx, out, n);
     return dot(to_host(out), r);
   };
   const auto prior = random_vector(n, 24);  // dx accumulates: start from non-zero
   auto dx = to_device(x), dr = to_device(r), grad = to_device(prior);
-  gelu_backward<double>(dx, dr, grad, n);
+  gelu_backward<double>(ExecSpace(), dx, dr, grad, n);
   auto g = to_host(grad);
   for (int i = 0; i < n; ++i) g[i] -= prior[i];
   EXPECT_LT(rel_error(g, numeric_gradient(x, loss)), 1e-6);
@@ -145,7 +146,8 @@ TEST(Mlp, BackwardMatchesFiniteDifferences) {
   auto loss = [&]() { return dot(run_mlp(in, offsets, C, F).out, r); };
 
   const auto fwd = run_mlp(in, offsets, C, F);
-  auto x = to_device(in.x), w1 = to_device(in.w1), w2 = to_device(in.w2);
+  auto x = to_device(in.x), w1 = to_device(in.w1), b1 = to_device(in.b1), w2 = to_device(in.w2),
+       b2 = to_device(in.b2);
   auto pre = to_device(fwd.pre), act = to_device(fwd.act), dr = to_device(r);
   // Gradients start non-zero (they are accumulated into); the scratch starts as garbage.
   const auto px = random_vector(in.x.size(), 61), pw1 = random_vector(in.w1.size(), 62),
@@ -154,7 +156,10 @@ TEST(Mlp, BackwardMatchesFiniteDifferences) {
   auto gx = to_device(px), gw1 = to_device(pw1), gb1 = to_device(pb1), gw2 = to_device(pw2),
        gb2 = to_device(pb2);
   auto dpre = to_device(random_vector(std::size_t(M) * F, 66));
-  mlp_backward<double>(dr, x, pre, act, w1, w2, dpre, gx, gw1, gb1, gw2, gb2, offsets, C, F);
+  mlp_backward<double>(ExecSpace(), matrix(dr, M, C), matrix(x, M, C),
+                       {matrix(pre, M, F), matrix(act, M, F)}, MlpWeights<double>(w1, b1, w2, b2),
+                       matrix(dpre, M, F), matrix(gx, M, C), MlpWeights<double>(gw1, gb1, gw2, gb2),
+                       offsets);
 
   auto delta = [](const Buffer<double>& g, const std::vector<double>& prior) {
     auto h = to_host(g);

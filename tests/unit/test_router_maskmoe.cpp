@@ -69,6 +69,7 @@ TEST(MaskMoERouter, VocabRuleMarksTheLowestCountFraction) {
   const int vocab = 40;
   auto counts = zipf_counts(vocab);
   Config cfg = mask_config(vocab, 8, 2, 3, 0.3);
+  cfg.router.mask_by = "vocab";  // the option; "mass" is the default
   MaskMoERouter<double> router(cfg, RouterSetup{0, &counts});
   const int want = int(std::floor(0.3 * vocab));
   EXPECT_EQ(router.num_infrequent(), want);
@@ -222,6 +223,7 @@ namespace {
 void layer_gradient_check(double capacity_factor, bool normalize) {
   const int vocab = 16, N = 8, C = 8, F = 6, E = 4;
   Config cfg = mask_config(vocab, E, 2, 3, 0.25);
+  cfg.router.mask_by = "vocab";  // the 4 lowest-count of 16 types
   cfg.router.capacity_factor = capacity_factor;
   cfg.router.normalize_gates = normalize;
   std::vector<std::int64_t> counts(vocab);
@@ -255,4 +257,32 @@ TEST(MaskMoERouter, MoeLayerBackwardMatchesFiniteDifferences) {
 
 TEST(MaskMoERouter, MoeLayerBackwardMatchesFiniteDifferencesNormalizedWithDrops) {
   layer_gradient_check(0.75, true);
+}
+
+// The defaults (mask_by = "mass", mask_ratio = 0.25): the infrequent tokens are the longest
+// rarest prefix carrying at most a quarter of the training tokens (one more token would exceed
+// it); they see exactly one expert, every other token exactly V < E.
+TEST(MaskMoERouter, DefaultsCutAQuarterOfTheMassAndGiveVisibleSetsOfOneAndV) {
+  const int vocab = 40, E = 8, V = 2;
+  auto counts = zipf_counts(vocab);
+  Config cfg = tiny_config("maskmoe", E, 1);
+  cfg.model.vocab_size = vocab;
+  cfg.router.visible_experts = V;
+  ASSERT_EQ(cfg.router.mask_by, "mass");
+  ASSERT_EQ(cfg.router.mask_ratio, 0.25);
+  MaskMoERouter<double> router(cfg, RouterSetup{0, &counts});
+  const double total = double(std::accumulate(counts.begin(), counts.end(), std::int64_t(0)));
+  const auto order = by_count(counts);
+  double mass = 0;
+  int m = 0;
+  while (m < vocab && router.is_infrequent(order[m])) mass += double(counts[order[m++]]);
+  EXPECT_EQ(m, router.num_infrequent());
+  EXPECT_GT(m, 0);
+  EXPECT_LE(mass, 0.25 * total);
+  ASSERT_LT(m, vocab);
+  EXPECT_GT(mass + double(counts[order[m]]), 0.25 * total) << "the cut is the longest prefix";
+  for (int t = 0; t < vocab; ++t) {
+    const auto& set = router.visible_sets()[std::size_t(t)];
+    EXPECT_EQ(int(set.size()), router.is_infrequent(t) ? 1 : V) << "token " << t;
+  }
 }

@@ -14,6 +14,7 @@
 #include "routing/moec_router.hpp"
 #include "support.hpp"
 #include "tiny_config.hpp"
+#include "util/user_error.hpp"
 
 using namespace moe;
 using namespace moe::test;
@@ -53,25 +54,32 @@ std::vector<double> preferring_logits(int N, int E, std::uint64_t seed) {
 }  // namespace
 
 TEST(MoECRouter, ClusterLossMatchesHandComputedValue) {
-  // N = 2, E = 4, cluster_size = 2; logits = log(probs) so softmax returns these probs:
-  //   probs = [0.1 0.2 0.3 0.4; 0.5 0.1 0.3 0.1] -> P = [0.6 0.3 0.6 0.5], m = [0.45 0.55]
-  //   intra: E * mean(Var) = 4 * (0.045 + 0.005) / 2 = 0.1
-  //   inter: E * ((0.45-0.5)^2 + (0.55-0.5)^2) / (2-1) = 0.02
-  const std::vector<double> probs = {0.1, 0.2, 0.3, 0.4, 0.5, 0.1, 0.3, 0.1};
-  std::vector<double> logits(probs.size());
-  for (std::size_t i = 0; i < probs.size(); ++i) logits[i] = std::log(probs[i]);
-  for (const char* form : {"intra", "inter"}) {
-    Config cfg = moec_config(4, 2, 1, 0.0);
-    cfg.router.cluster_loss = form;
-    cfg.router.cluster_loss_weight = 0.5;
-    cfg.router.z_loss_weight = 0.0;
-    MoECRouter<double> router(cfg, RouterSetup{});
-    RouterRun run(2, 4, 1);
-    router.forward({run.tokens, 0, true}, to_device(logits), run.st, 2);
-    const double expected = std::string(form) == "intra" ? 0.1 : 0.02;
-    EXPECT_NEAR(run.st.losses.cluster, expected, 1e-12) << form;
-    EXPECT_NEAR(run.st.losses.weighted, 0.01 * run.st.losses.balance + 0.5 * expected, 1e-12);
-  }
+  // N = 4, E = 4, cluster_size = 2; logits = log(probs) so softmax returns these probs (the
+  // two rows twice): probs = [0.1 0.2 0.3 0.4; 0.5 0.1 0.3 0.1] x 2.
+  //   share (default): loads u = E * mean p = 4 * [0.3 0.15 0.3 0.25] = [1.2 0.6 1.2 1.0]
+  //     intra: mean((0.3^2 + 0.3^2) / 1, (0.1^2 + 0.1^2) / 1) = (0.18 + 0.02) / 2 = 0.1
+  //     inter: cluster means [0.9 1.1], mu = 1: ((-0.1)^2 + 0.1^2) / (2-1) = 0.02
+  //   public_sum: P = [1.2 0.6 1.2 1.0] (batch sums), loss times E = 4:
+  //     intra: 4 * 0.1 = 0.4, inter: 4 * 0.02 = 0.08 (doubling the batch doubles P: x4 here)
+  const std::vector<double> row_pair = {0.1, 0.2, 0.3, 0.4, 0.5, 0.1, 0.3, 0.1};
+  std::vector<double> logits;
+  for (int r = 0; r < 2; ++r)
+    for (double p : row_pair) logits.push_back(std::log(p));
+  for (const char* form : {"intra", "inter"})
+    for (const char* scale : {"share", "public_sum"}) {
+      Config cfg = moec_config(4, 2, 1, 0.0);
+      cfg.router.cluster_loss = form;
+      cfg.router.cluster_loss_scale = scale;
+      cfg.router.cluster_loss_weight = 0.5;
+      cfg.router.z_loss_weight = 0.0;
+      MoECRouter<double> router(cfg, RouterSetup{});
+      RouterRun run(4, 4, 1);
+      router.forward({run.tokens, 0, true}, to_device(logits), run.st, 4);
+      const bool intra = std::string(form) == "intra";
+      const double expected = (intra ? 0.1 : 0.02) * (std::string(scale) == "share" ? 1.0 : 4.0);
+      EXPECT_NEAR(run.st.losses.cluster, expected, 1e-12) << form << " " << scale;
+      EXPECT_NEAR(run.st.losses.weighted, 0.01 * run.st.losses.balance + 0.5 * expected, 1e-12);
+    }
 }
 
 TEST(MoECRouter, DroppedExpertsGetNoTokensWithinAnInterval) {
@@ -83,7 +91,7 @@ TEST(MoECRouter, DroppedExpertsGetNoTokensWithinAnInterval) {
   std::set<std::vector<int>> distinct;
   for (std::int64_t step = 0; step < 30; ++step) {
     const auto kept = router.kept_experts(step);
-    ASSERT_EQ(int(kept.size()), 4);  // round((1 - 0.5) * 8)
+    ASSERT_EQ(int(kept.size()), 4);  // floor((1 - 0.5) * 8)
     // Fixed within an interval of dropout_interval = 3 steps.
     EXPECT_EQ(kept, router.kept_experts(step - step % 3)) << "step " << step;
     distinct.insert(kept);
@@ -174,10 +182,12 @@ TEST(MoECRouter, ClusterModeDropsTheSameCountInEveryCluster) {
     double p;
     int dropped_per_cluster;
   };
-  // round(0.5*4) = 2; round(0.9*4) = 4 -> capped at 3 (one kept per cluster);
-  // round(0.3*3) = 1; E = 4, c = 2, k = 2, p = 0.9: round(1.8) = 2 -> 1 (keep one per cluster).
+  // Dropped per cluster = min(c - 1, c - floor((1-p) c)), lowered until top_k survive:
+  // (12,4,p=.5): 4 - 2 = 2; (12,4,.9): 4 - 0 = 4 -> 3 (one kept per cluster); (9,3,.3): 3 - 2 = 1;
+  // (4,2,k=2,.9): 2 - 0 -> 1, and 2 clusters x 1 = 2 >= k; (8,4,.1): 4 - floor(3.6) = 1 (the
+  // rounding this replaced, round(0.1 * 4) = 0, dropped nothing); (2,2,.25): 2 - 1 = 1.
   for (Case t : {Case{12, 4, 1, 0.5, 2}, Case{12, 4, 1, 0.9, 3}, Case{9, 3, 2, 0.3, 1},
-                 Case{4, 2, 2, 0.9, 1}}) {
+                 Case{4, 2, 2, 0.9, 1}, Case{8, 4, 1, 0.1, 1}, Case{2, 2, 1, 0.25, 1}}) {
     Config cfg = moec_config(t.E, t.c, t.k, t.p);
     cfg.router.dropout_mode = "cluster";
     MoECRouter<double> router(cfg, RouterSetup{});
@@ -195,8 +205,67 @@ TEST(MoECRouter, ClusterModeDropsTheSameCountInEveryCluster) {
   }
 }
 
+TEST(MoECRouter, UniformModeKeepsThePublicCodesFloorCount) {
+  // The public code keeps int((1 - p) E) experts: E = 2, p = 0.25 keeps 1 (drops 50%).
+  struct Case {
+    int E;
+    double p;
+    int kept;
+  };
+  for (Case t : {Case{2, 0.25, 1}, Case{8, 0.25, 6}, Case{8, 0.1, 7}, Case{64, 0.25, 48},
+                 Case{10, 0.3, 7}, Case{10, 0.7, 3}, Case{4, 0.5, 2}}) {
+    Config cfg = moec_config(t.E, 2, 1, t.p);
+    MoECRouter<double> router(cfg, RouterSetup{});
+    for (std::int64_t step = 0; step < 12; step += 3)
+      EXPECT_EQ(int(router.kept_experts(step).size()), t.kept) << "E=" << t.E << " p=" << t.p;
+  }
+}
+
+TEST(MoECRouter, ConfigRefusesARateThatDropsNothing) {
+  const std::vector<std::string> base = {"router.type=moec", "router.expert_dropout=0.25",
+                                         "router.cluster_loss_weight=0", "model.num_experts=2"};
+  auto load = [&](std::vector<std::string> extra) {
+    std::vector<std::string> sets = base;
+    sets.insert(sets.end(), extra.begin(), extra.end());
+    return load_config("", sets);
+  };
+  // One expert per cluster: a cluster keeps one, so cluster mode drops nothing.
+  EXPECT_THROW(load({"router.cluster_size=1", "router.dropout_mode=cluster", "model.top_k=1"}),
+               UserError);
+  // top_k = E: uniform mode must keep every expert.
+  EXPECT_THROW(load({"router.cluster_size=2", "model.top_k=2"}), UserError);
+  // Both drop one of two experts otherwise.
+  EXPECT_NO_THROW(load({"router.cluster_size=2", "router.dropout_mode=cluster", "model.top_k=1"}));
+  EXPECT_NO_THROW(load({"router.cluster_size=1", "model.top_k=1"}));
+  try {
+    load({"router.cluster_size=2", "model.top_k=2"});
+  } catch (const UserError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("router.expert_dropout"), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+}
+
+TEST(MoECRouter, EvaluationDropsTooWhenDropoutAtEval) {
+  const int N = 32, E = 8, K = 1;
+  Config cfg = moec_config(E, 2, K, 0.5);
+  cfg.router.dropout_at_eval = true;
+  MoECRouter<double> router(cfg, RouterSetup{});
+  RouterRun run(N, E, K);
+  auto logits = to_device(preferring_logits(N, E, 4));
+  for (std::int64_t step : {0, 4, 7}) {
+    const auto kept = router.kept_experts(step);
+    router.forward({run.tokens, step, false}, logits, run.st, N);
+    const auto counts = to_host(run.st.counts);
+    for (int e = 0; e < E; ++e)
+      if (!std::binary_search(kept.begin(), kept.end(), e)) {
+        EXPECT_EQ(counts[e], 0) << e;
+      }
+  }
+}
+
 TEST(MoECRouter, UniformModeKeepsAtLeastTopK) {
-  Config cfg = moec_config(4, 2, 2, 0.9);  // round(0.1 * 4) = 0 kept -> raised to top_k = 2
+  Config cfg = moec_config(4, 2, 2, 0.9);  // floor(0.1 * 4) = 0 kept -> raised to top_k = 2
   MoECRouter<double> router(cfg, RouterSetup{});
   for (std::int64_t step = 0; step < 30; ++step) EXPECT_EQ(router.kept_experts(step).size(), 2u);
 }
