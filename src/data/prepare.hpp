@@ -14,8 +14,9 @@
 // renamed into place, so readers see all of it or nothing, and concurrent preparers do not
 // clash (the first rename wins; the others discard their copy). A directory found in the cache
 // is used only when every file matches the manifest and info.txt reads; a damaged one
-// (truncated, overwritten, half copied) is reported on stderr, moved aside and rebuilt. data.train_tokens and
-// data.val_tokens do not enter the key: they cap the splits when the corpus is loaded.
+// (truncated, overwritten, half copied) is reported on stderr, moved aside and rebuilt.
+// data.train_tokens and data.val_tokens do not enter the key: they cap the splits when the corpus
+// is loaded.
 #pragma once
 
 #include <cstdint>

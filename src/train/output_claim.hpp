@@ -14,8 +14,8 @@
 namespace moe {
 
 // Takes the lock on cfg.output.path and checks what is there; once the run may go ahead, the
-// temporary files a killed writer of this output left behind are removed. `inputs`: files the run reads
-// besides its data (the config file); the data files of data.path are added here. Throws
+// temporary files a killed writer of this output left behind are removed. `inputs`: files the run
+// reads besides its data (the config file); the data files of data.path are added here. Throws
 // UserError in one line, having changed nothing, when the run may not go ahead.
 std::unique_ptr<OutputLock> claim_output(const Config& cfg, const std::vector<std::string>& inputs,
                                          bool resume, bool overwrite);
