@@ -1,5 +1,6 @@
 #include "train/trainer.hpp"
 
+#include <Kokkos_Core.hpp>
 #include <chrono>
 #include <cmath>
 #include <iomanip>
@@ -12,6 +13,15 @@ namespace moe {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// One training step as a Kokkos Tools region ("moe::step"): profiling tools (e.g. the suite's
+// launch/fence counter, src/profiling/) attribute kernels, fences and copies to steps by it.
+struct StepRegion {
+  StepRegion() { Kokkos::Profiling::pushRegion("moe::step"); }
+  ~StepRegion() { Kokkos::Profiling::popRegion(); }
+  StepRegion(const StepRegion&) = delete;
+  StepRegion& operator=(const StepRegion&) = delete;
+};
 
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -40,6 +50,7 @@ Trainer::Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ost
 }
 
 double Trainer::step(std::int64_t step) {
+  const StepRegion region;
   timer_.start();
   batch_.upload(train_batch(corpus_, cfg_, step));
   model_.zero_grad();
