@@ -1,13 +1,13 @@
 #include "parallel/runtime.hpp"
 
-#include "parallel/device_policy.hpp"
-
 #include <mpi.h>
 
 #include <Kokkos_Core.hpp>
 #include <csignal>
 #include <string>
 #include <vector>
+
+#include "parallel/device_policy.hpp"
 
 #if defined(KOKKOS_ENABLE_CUDA)
 #include <cuda_runtime.h>
