@@ -32,11 +32,8 @@ import tomllib
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_PY = os.path.join(REPO, "benchmarks", "torch_reference", "bench.py")
 
-REFERENCE = [
-    "model.d_model=512", "model.d_ff=2048", "model.num_experts=8", "model.top_k=2",
-    "model.seq_len=256", "model.n_layers=4", "model.n_heads=8", "model.vocab_size=8192",
-    "train.batch_size=16",
-]  # fmt: skip
+sys.path.insert(0, os.path.join(REPO, "benchmarks", "torch_reference"))
+from shapes import REFERENCE  # noqa: E402  (moe-bench's reference shape)
 
 
 def study_shapes(experts):

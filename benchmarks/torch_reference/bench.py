@@ -17,12 +17,7 @@ import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# The same overrides moe-bench starts from (src/programs/moe_bench.cpp).
-REFERENCE = [
-    "model.d_model=512", "model.d_ff=2048", "model.num_experts=8", "model.top_k=2",
-    "model.seq_len=256", "model.n_layers=4", "model.n_heads=8", "model.vocab_size=8192",
-    "train.batch_size=16",
-]  # fmt: skip
+from shapes import REFERENCE  # noqa: E402  (the overrides moe-bench starts from)
 
 
 def parse_sets(sets):

@@ -15,6 +15,7 @@
 #include "data/token_file.hpp"
 #include "data/tokenizer.hpp"
 #include "util/checked_parse.hpp"
+#include "util/rng.hpp"
 #include "util/user_error.hpp"
 
 namespace moe {
@@ -26,11 +27,6 @@ namespace {
 // Bump when the prepared files change meaning (including any SentencePiece trainer option in
 // tokenizer.cpp), so stale caches are not reused.
 constexpr const char* kFormatVersion = "moe-data prepared v3";
-
-std::uint64_t fnv1a(const std::string& s, std::uint64_t h = 1469598103934665603ULL) {
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
 
 std::string hex16(std::uint64_t x) {
   char buf[17];
@@ -189,7 +185,7 @@ PreparedData prepare_text_data(const Config& config) {
   std::string inputs;
   if (d.source == "kjv") {
     lines = kjv_lines();
-    std::uint64_t h = 1469598103934665603ULL;
+    std::uint64_t h = kFnvSuiteBasis;
     for (const std::string& l : lines) h = fnv1a(l + "\n", h);
     inputs = "bible -f Gen1:1-Rev22:21 (text hash " + hex16(h) + ")\n";
   } else {

@@ -31,12 +31,6 @@ int add_tensor(ParamLayout& L, const std::string& name, std::vector<int> shape,
   return int(L.tensors.size()) - 1;
 }
 
-std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 }  // namespace
 
 ParamLayout make_param_layout(const ModelConfig& m, bool force_moe) {

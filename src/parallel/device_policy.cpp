@@ -4,6 +4,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "util/rng.hpp"
+
 namespace moe {
 
 int local_rank_from_env(const std::function<const char*(const char*)>& getenv) {
@@ -50,9 +52,7 @@ const char* to_string(NcclMode m) {
 }
 
 std::uint64_t node_hash(const std::string& host_name) {
-  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a: stable across ranks and runs
-  for (unsigned char c : host_name) h = (h ^ c) * 1099511628211ULL;
-  return h;
+  return fnv1a(host_name);  // stable across ranks and runs
 }
 
 namespace {

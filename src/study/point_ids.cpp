@@ -5,6 +5,7 @@
 #include <map>
 
 #include "study/study_file.hpp"
+#include "util/rng.hpp"
 #include "util/user_error.hpp"
 
 namespace moe::study_detail {
@@ -24,16 +25,11 @@ std::string value_text(const ParamValue& v) {
   return sanitize(text);
 }
 
-std::uint64_t fnv1a64(const std::string& s) {
-  std::uint64_t h = 14695981039346656037ull;
-  for (const unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 std::string bounded(const std::string& id) {
   if (id.size() <= kMaxIdBytes) return id;
   char hash[24];
-  std::snprintf(hash, sizeof hash, "_%016llx", static_cast<unsigned long long>(fnv1a64(id)));
+  std::snprintf(hash, sizeof hash, "_%016llx",
+                static_cast<unsigned long long>(fnv1a(id, kFnvOffsetBasis)));
   return id.substr(0, kMaxIdBytes - 17) + hash;
 }
 

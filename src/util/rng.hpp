@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string_view>
 
 namespace moe {
 
@@ -22,6 +23,17 @@ inline std::uint64_t splitmix64(std::uint64_t x) {
 // hash64(b, a) differ. For a fixed a it is a bijection in b, so distinct b never collide.
 inline std::uint64_t hash64(std::uint64_t a, std::uint64_t b) {
   return splitmix64(splitmix64(a) ^ b);
+}
+
+// FNV-1a over bytes, continuing from `h`. The suite's stable names and keys (parameter-init
+// seeds, data-cache keys and checksums, node ids) use the basis kFnvSuiteBasis, one digit short
+// of the published 14695981039346656037 (kFnvOffsetBasis); it is kept because parameter
+// initialisation and cache keys depend on it. Study point-id hashes use the published basis.
+inline constexpr std::uint64_t kFnvSuiteBasis = 1469598103934665603ULL;
+inline constexpr std::uint64_t kFnvOffsetBasis = 14695981039346656037ULL;
+inline std::uint64_t fnv1a(std::string_view bytes, std::uint64_t h = kFnvSuiteBasis) {
+  for (const unsigned char c : bytes) h = (h ^ c) * 1099511628211ULL;
+  return h;
 }
 
 // xoshiro256** (Blackman & Vigna) with its state filled from a splitmix64 stream of the seed,
