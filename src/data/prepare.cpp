@@ -14,6 +14,7 @@
 #include "data/text_source.hpp"
 #include "data/token_file.hpp"
 #include "data/tokenizer.hpp"
+#include "io/posix_file.hpp"
 #include "util/checked_parse.hpp"
 #include "util/rng.hpp"
 #include "util/user_error.hpp"
@@ -44,14 +45,6 @@ std::vector<std::string> dir_files(const std::string& dir) {
   return out;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
@@ -63,7 +56,7 @@ void write_file(const std::string& path, const std::string& text) {
 // missing or malformed size.
 void read_info(const std::string& dir, PreparedData& p) {
   const std::string path = (fs::path(dir) / "info.txt").string();
-  std::istringstream in(read_file(path));
+  std::istringstream in(read_file_bytes(path));
   std::string line;
   int found = 0;
   while (std::getline(in, line)) {
@@ -89,7 +82,7 @@ void read_info(const std::string& dir, PreparedData& p) {
 // file. A directory whose files do not match it (truncated, overwritten, half copied) is
 // damaged.
 std::string manifest_line(const std::string& dir, const char* file) {
-  const std::string bytes = read_file((fs::path(dir) / file).string());
+  const std::string bytes = read_file_bytes((fs::path(dir) / file).string());
   return std::string(file) + " " + std::to_string(bytes.size()) + " " + hex16(fnv1a(bytes)) + "\n";
 }
 
@@ -102,7 +95,7 @@ void write_manifest(const std::string& dir) {
 // "" when the directory matches its manifest and its info.txt reads; else what is wrong.
 std::string damage_of(const std::string& dir, PreparedData& p) {
   try {
-    const std::string manifest = read_file((fs::path(dir) / kManifest).string());
+    const std::string manifest = read_file_bytes((fs::path(dir) / kManifest).string());
     std::string expected = std::string("# ") + kFormatVersion + ": file bytes fnv1a64\n";
     for (const char* f : kFiles) {
       std::error_code ec;
