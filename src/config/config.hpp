@@ -58,8 +58,8 @@ struct TrainConfig {
   double weight_decay = 0.1;
   double grad_clip = 1.0;
   std::uint64_t seed = 1234;
-  int eval_every = 50;  // 0 = only at the end
-  int eval_batches = 16;
+  int eval_every = 50;   // 0 = only at the end
+  int eval_batches = 0;  // validation batches per evaluation; 0 = the whole validation split
 };
 
 struct DataConfig {
@@ -68,7 +68,16 @@ struct DataConfig {
   std::string tokenizer = "bpe";  // SentencePiece bpe or unigram, for text sources
   std::string cache_dir;          // prepared data cache; "" = data/cache under the working dir
   std::int64_t train_tokens = 2000000;  // 0 = all of the source
-  std::int64_t val_tokens = 65536;
+  std::int64_t val_tokens = 65536;      // 0 = the whole validation split (not synthetic)
+  std::int64_t test_tokens = 65536;     // 0 = the whole test split (not synthetic)
+  // Splits of text and token sources (data/splits.hpp): "chunks" holds out one validation and
+  // one test chunk in every heldout_every chunks; "tail" is the first version's end-of-corpus
+  // validation (the last 5%), with test the 5% before it.
+  std::string split = "chunks";
+  int chunk_lines = 50;          // chunk size of text sources
+  int chunk_tokens = 4096;       // chunk size of token files
+  int heldout_every = 20;        // one validation and one test chunk per this many chunks
+  std::uint64_t split_seed = 1;  // the draw of held-out chunks and of each split's chunk order
 };
 
 struct OutputConfig {

@@ -77,9 +77,17 @@ void check_cross_keys(const Config& c) {
     throw UserError("data.train_tokens = " + std::to_string(d.train_tokens) +
                     " is less than one sequence (allowed: 0 = all, or >= " +
                     std::to_string(window) + " = model.seq_len + 1)");
-  if (d.val_tokens < window)
-    throw UserError("data.val_tokens = " + std::to_string(d.val_tokens) +
-                    " is less than one sequence " + tokens_rule(c));
+  for (const auto& [name, value] :
+       {std::pair<const char*, std::int64_t>{"val_tokens", d.val_tokens},
+        {"test_tokens", d.test_tokens}}) {
+    if (value == 0 && d.source == "synthetic")
+      throw UserError(std::string("data.") + name + " = 0 (all of the split) is impossible with " +
+                      "data.source = \"synthetic\", which has no end " + tokens_rule(c));
+    if (value != 0 && value < window)
+      throw UserError(std::string("data.") + name + " = " + std::to_string(value) +
+                      " is less than one sequence (allowed: 0 = all, or >= " +
+                      std::to_string(window) + " = model.seq_len + 1)");
+  }
 }
 
 }  // namespace moe::config_detail

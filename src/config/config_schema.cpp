@@ -12,6 +12,7 @@ namespace {
 const std::vector<std::string> kRouterTypes = {"topk", "hash", "maskmoe", "moec", "expert_choice"};
 const std::vector<std::string> kDataSources = {"synthetic", "text", "kjv", "tokens"};
 const std::vector<std::string> kTokenizers = {"bpe", "unigram"};
+const std::vector<std::string> kSplits = {"chunks", "tail"};
 const std::vector<std::string> kDropPolicies = {"position", "probability"};
 const std::vector<std::string> kHashTables = {"balanced", "random"};
 const std::vector<std::string> kMaskBy = {"vocab", "mass"};
@@ -96,7 +97,8 @@ const std::vector<Key> kSchema = {
     {MOE_FIELD(train, grad_clip), at_least(0), nullptr, "global gradient-norm clip"},
     {MOE_FIELD(train, seed), at_least(0), nullptr, "seed of data, batches and initialisation"},
     {MOE_FIELD(train, eval_every), at_least(0), nullptr, "steps between evaluations (0 = end)"},
-    {MOE_FIELD(train, eval_batches), at_least(1), nullptr, "validation batches per evaluation"},
+    {MOE_FIELD(train, eval_batches), at_least(0), nullptr,
+     "validation batches per evaluation (0 = the whole validation split)"},
     {MOE_FIELD(data, source), no_range(), &kDataSources, "where the tokens come from"},
     {MOE_FIELD(data, path), no_range(), nullptr, "input file of file-based sources"},
     {MOE_FIELD(data, tokenizer), no_range(), &kTokenizers,
@@ -104,7 +106,17 @@ const std::vector<Key> kSchema = {
     {MOE_FIELD(data, cache_dir), no_range(), nullptr,
      "where prepared token files and tokenizers are cached (\"\" = data/cache)"},
     {MOE_FIELD(data, train_tokens), at_least(0), nullptr, "training split size (0 = all)"},
-    {MOE_FIELD(data, val_tokens), at_least(1), nullptr, "validation split size"},
+    {MOE_FIELD(data, val_tokens), at_least(0), nullptr,
+     "validation split size (0 = all; synthetic: >= 1)"},
+    {MOE_FIELD(data, test_tokens), at_least(0), nullptr,
+     "test split size (0 = all; synthetic: >= 1)"},
+    {MOE_FIELD(data, split), no_range(), &kSplits,
+     "held-out chunks across the corpus (chunks) or the first version's end of corpus (tail)"},
+    {MOE_FIELD(data, chunk_lines), at_least(1), nullptr, "lines per split chunk of text sources"},
+    {MOE_FIELD(data, chunk_tokens), at_least(1), nullptr, "tokens per split chunk of token files"},
+    {MOE_FIELD(data, heldout_every), at_least(3), nullptr,
+     "chunks per block holding one validation and one test chunk"},
+    {MOE_FIELD(data, split_seed), at_least(0), nullptr, "seed of the held-out chunks' draw"},
     {MOE_FIELD(output, path), no_range(), nullptr, "run file (HDF5)"},
     {MOE_FIELD(output, trace_every), at_least(0), nullptr,
      "steps between routing traces (0 = off)"},

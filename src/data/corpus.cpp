@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "data/prepare.hpp"
+#include "data/splits.hpp"
 #include "data/synthetic.hpp"
 #include "data/text_source.hpp"
 #include "data/token_file.hpp"
@@ -48,13 +49,16 @@ Corpus synthetic_corpus(const Config& config) {
   double nll = 0;
   corpus.val = source.generate(config.data.val_tokens, 1, &nll);
   corpus.entropy_rate = nll / double(corpus.val.size() - 2);
+  corpus.test = source.generate(config.data.test_tokens, 2);
+  corpus.split = "synthetic streams (train 0, validation 1, test 2)";
 
   char line[200];
   std::snprintf(line, sizeof line,
-                "synthetic Zipf/Markov corpus: vocab %d, %lld train + %lld val tokens, "
-                "entropy rate %.4f nats/token",
+                "synthetic Zipf/Markov corpus: vocab %d, %lld train + %lld val + %lld test "
+                "tokens, entropy rate %.4f nats/token",
                 corpus.vocab_size, static_cast<long long>(corpus.train.size()),
-                static_cast<long long>(corpus.val.size()), corpus.entropy_rate);
+                static_cast<long long>(corpus.val.size()),
+                static_cast<long long>(corpus.test.size()), corpus.entropy_rate);
   corpus.description = line;
   return corpus;
 }
@@ -121,14 +125,19 @@ Corpus text_corpus(const Config& config) {
   const PreparedData p = prepare_text_data(config);
   const int V = config.model.vocab_size;
   const std::filesystem::path dir(p.dir);
-  const TokenFile train((dir / "train.bin").string(), V), val((dir / "val.bin").string(), V);
+  const TokenFile train((dir / "train.bin").string(), V), val((dir / "val.bin").string(), V),
+      test((dir / "test.bin").string(), V);
   Corpus corpus;
   corpus.vocab_size = V;
+  // Each split's chunks are stored shuffled: a prefix samples the whole text.
   train.append_to(corpus.train, 0, cap(train.size(), config.data.train_tokens));
   val.append_to(corpus.val, 0, cap(val.size(), config.data.val_tokens));
+  test.append_to(corpus.test, 0, cap(test.size(), config.data.test_tokens));
   const std::string where = where_of(config);
   check_split(corpus.train, "training", config, where);
   check_split(corpus.val, "validation", config, where);
+  check_split(corpus.test, "test", config, where);
+  corpus.split = split_description(config.data);
   // The table covers the whole training split; a capped split is counted afresh.
   if (std::int64_t(corpus.train.size()) == train.size())
     corpus.train_counts = read_counts((dir / "counts.tsv").string(), V);
@@ -136,7 +145,8 @@ Corpus text_corpus(const Config& config) {
   corpus.description =
       config.data.source + (config.data.source == "text" ? " " + config.data.path : std::string()) +
       ": " + human_count(std::int64_t(corpus.train.size())) + " train tokens, " +
-      human_count(std::int64_t(corpus.val.size())) + " val tokens, sentencepiece " +
+      human_count(std::int64_t(corpus.val.size())) + " val + " +
+      human_count(std::int64_t(corpus.test.size())) + " test tokens, sentencepiece " +
       config.data.tokenizer + " " + std::to_string(V) + " (" + std::to_string(p.num_pieces) +
       " pieces), " + p.dir;
   return corpus;
@@ -150,34 +160,42 @@ Corpus token_corpus(const Config& config) {
     files.push_back(std::make_unique<TokenFile>(f, V));
     total += files.back()->size();
   }
-  // The last ceil(5%) of the concatenated tokens are validation, the rest training.
-  const std::int64_t n_val =
-      std::max<std::int64_t>(1, std::int64_t(std::ceil(double(total) * kValidationLineFraction)));
-  const std::int64_t n_train = total - n_val;
-  const std::int64_t train_end = cap(n_train, config.data.train_tokens);
-  const std::int64_t val_end = n_train + cap(n_val, config.data.val_tokens);
+  if (total < 3)
+    throw UserError("data.path = \"" + config.data.path + "\" holds " + std::to_string(total) +
+                    " tokens (needs at least 3: training, validation and test)");
+  const DataConfig& d = config.data;
+  const SplitPlan plan = make_split(d.split, total, d.chunk_tokens, d.heldout_every, d.split_seed);
+  // Global token range [lo, hi) of the concatenated files, appended to `out`.
+  auto take = [&](std::vector<std::int32_t>& out, std::int64_t lo, std::int64_t hi) {
+    std::int64_t offset = 0;  // global position of the current file's first token
+    for (const auto& file : files) {
+      const std::int64_t begin = offset, end = offset + file->size();
+      const std::int64_t a = std::max(lo, begin), b = std::min(hi, end);
+      if (a < b) file->append_to(out, a - begin, b - begin);
+      offset = end;
+    }
+  };
   Corpus corpus;
   corpus.vocab_size = V;
-  std::int64_t offset = 0;  // global position of the current file's first token
-  for (const auto& file : files) {
-    const std::int64_t begin = offset, end = offset + file->size();
-    auto take = [&](std::vector<std::int32_t>& out, std::int64_t lo, std::int64_t hi) {
-      lo = std::max(lo, begin);
-      hi = std::min(hi, end);
-      if (lo < hi) file->append_to(out, lo - begin, hi - begin);
-    };
-    take(corpus.train, 0, train_end);
-    take(corpus.val, n_train, val_end);
-    offset = end;
+  std::vector<std::int32_t>* splits[3] = {&corpus.train, &corpus.val, &corpus.test};
+  const std::int64_t caps[3] = {d.train_tokens, d.val_tokens, d.test_tokens};
+  for (int k = 0; k < 3; ++k) {
+    for (const std::int64_t c : plan.order[k])
+      take(*splits[k], plan.chunk_begin[c], plan.chunk_end[c]);
+    if (caps[k] > 0 && std::int64_t(splits[k]->size()) > caps[k])
+      splits[k]->resize(std::size_t(caps[k]));
   }
+  corpus.split = split_description(d, /*of_tokens=*/true);
   const std::string where = where_of(config);
   check_split(corpus.train, "training", config, where);
   check_split(corpus.val, "validation", config, where);
+  check_split(corpus.test, "test", config, where);
   corpus.entropy_rate = std::numeric_limits<double>::quiet_NaN();
   corpus.description = "tokens " + config.data.path + " (" + std::to_string(files.size()) +
                        " files): " + human_count(std::int64_t(corpus.train.size())) +
                        " train tokens, " + human_count(std::int64_t(corpus.val.size())) +
-                       " val tokens, vocab " + std::to_string(V);
+                       " val + " + human_count(std::int64_t(corpus.test.size())) +
+                       " test tokens, vocab " + std::to_string(V);
   return corpus;
 }
 
@@ -224,19 +242,24 @@ Batch train_batch(const Corpus& corpus, const Config& config, std::int64_t step)
   return batch;
 }
 
-int num_val_batches(const Corpus& corpus, const Config& config) {
-  const std::int64_t windows = (std::int64_t(corpus.val.size()) - 1) / config.model.seq_len;
-  const std::int64_t full = windows / config.train.batch_size;
-  return int(std::max<std::int64_t>(1, std::min<std::int64_t>(config.train.eval_batches, full)));
+std::int64_t eval_windows(const std::vector<std::int32_t>& split, const Config& config) {
+  const std::int64_t windows = (std::int64_t(split.size()) - 1) / config.model.seq_len;
+  const std::int64_t m = config.train.eval_batches;
+  return m > 0 ? std::min(windows, m * config.train.batch_size) : windows;
 }
 
-Batch val_batch(const Corpus& corpus, const Config& config, int i) {
+int num_eval_batches(const std::vector<std::int32_t>& split, const Config& config) {
+  const std::int64_t B = config.train.batch_size;
+  return int((eval_windows(split, config) + B - 1) / B);
+}
+
+Batch eval_batch(const std::vector<std::int32_t>& split, const Config& config, int i) {
   const int S = config.model.seq_len, B = config.train.batch_size;
-  const std::int64_t windows = (std::int64_t(corpus.val.size()) - 1) / S;
+  const std::int64_t windows = (std::int64_t(split.size()) - 1) / S;
   Batch batch = empty_batch(config);
   for (int row = 0; row < B; ++row) {
     const std::int64_t w = (std::int64_t(i) * B + row) % windows;
-    fill_row(batch, corpus.val, w * S, row, S);
+    fill_row(batch, split, w * S, row, S);
   }
   return batch;
 }

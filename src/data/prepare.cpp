@@ -11,6 +11,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "data/splits.hpp"
 #include "data/text_source.hpp"
 #include "data/token_file.hpp"
 #include "data/tokenizer.hpp"
@@ -27,7 +28,7 @@ namespace {
 
 // Bump when the prepared files change meaning (including any SentencePiece trainer option in
 // tokenizer.cpp), so stale caches are not reused.
-constexpr const char* kFormatVersion = "moe-data prepared v3";
+constexpr const char* kFormatVersion = "moe-data prepared v4";
 
 std::string hex16(std::uint64_t x) {
   char buf[17];
@@ -35,7 +36,8 @@ std::string hex16(std::uint64_t x) {
   return buf;
 }
 
-const char* kFiles[] = {"tokenizer.model", "train.bin", "val.bin", "counts.tsv", "info.txt"};
+const char* kFiles[] = {"tokenizer.model", "train.bin",  "val.bin", "test.bin",
+                        "splits.tsv",      "counts.tsv", "info.txt"};
 const char* kManifest = "manifest.txt";
 
 std::vector<std::string> dir_files(const std::string& dir) {
@@ -68,6 +70,10 @@ void read_info(const std::string& dir, PreparedData& p) {
       p.train_lines = parse_integer(what, value, 0), ++found;
     else if (key == "val_lines")
       p.val_lines = parse_integer(what, value, 0), ++found;
+    else if (key == "test_lines")
+      p.test_lines = parse_integer(what, value, 0), ++found;
+    else if (key == "test_tokens")
+      p.test_tokens = parse_integer(what, value, 0), ++found;
     else if (key == "train_tokens")
       p.train_tokens = parse_integer(what, value, 0), ++found;
     else if (key == "val_tokens")
@@ -75,7 +81,7 @@ void read_info(const std::string& dir, PreparedData& p) {
     else if (key == "num_pieces")
       p.num_pieces = int(parse_integer(what, value, 1, 1 << 30)), ++found;
   }
-  if (found != 5) throw UserError(path + " lacks some of its sizes");
+  if (found != 7) throw UserError(path + " lacks some of its sizes");
 }
 
 // The manifest, written last into a prepared directory: "<file> <bytes> <fnv1a-64 hex>" per
@@ -117,23 +123,38 @@ std::string damage_of(const std::string& dir, PreparedData& p) {
 void build(const Config& config, const std::vector<std::string>& lines, const std::string& inputs,
            const std::string& tmp, PreparedData& p) {
   const int V = config.model.vocab_size;
+  const DataConfig& d = config.data;
   const std::int64_t n = std::int64_t(lines.size());
-  p.val_lines = validation_lines(n);
-  p.train_lines = n - p.val_lines;
-  const std::vector<std::string> train_lines(lines.begin(), lines.begin() + p.train_lines);
-
-  const std::string model = Tokenizer::train(train_lines, config.data.tokenizer, V);
+  const SplitPlan plan = make_split(d.split, n, d.chunk_lines, d.heldout_every, d.split_seed);
+  // The tokenizer learns from the training lines only, in corpus order.
+  std::vector<std::string> train_lines;
+  for (std::size_t c = 0; c < plan.kind.size(); ++c)
+    if (plan.kind[c] == SplitKind::Train)
+      train_lines.insert(train_lines.end(), lines.begin() + plan.chunk_begin[c],
+                         lines.begin() + plan.chunk_end[c]);
+  const std::string model = Tokenizer::train(train_lines, d.tokenizer, V);
   const Tokenizer tok(model);
   p.num_pieces = tok.num_pieces();
-  std::vector<std::int32_t> train, val;
-  for (std::int64_t i = 0; i < n; ++i) tok.encode_line(lines[i], i < p.train_lines ? train : val);
+  std::vector<std::int32_t> split_tokens[3];
+  std::int64_t split_lines[3] = {0, 0, 0};
+  for (int k = 0; k < 3; ++k)
+    for (const std::int64_t c : plan.order[k]) {
+      for (std::int64_t i = plan.chunk_begin[c]; i < plan.chunk_end[c]; ++i)
+        tok.encode_line(lines[i], split_tokens[k]);
+      split_lines[k] += plan.chunk_end[c] - plan.chunk_begin[c];
+    }
+  const std::vector<std::int32_t>& train = split_tokens[int(SplitKind::Train)];
+  p.train_lines = split_lines[0], p.val_lines = split_lines[1], p.test_lines = split_lines[2];
   p.train_tokens = std::int64_t(train.size());
-  p.val_tokens = std::int64_t(val.size());
+  p.val_tokens = std::int64_t(split_tokens[1].size());
+  p.test_tokens = std::int64_t(split_tokens[2].size());
 
   const fs::path dir(tmp);
   write_file((dir / "tokenizer.model").string(), model);
-  write_token_file((dir / "train.bin").string(), train, V);
-  write_token_file((dir / "val.bin").string(), val, V);
+  for (int k = 0; k < 3; ++k)
+    write_token_file((dir / (std::string(split_name(SplitKind(k))) + ".bin")).string(),
+                     split_tokens[k], V);
+  write_file((dir / "splits.tsv").string(), split_table(plan, "lines"));
   std::vector<std::int64_t> counts(V, 0);
   for (std::int32_t t : train) ++counts[t];
   std::string table =
@@ -144,15 +165,19 @@ void build(const Config& config, const std::vector<std::string>& lines, const st
   write_file((dir / "counts.tsv").string(), table);
   std::ostringstream info;
   info << "# " << kFormatVersion << "\n"
-       << "source = " << config.data.source << "\n"
-       << "tokenizer = sentencepiece " << config.data.tokenizer << "\n"
+       << "source = " << d.source << "\n"
+       << "tokenizer = sentencepiece " << d.tokenizer << "\n"
        << "vocab_size = " << V << "\n"
        << "num_pieces = " << p.num_pieces << "\n"
+       << "split = " << split_description(d) << "\n"
        << "lines = " << n << "\n"
+       << "chunks = " << plan.kind.size() << "\n"
        << "train_lines = " << p.train_lines << "\n"
        << "val_lines = " << p.val_lines << "\n"
+       << "test_lines = " << p.test_lines << "\n"
        << "train_tokens = " << p.train_tokens << "\n"
-       << "val_tokens = " << p.val_tokens << "\n";
+       << "val_tokens = " << p.val_tokens << "\n"
+       << "test_tokens = " << p.test_tokens << "\n";
   std::istringstream in(inputs);
   std::string line;
   while (std::getline(in, line)) info << "input = " << line << "\n";
@@ -162,9 +187,13 @@ void build(const Config& config, const std::vector<std::string>& lines, const st
 
 }  // namespace
 
-std::int64_t validation_lines(std::int64_t n) {
-  const std::int64_t v = std::int64_t(std::ceil(double(n) * kValidationLineFraction));
-  return std::max<std::int64_t>(1, v);
+std::string split_description(const DataConfig& d, bool of_tokens) {
+  const char* unit = of_tokens ? "tokens" : "lines";
+  if (d.split == "tail")
+    return std::string("tail (validation the last 5% of the ") + unit + ", test the 5% before)";
+  return "chunks of " + std::to_string(of_tokens ? d.chunk_tokens : d.chunk_lines) + " " + unit +
+         ", 1 validation + 1 test in every " + std::to_string(d.heldout_every) + ", seed " +
+         std::to_string(d.split_seed);
 }
 
 PreparedData prepare_text_data(const Config& config) {
@@ -185,7 +214,8 @@ PreparedData prepare_text_data(const Config& config) {
     inputs = files_fingerprint(expand_data_path(d.path));
   }
   const std::string key_text = std::string(kFormatVersion) + "\n" + d.source + "\n" + d.tokenizer +
-                               "\n" + std::to_string(config.model.vocab_size) + "\n" + inputs;
+                               "\n" + std::to_string(config.model.vocab_size) + "\n" +
+                               split_description(d) + "\n" + inputs;
   const fs::path root(d.cache_dir.empty() ? "data/cache" : d.cache_dir);
   const std::string name = d.source + "-" + d.tokenizer + std::to_string(config.model.vocab_size) +
                            "-" + hex16(fnv1a(key_text));
@@ -210,9 +240,9 @@ PreparedData prepare_text_data(const Config& config) {
     fs::create_directories(root, ec);
     if (ec) throw UserError("data.cache_dir: cannot create " + root.string() + ": " + ec.message());
     if (d.source == "text") lines = read_text_lines(expand_data_path(d.path));
-    if (lines.size() < 2)
+    if (lines.size() < 3)
       throw UserError("data.path = \"" + d.path + "\" has " + std::to_string(lines.size()) +
-                      " non-blank lines (needs at least 2: training and validation)");
+                      " non-blank lines (needs at least 3: training, validation and test)");
     const fs::path tmp = root / (name + ".tmp." + std::to_string(::getpid()));
     fs::remove_all(tmp, ec);
     fs::create_directories(tmp, ec);

@@ -45,11 +45,13 @@ int run(int argc, char** argv) {
     if (cfg.data.source == "text" || cfg.data.source == "kjv") {
       const moe::PreparedData p = moe::prepare_text_data(cfg);
       std::printf("%s %s in %.2f s\n", p.reused ? "reused" : "prepared", p.dir.c_str(), p.seconds);
+      std::printf("split: %s\n", moe::split_description(cfg.data).c_str());
       std::printf(
-          "lines: %lld train + %lld val; tokens: %lld train + %lld val; "
+          "lines: %lld train + %lld val + %lld test; tokens: %lld train + %lld val + %lld test; "
           "tokenizer: sentencepiece %s, %d pieces (model.vocab_size %d)\n",
           static_cast<long long>(p.train_lines), static_cast<long long>(p.val_lines),
-          static_cast<long long>(p.train_tokens), static_cast<long long>(p.val_tokens),
+          static_cast<long long>(p.test_lines), static_cast<long long>(p.train_tokens),
+          static_cast<long long>(p.val_tokens), static_cast<long long>(p.test_tokens),
           cfg.data.tokenizer.c_str(), p.num_pieces, cfg.model.vocab_size);
       for (const std::string& f : p.files)
         std::printf("  %s (%lld bytes)\n", f.c_str(),

@@ -27,7 +27,7 @@ Evaluator::Evaluator(const Config& cfg, const Corpus& corpus, Transformer<float>
       comm_(comm),
       buckets_(frequency_buckets(corpus.train_counts, kFrequencyBuckets)),
       infrequent_(infrequent_tokens(corpus.train_counts, frequency_split(), cfg.router.mask_by)),
-      probe_(val_batch(corpus, cfg, 0)),
+      probe_(eval_batch(corpus.val, cfg, 0)),
       top1_idx_(std::string("moe::probe.top1"), std::size_t(batch.size())),
       top1_val_(std::string("moe::probe.top1_val"), std::size_t(batch.size())) {}
 
@@ -57,54 +57,75 @@ void Evaluator::restore(const std::vector<std::vector<std::int32_t>>& probe_top1
 EvalResult Evaluator::evaluate(std::int64_t steps_done) {
   EvalResult r;
   r.step = steps_done;
-  validation_pass(r);
+  r.val_loss = score_split(corpus_.val, steps_done, r.tokens, &r);
   last_val_loss_ = r.val_loss;
   probe_fluctuation(r);
   return r;
 }
 
-void Evaluator::validation_pass(EvalResult& r) {
-  const int nb = num_val_batches(corpus_, cfg_);
+TestResult Evaluator::test(std::int64_t steps_done) {
+  TestResult t;
+  t.step = steps_done;
+  t.loss = score_split(corpus_.test, steps_done, t.tokens, nullptr);
+  return t;
+}
+
+double Evaluator::score_split(const std::vector<std::int32_t>& split, std::int64_t step,
+                              std::int64_t& tokens, EvalResult* r) {
+  const int nb = num_eval_batches(split, cfg_);
+  const std::int64_t windows = eval_windows(split, cfg_);
   const Index N = batch_.size();
   const std::size_t first = batch_.first();
-  // Sums over this rank's tokens, reduced over the ranks: [bucket loss (5), bucket count (5),
-  // frequent loss, frequent count, infrequent loss, infrequent count].
-  std::vector<double> sums(2 * kFrequencyBuckets + 4, 0.0);
-  r.tokens_per_expert.assign(model_.num_moe_layers(), {});
-  for (int i = 0; i < model_.num_moe_layers(); ++i)
-    r.tokens_per_expert[i].assign(model_.moe_layer(i).num_experts(), 0);
-  double total = 0;
+  const int S = cfg_.model.seq_len, B = cfg_.train.batch_size;
+  // Sums over this rank's evaluated tokens, reduced over the ranks: [loss, count, bucket loss
+  // (5), bucket count (5), frequent loss, frequent count, infrequent loss, infrequent count].
+  std::vector<double> sums(2 + 2 * kFrequencyBuckets + 4, 0.0);
+  double* bucket = sums.data() + 2;
+  if (r) {
+    r->tokens_per_expert.assign(model_.num_moe_layers(), {});
+    for (int i = 0; i < model_.num_moe_layers(); ++i)
+      r->tokens_per_expert[i].assign(model_.moe_layer(i).num_experts(), 0);
+  }
   for (int i = 0; i < nb; ++i) {
-    const Batch b = val_batch(corpus_, cfg_, i);
+    const Batch b = eval_batch(split, cfg_, i);
     batch_.upload(b);
-    total += model_.forward(batch_.tokens(), batch_.targets(), /*training=*/false, r.step).loss;
+    model_.forward(batch_.tokens(), batch_.targets(), /*training=*/false, step);
     const auto losses = host_copy(model_.token_losses(), N);
     for (Index n = 0; n < N; ++n) {
+      // Rows past the evaluated windows only fill the last batch's shape.
+      const std::int64_t row = std::int64_t(first + n) / S;
+      if (std::int64_t(i) * B + row >= windows) continue;
+      sums[0] += losses[n];
+      sums[1] += 1;
+      if (!r) continue;
       const int tok = b.targets[first + n];
-      const int bucket = buckets_.bucket_of[tok];
-      sums[bucket] += losses[n];
-      sums[kFrequencyBuckets + bucket] += 1;
+      const int k = buckets_.bucket_of[tok];
+      bucket[k] += losses[n];
+      bucket[kFrequencyBuckets + k] += 1;
       const int c = 2 * kFrequencyBuckets + (infrequent_[tok] ? 2 : 0);
-      sums[c] += losses[n];
-      sums[c + 1] += 1;
+      bucket[c] += losses[n];
+      bucket[c + 1] += 1;
     }
+    if (!r) continue;
     for (int l = 0; l < model_.num_moe_layers(); ++l) {
-      auto& tpe = r.tokens_per_expert[l];
+      auto& tpe = r->tokens_per_expert[l];
       const auto counts = host_copy(model_.moe_layer(l).routing().counts, Index(tpe.size()));
       for (std::size_t e = 0; e < tpe.size(); ++e) tpe[e] += counts[e];
     }
   }
-  r.val_loss = comm_.sum(total / nb) / comm_.size();
   comm_.sum(sums.data(), int(sums.size()));
-  for (auto& tpe : r.tokens_per_expert) comm_.sum(tpe.data(), int(tpe.size()));
-  r.bucket_ppl.resize(kFrequencyBuckets);
-  for (int b = 0; b < kFrequencyBuckets; ++b)
-    r.bucket_ppl[b] = perplexity(sums[b], sums[kFrequencyBuckets + b]);
-  const double* cls = sums.data() + 2 * kFrequencyBuckets;
-  r.ppl_frequent = perplexity(cls[0], cls[1]);
-  r.ppl_infrequent = perplexity(cls[2], cls[3]);
-  r.infrequent_val_share =
-      cls[1] + cls[3] > 0 ? cls[3] / (cls[1] + cls[3]) : std::numeric_limits<double>::quiet_NaN();
+  tokens = windows * S;
+  if (r) {
+    for (auto& tpe : r->tokens_per_expert) comm_.sum(tpe.data(), int(tpe.size()));
+    r->bucket_ppl.resize(kFrequencyBuckets);
+    for (int k = 0; k < kFrequencyBuckets; ++k)
+      r->bucket_ppl[k] = perplexity(bucket[k], bucket[kFrequencyBuckets + k]);
+    const double* cls = bucket + 2 * kFrequencyBuckets;
+    r->ppl_frequent = perplexity(cls[0], cls[1]);
+    r->ppl_infrequent = perplexity(cls[2], cls[3]);
+    r->infrequent_val_share = cls[1] + cls[3] > 0 ? cls[3] / (cls[1] + cls[3]) : kNaN;
+  }
+  return sums[1] > 0 ? sums[0] / sums[1] : kNaN;
 }
 
 void Evaluator::probe_fluctuation(EvalResult& r) {

@@ -20,7 +20,8 @@ constexpr int kFrequencyBuckets = 5;
 
 struct EvalResult {
   std::int64_t step = 0;           // training steps done when evaluated
-  double val_loss = 0;             // mean cross-entropy over every validation token (nats/token)
+  double val_loss = 0;             // mean cross-entropy over the evaluated tokens (nats/token)
+  std::int64_t tokens = 0;         // evaluated validation tokens: eval_windows * seq_len
   std::vector<double> bucket_ppl;  // [kFrequencyBuckets], NaN for an empty bucket
   double ppl_frequent = 0, ppl_infrequent = 0;
   double infrequent_val_share = 0;  // share of the evaluated tokens in the infrequent class
@@ -30,6 +31,13 @@ struct EvalResult {
   // Per MoE layer [E]: the router's assignments per expert (before any capacity cut), summed
   // over the validation batches of every rank.
   std::vector<std::vector<std::int64_t>> tokens_per_expert;
+};
+
+// The held-out test split, scored once at the end of training (model selection uses validation).
+struct TestResult {
+  std::int64_t step = 0;
+  double loss = 0;  // mean cross-entropy over the evaluated test tokens (nats/token)
+  std::int64_t tokens = 0;
 };
 
 class Evaluator {
@@ -42,6 +50,8 @@ class Evaluator {
   // Evaluates the model after `steps_done` training steps; leaves the probe batch uploaded and
   // its forward's routing in the model (what the evaluation trace records).
   EvalResult evaluate(std::int64_t steps_done);
+  // Scores the test split (same windows and train.eval_batches rule as validation).
+  TestResult test(std::int64_t steps_done);
 
   const FrequencyBuckets& buckets() const { return buckets_; }
   // The ratio that splits frequent from infrequent tokens: MaskMoE's mask_ratio when set, else
@@ -57,7 +67,10 @@ class Evaluator {
   void restore(const std::vector<std::vector<std::int32_t>>& probe_top1, double last_val_loss);
 
  private:
-  void validation_pass(EvalResult& r);
+  // Mean loss over the evaluated windows of `split` and their token count; with `r`, also the
+  // validation details (frequency buckets, classes, tokens per expert).
+  double score_split(const std::vector<std::int32_t>& split, std::int64_t step,
+                     std::int64_t& tokens, EvalResult* r);
   void probe_fluctuation(EvalResult& r);
   std::vector<std::vector<std::int32_t>> probe_top1_now();
 

@@ -89,6 +89,7 @@ void MetricsRecorder::record_eval(const EvalResult& r) {
   run_->append(schema::kEvalStep, std::int64_t(r.step));
   run_->append(schema::kEvalValLoss, r.val_loss);
   run_->append(schema::kEvalValPpl, std::exp(r.val_loss));
+  run_->append(schema::kEvalTokens, r.tokens);
   run_->append_row(schema::kEvalBucketPpl, r.bucket_ppl);
   run_->append(schema::kEvalPplFrequent, r.ppl_frequent);
   run_->append(schema::kEvalPplInfrequent, r.ppl_infrequent);
@@ -100,6 +101,25 @@ void MetricsRecorder::record_eval(const EvalResult& r) {
   }
   run_->flush();
   seconds_ += seconds_since(t0);
+}
+
+void MetricsRecorder::record_data(RunFile& f, const Corpus& corpus) {
+  f.set_attr("/data_description", corpus.description);
+  f.set_attr(schema::kDataSplit, corpus.split);
+  f.set_attr(schema::kDataTrainTokens, std::int64_t(corpus.train.size()));
+  f.set_attr(schema::kDataValTokens, std::int64_t(corpus.val.size()));
+  f.set_attr(schema::kDataTestTokens, std::int64_t(corpus.test.size()));
+  f.set_attr("/data_unigram_entropy", corpus.unigram_entropy);
+  f.set_attr("/data_entropy_rate", corpus.entropy_rate);
+}
+
+void MetricsRecorder::record_test(const TestResult& t) {
+  if (!run_) return;
+  run_->append(schema::kTestStep, t.step);
+  run_->append(schema::kTestLoss, t.loss);
+  run_->append(schema::kTestPpl, std::exp(t.loss));
+  run_->append(schema::kTestTokens, t.tokens);
+  run_->flush();
 }
 
 void MetricsRecorder::record_trace(const std::string& group, std::int64_t step) {

@@ -39,7 +39,10 @@ class MetricsRecorder {
   void record_frequency_classes(double infrequent_train_mass, std::int64_t infrequent_types);
   // The step's metrics and the routing statistics of its global batch.
   void record_step(std::int64_t step, const StepMetrics& m, double tokens_per_s);
+  // The corpus's identity: description, split, split sizes, entropies (root attributes).
+  static void record_data(RunFile& f, const Corpus& corpus);
   void record_eval(const EvalResult& r);
+  void record_test(const TestResult& t);
   // Token ids, assigned experts (-1: none) and gates of the model's last forward, per MoE
   // layer, gathered from every rank in global token order, under `group` (schema::kTrace*).
   void record_trace(const std::string& group, std::int64_t step);

@@ -15,6 +15,7 @@
 #include "parallel/comm.hpp"
 #include "parallel/runtime.hpp"
 #include "train/memory_estimate.hpp"
+#include "train/metrics_recorder.hpp"
 #include "train/output_claim.hpp"
 #include "train/resume_check.hpp"
 #include "train/run_schema.hpp"
@@ -72,9 +73,7 @@ void write_identity(RunFile& f, const Config& cfg, const Corpus& corpus, int ran
   f.set_attr("/mpi_ranks", std::int64_t(ranks));
   f.set_attr("/device", host_name() + " " + Runtime::backend_name());
   f.set_attr("/seed", std::int64_t(cfg.train.seed));
-  f.set_attr("/data_description", corpus.description);
-  f.set_attr("/data_unigram_entropy", corpus.unigram_entropy);
-  f.set_attr("/data_entropy_rate", corpus.entropy_rate);
+  MetricsRecorder::record_data(f, corpus);
 }
 
 // What the ranks cannot divide is refused before training.

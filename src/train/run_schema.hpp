@@ -37,6 +37,8 @@ inline std::string train_time(const char* phase) {
 inline constexpr const char* kEvalStep = "/eval/step";
 inline constexpr const char* kEvalValLoss = "/eval/val_loss";
 inline constexpr const char* kEvalValPpl = "/eval/val_ppl";
+// Validation tokens each evaluation scored (eval_windows * seq_len; data/corpus.hpp).
+inline constexpr const char* kEvalTokens = "/eval/tokens";
 inline constexpr const char* kEvalBucketPpl = "/eval/bucket_ppl";
 inline constexpr const char* kEvalPplFrequent = "/eval/ppl_frequent";
 inline constexpr const char* kEvalPplInfrequent = "/eval/ppl_infrequent";
@@ -49,6 +51,18 @@ inline constexpr const char* kEvalFrequencySplit = "/eval/frequency_split";  // 
 // Attributes: what the infrequent class covers (share of the training tokens, types).
 inline constexpr const char* kEvalInfrequentTrainMass = "/eval/infrequent_train_mass";
 inline constexpr const char* kEvalInfrequentTypes = "/eval/infrequent_types";
+
+// One row, at the final step: the held-out test split (chosen models are reported on it).
+inline constexpr const char* kTestStep = "/test/step";
+inline constexpr const char* kTestLoss = "/test/loss";
+inline constexpr const char* kTestPpl = "/test/ppl";
+inline constexpr const char* kTestTokens = "/test/tokens";  // test tokens scored
+
+// Root attributes: how the data was split and each split's size in tokens (after the caps).
+inline constexpr const char* kDataSplit = "/data_split";
+inline constexpr const char* kDataTrainTokens = "/data_train_tokens";
+inline constexpr const char* kDataValTokens = "/data_val_tokens";
+inline constexpr const char* kDataTestTokens = "/data_test_tokens";
 
 inline std::string layer_name(int block) {
   return "layer_" + std::to_string(block);

@@ -124,6 +124,16 @@ TrainSummary Trainer::train(std::int64_t first, std::int64_t max_steps,
       sum.last_val_loss = evaluate(s + 1);
       log_eval(s + 1, sum.last_val_loss);
     }
+    // The test split is scored once, on the final model, before its checkpoint (which carries
+    // the run file's rows, so a resume never scores it twice).
+    if (last_step) {
+      const TestResult t = evaluator_.test(s + 1);
+      recorder_.record_test(t);
+      if (log_)
+        *log_ << "test   " << std::setw(6) << s + 1 << "  test_loss " << std::fixed
+              << std::setprecision(4) << t.loss << "  (" << t.tokens << " tokens)\n"
+              << std::defaultfloat << std::flush;
+    }
     const bool ckpt_due =
         cfg_.output.checkpoint_every > 0 && (s + 1) % cfg_.output.checkpoint_every == 0;
     // The final model is always checkpointed; an early stop must be, to be resumed.

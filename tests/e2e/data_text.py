@@ -57,7 +57,9 @@ def token_file(path):
     assert ids.max() < 256
     return ids
 tr, va = token_file(prepared / "train.bin"), token_file(prepared / "val.bin")
-assert (tr == 1).sum() == 3000 - 150 and (va == 1).sum() == 150  # one end-of-line id per line
+te = token_file(prepared / "test.bin")
+# 60 chunks of 50 lines, one validation and one test chunk in each 20: one end-of-line id a line.
+assert (tr == 1).sum() == 2700 and (va == 1).sum() == 150 and (te == 1).sum() == 150
 counts = [int(l.split("\t")[1]) for l in (prepared / "counts.tsv").read_text().splitlines()
           if not l.startswith("#")]
 assert len(counts) == 256 and sum(counts) == len(tr)

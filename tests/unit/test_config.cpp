@@ -158,7 +158,9 @@ TEST(Config, OutOfRangeNamesKeyAndAllowedRange) {
   set_error({"train.steps=0"}, {"train.steps", "1..2147483647"});
   set_error({"train.steps=3000000000"}, {"train.steps", "1..2147483647"});
   set_error({"train.seed=-1"}, {"train.seed", ">= 0"});
-  set_error({"data.val_tokens=0"}, {"data.val_tokens", ">= 1"});
+  set_error({"data.val_tokens=0"}, {"data.val_tokens = 0", "synthetic"});
+  set_error({"data.test_tokens=0"}, {"data.test_tokens = 0", "synthetic"});
+  EXPECT_NO_THROW(load_config("", {"data.source=kjv", "data.val_tokens=0", "data.test_tokens=0"}));
   set_error({"model.seq_len=1"}, {"model.seq_len", "2..1048576"});
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -131,35 +132,92 @@ TEST_F(TextData, TokenizerRoundTrip) {
   }
 }
 
-TEST_F(TextData, PreparesOnceSplitsDisjointLines) {
+// The chunks of splits.tsv: (begin, end, split) per chunk, and each split's storage order.
+struct SplitRows {
+  std::vector<std::int64_t> begin, end;
+  std::vector<std::string> split;
+  std::map<std::string, std::vector<std::int64_t>> order;
+};
+
+SplitRows read_split_table(const std::string& path) {
+  SplitRows t;
+  std::istringstream in(read_all(path));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    if (line.rfind("# order ", 0) == 0) {
+      std::string hash, word, name;
+      f >> hash >> word >> name;
+      name.pop_back();  // "train:" -> "train"
+      std::int64_t c;
+      while (f >> c) t.order[name].push_back(c);
+      continue;
+    }
+    if (line.empty() || line[0] == '#') continue;
+    std::int64_t c, b, e;
+    std::string split;
+    f >> c >> b >> e >> split;
+    EXPECT_EQ(c, std::int64_t(t.begin.size()));
+    t.begin.push_back(b), t.end.push_back(e), t.split.push_back(split);
+  }
+  return t;
+}
+
+TEST_F(TextData, PreparesOnceSplitsDisjointChunksAcrossTheText) {
   const std::vector<std::string> lines = generate_lines(600, 2);
   const std::string file = write_text("a.txt", lines);
-  const Config cfg = config(file);
+  // 60 chunks of 10 lines in 3 blocks of 20: 3 validation and 3 test chunks.
+  const Config cfg = config(file, {"data.chunk_lines=10"});
   const PreparedData first = prepare_text_data(cfg);
   EXPECT_FALSE(first.reused);
-  const std::int64_t n_val = validation_lines(600);
-  EXPECT_EQ(n_val, 30);
-  EXPECT_EQ(first.val_lines, n_val);
-  EXPECT_EQ(first.train_lines, 600 - n_val);
+  EXPECT_EQ(first.val_lines, 30);
+  EXPECT_EQ(first.test_lines, 30);
+  EXPECT_EQ(first.train_lines, 540);
   for (const std::string& f : first.files) EXPECT_TRUE(fs::exists(f)) << f;
+
+  // The table: consecutive chunks covering every line once; one validation and one test chunk
+  // in each block of 20, so each split spans the whole text.
+  const SplitRows t = read_split_table(first.dir + "/splits.tsv");
+  ASSERT_EQ(t.begin.size(), 60u);
+  for (std::size_t c = 0; c < 60; ++c) {
+    EXPECT_EQ(t.begin[c], std::int64_t(c) * 10);
+    EXPECT_EQ(t.end[c], std::int64_t(c + 1) * 10);
+  }
+  for (int block = 0; block < 3; ++block) {
+    std::map<std::string, int> n;
+    for (int c = block * 20; c < block * 20 + 20; ++c) ++n[t.split[std::size_t(c)]];
+    EXPECT_EQ(n["val"], 1) << block;
+    EXPECT_EQ(n["test"], 1) << block;
+    EXPECT_EQ(n["train"], 18) << block;
+  }
 
   const Corpus corpus = load_corpus(cfg);  // finds the cache
   EXPECT_EQ(std::int64_t(corpus.train.size()), first.train_tokens);
   EXPECT_EQ(std::int64_t(corpus.val.size()), first.val_tokens);
+  EXPECT_EQ(std::int64_t(corpus.test.size()), first.test_tokens);
   EXPECT_TRUE(std::isnan(corpus.entropy_rate));
   EXPECT_NE(corpus.description.find("sentencepiece bpe 256"), std::string::npos)
       << corpus.description;
 
-  // Training decodes to exactly the first lines, validation to exactly the last ones.
+  // Each split decodes to exactly its chunks' lines, in the table's storage order: the splits
+  // are disjoint and together the whole text.
   const Tokenizer tok(read_all(first.dir + "/tokenizer.model"));
-  const std::vector<std::string> train_text = split_lines(tok.decode(corpus.train));
-  const std::vector<std::string> val_text = split_lines(tok.decode(corpus.val));
-  ASSERT_EQ(std::int64_t(train_text.size()), 600 - n_val);
-  ASSERT_EQ(std::int64_t(val_text.size()), n_val);
-  for (std::size_t i = 0; i < train_text.size(); ++i)
-    ASSERT_EQ(train_text[i], normalized(lines[i])) << i;
-  for (std::size_t i = 0; i < val_text.size(); ++i)
-    ASSERT_EQ(val_text[i], normalized(lines[600 - n_val + i])) << i;
+  const std::pair<const char*, const std::vector<std::int32_t>*> splits[] = {
+      {"train", &corpus.train}, {"val", &corpus.val}, {"test", &corpus.test}};
+  std::vector<int> seen(600, 0);
+  for (const auto& [name, tokens] : splits) {
+    const std::vector<std::string> text = split_lines(tok.decode(*tokens));
+    std::vector<std::string> expected;
+    for (const std::int64_t c : t.order.at(name)) {
+      EXPECT_EQ(t.split[std::size_t(c)], name);
+      for (std::int64_t i = t.begin[std::size_t(c)]; i < t.end[std::size_t(c)]; ++i) {
+        expected.push_back(normalized(lines[std::size_t(i)]));
+        ++seen[std::size_t(i)];
+      }
+    }
+    EXPECT_EQ(text, expected) << name;
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), 600);
 
   // Counts: of the training split, summing to its size.
   ASSERT_EQ(corpus.train_counts.size(), 256u);
@@ -178,8 +236,25 @@ TEST_F(TextData, PreparesOnceSplitsDisjointLines) {
   EXPECT_EQ(again.train_tokens, first.train_tokens);
   EXPECT_EQ(fs::last_write_time(first.dir + "/train.bin"), mtime);
 
-  // A different tokenizer or vocabulary is a different cache entry.
+  // A different tokenizer, vocabulary or split is a different cache entry.
   EXPECT_NE(prepare_text_data(config(file, {"data.tokenizer=unigram"})).dir, first.dir);
+  EXPECT_NE(prepare_text_data(config(file, {"data.split_seed=2"})).dir, first.dir);
+}
+
+TEST_F(TextData, TailSplitKeepsTheFirstVersionsValidation) {
+  const std::vector<std::string> lines = generate_lines(600, 2);
+  const Config cfg = config(write_text("a.txt", lines), {"data.split=tail"});
+  const PreparedData p = prepare_text_data(cfg);
+  EXPECT_EQ(p.val_lines, 30);  // the last ceil(5%) of the lines
+  EXPECT_EQ(p.test_lines, 30);
+  const Corpus corpus = load_corpus(cfg);
+  const Tokenizer tok(read_all(p.dir + "/tokenizer.model"));
+  const std::vector<std::string> val = split_lines(tok.decode(corpus.val));
+  ASSERT_EQ(val.size(), 30u);
+  for (std::size_t i = 0; i < 30; ++i) EXPECT_EQ(val[i], normalized(lines[570 + i]));
+  const std::vector<std::string> train = split_lines(tok.decode(corpus.train));
+  ASSERT_EQ(train.size(), 540u);
+  EXPECT_EQ(train.front(), normalized(lines[0]));
 }
 
 TEST_F(TextData, CapsAndCounts) {
@@ -193,8 +268,10 @@ TEST_F(TextData, CapsAndCounts) {
   EXPECT_EQ(
       std::accumulate(capped.train_counts.begin(), capped.train_counts.end(), std::int64_t(0)),
       500);
-  // Validation does not depend on the training cap.
-  EXPECT_EQ(load_corpus(config(file, {"data.train_tokens=1000"})).val, full.val);
+  // Validation and test do not depend on the training cap.
+  const Corpus other = load_corpus(config(file, {"data.train_tokens=1000"}));
+  EXPECT_EQ(other.val, full.val);
+  EXPECT_EQ(other.test, full.test);
 }
 
 TEST_F(TextData, SameSeedSameBatches) {
@@ -208,7 +285,7 @@ TEST_F(TextData, SameSeedSameBatches) {
     EXPECT_EQ(train_batch(a, cfg, step).tokens, train_batch(b, cfg, step).tokens);
     EXPECT_EQ(train_batch(a, cfg, step).targets, train_batch(b, cfg, step).targets);
   }
-  EXPECT_EQ(val_batch(a, cfg, 0).tokens, val_batch(b, cfg, 0).tokens);
+  EXPECT_EQ(eval_batch(a.val, cfg, 0).tokens, eval_batch(b.val, cfg, 0).tokens);
   const Config other = config(file, {"train.seed=8"});
   EXPECT_NE(train_batch(a, cfg, 0).tokens, train_batch(a, other, 0).tokens);
   // Re-preparing from scratch (fresh cache) gives the same tokens: training is deterministic.
@@ -249,10 +326,10 @@ TEST_F(TextData, BadInputIsOneLine) {
   };
   const std::string missing = message(config((dir_ / "nope*.txt").string()));
   EXPECT_NE(missing.find("data.path"), std::string::npos) << missing;
-  // Too short for one validation window.
-  const std::string tiny = write_text("tiny.txt", generate_lines(20, 9));
+  // Too short for one window in some split.
+  const std::string tiny = write_text("tiny.txt", generate_lines(6, 9));
   const std::string short_msg = message(config(tiny, {"model.seq_len=64"}));
-  EXPECT_NE(short_msg.find("validation"), std::string::npos) << short_msg;
+  EXPECT_NE(short_msg.find(" split has "), std::string::npos) << short_msg;
   EXPECT_EQ(short_msg.find('\n'), std::string::npos) << short_msg;
   EXPECT_THROW(load_config("", {"data.source=text"}), UserError);  // data.path required
 }

@@ -15,6 +15,7 @@
 
 #include "config/config.hpp"
 #include "data/corpus.hpp"
+#include "data/splits.hpp"
 #include "data/token_file.hpp"
 
 using namespace moe;
@@ -130,26 +131,45 @@ TEST_F(TokenFileTest, TokensSourceSplitsCapsAndCounts) {
   std::vector<std::int32_t> all = a;
   all.insert(all.end(), b.begin(), b.end());
   const std::string glob = path("part_*.bin");
-  auto load = [&](std::int64_t train_tokens, std::int64_t val_tokens) {
+  auto load = [&](std::int64_t train_tokens, std::int64_t val_tokens, const char* split) {
     return load_corpus(
         load_config("", {"data.source=tokens", "data.path=" + glob, "model.vocab_size=300",
                          "model.seq_len=16", "data.train_tokens=" + std::to_string(train_tokens),
-                         "data.val_tokens=" + std::to_string(val_tokens)}));
+                         "data.val_tokens=" + std::to_string(val_tokens), "data.test_tokens=0",
+                         "data.chunk_tokens=100", std::string("data.split=") + split}));
   };
-  const Corpus c = load(0, 100000);
-  ASSERT_EQ(c.val.size(), 200u);  // ceil(5% of 4000)
-  ASSERT_EQ(c.train.size(), 3800u);
-  EXPECT_TRUE(std::equal(c.train.begin(), c.train.end(), all.begin()));
-  EXPECT_TRUE(std::equal(c.val.begin(), c.val.end(), all.begin() + 3800));
-  EXPECT_EQ(std::accumulate(c.train_counts.begin(), c.train_counts.end(), std::int64_t(0)), 3800);
+  // Tail: the first version's validation (the last ceil(5%) of 4000), test the 5% before.
+  const Corpus tail = load(0, 100000, "tail");
+  ASSERT_EQ(tail.val.size(), 200u);
+  ASSERT_EQ(tail.test.size(), 200u);
+  ASSERT_EQ(tail.train.size(), 3600u);
+  EXPECT_TRUE(std::equal(tail.train.begin(), tail.train.end(), all.begin()));
+  EXPECT_TRUE(std::equal(tail.test.begin(), tail.test.end(), all.begin() + 3600));
+  EXPECT_TRUE(std::equal(tail.val.begin(), tail.val.end(), all.begin() + 3800));
+
+  // Chunks: 40 chunks of 100 tokens, one validation and one test chunk in each 20, each split
+  // the concatenation of its chunks in the plan's order (across both files).
+  const Corpus c = load(0, 100000, "chunks");
+  const SplitPlan plan = chunk_split(4000, 100, 20, 1);
+  const std::vector<std::int32_t>* got[3] = {&c.train, &c.val, &c.test};
+  for (int k = 0; k < 3; ++k) {
+    std::vector<std::int32_t> expected;
+    for (const std::int64_t ch : plan.order[k])
+      expected.insert(expected.end(), all.begin() + plan.chunk_begin[ch],
+                      all.begin() + plan.chunk_end[ch]);
+    EXPECT_EQ(*got[k], expected) << k;
+  }
+  ASSERT_EQ(c.val.size(), 200u);
+  ASSERT_EQ(c.test.size(), 200u);
+  EXPECT_EQ(std::accumulate(c.train_counts.begin(), c.train_counts.end(), std::int64_t(0)), 3600);
   EXPECT_TRUE(std::isnan(c.entropy_rate));
   EXPECT_GT(c.unigram_entropy, 0);
 
-  // Caps: training prefix; validation fixed by val_tokens alone.
-  const Corpus capped = load(1000, 50);
-  EXPECT_EQ(capped.train.size(), 1000u);
-  EXPECT_TRUE(std::equal(capped.train.begin(), capped.train.end(), all.begin()));
+  // Caps: prefixes of each split; validation fixed by val_tokens alone.
+  const Corpus capped = load(1000, 50, "chunks");
+  EXPECT_EQ(capped.train, std::vector<std::int32_t>(c.train.begin(), c.train.begin() + 1000));
   EXPECT_EQ(capped.val, std::vector<std::int32_t>(c.val.begin(), c.val.begin() + 50));
+  EXPECT_EQ(capped.test, c.test);
   EXPECT_EQ(
       std::accumulate(capped.train_counts.begin(), capped.train_counts.end(), std::int64_t(0)),
       1000);

@@ -241,7 +241,7 @@ TEST(Training, FinalStepIsCheckpointedAndEvaluationCountsTokensPerExpert) {
   for (std::size_t i = 0; i < trained.size(); ++i) ASSERT_EQ(ck.params[i], trained[i]) << i;
 
   // Every validation token takes top_k = 2 experts (no capacity: nothing is cut before counting).
-  const int nb = num_val_batches(corpus, cfg);
+  const int nb = num_eval_batches(corpus.val, cfg);
   ASSERT_EQ(nb, 3);
   const std::int64_t assignments = std::int64_t(nb) * cfg.train.batch_size * cfg.model.seq_len * 2;
   hsize_t dims[2];

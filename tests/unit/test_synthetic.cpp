@@ -156,32 +156,40 @@ TEST(Corpus, TargetsAreTokensShiftedByOne) {
   }
 }
 
-TEST(Corpus, ValBatchesAreDisjointConsecutiveWindows) {
-  const Config cfg = small_config();
+TEST(Corpus, EvalBatchesCoverEveryWindowOnce) {
+  const Config cfg = small_config();  // eval_batches = 100: more than the windows
   const Corpus corpus = load_corpus(cfg);
   const int S = cfg.model.seq_len, B = cfg.train.batch_size;
-  const int nb = num_val_batches(corpus, cfg);
-  EXPECT_EQ(nb, (999 / 16) / 4);  // 62 windows, 15 full batches
+  const std::int64_t windows = 999 / 16;  // 62
+  EXPECT_EQ(eval_windows(corpus.val, cfg), windows);
+  const int nb = num_eval_batches(corpus.val, cfg);
+  EXPECT_EQ(nb, 16);  // ceil(62 / 4): the last batch holds 2 evaluated windows
   for (int i = 0; i < nb; ++i) {
-    const Batch batch = val_batch(corpus, cfg, i);
+    const Batch batch = eval_batch(corpus.val, cfg, i);
     for (int row = 0; row < B; ++row) {
-      const std::size_t start = std::size_t(i * B + row) * S;
+      const std::size_t start = std::size_t((i * B + row) % windows) * S;
       for (int j = 0; j < S; ++j) {
         ASSERT_EQ(batch.tokens[row * S + j], corpus.val[start + j]);
         ASSERT_EQ(batch.targets[row * S + j], corpus.val[start + j + 1]);
       }
     }
   }
+  // The test split is a third stream of the same process, as long as data.test_tokens.
+  EXPECT_EQ(corpus.test.size(), std::size_t(cfg.data.test_tokens));
+  EXPECT_NE(corpus.test, corpus.val);
 }
 
-TEST(Corpus, NumValBatchesIsCappedAndAtLeastOne) {
+TEST(Corpus, EvalBatchesCapTheWindows) {
   Config cfg = small_config();
   cfg.train.eval_batches = 3;
   const Corpus corpus = load_corpus(cfg);
-  EXPECT_EQ(num_val_batches(corpus, cfg), 3);
+  EXPECT_EQ(eval_windows(corpus.val, cfg), 12);
+  EXPECT_EQ(num_eval_batches(corpus.val, cfg), 3);
+  cfg.train.eval_batches = 0;  // the whole split
+  EXPECT_EQ(eval_windows(corpus.val, cfg), 62);
   cfg.train.batch_size = 1000;  // more rows than windows: one batch of repeated windows
-  EXPECT_EQ(num_val_batches(corpus, cfg), 1);
-  const Batch batch = val_batch(corpus, cfg, 0);
+  EXPECT_EQ(num_eval_batches(corpus.val, cfg), 1);
+  const Batch batch = eval_batch(corpus.val, cfg, 0);
   const int S = cfg.model.seq_len;
   EXPECT_EQ(batch.tokens[62 * S], corpus.val[0]);  // window 62 wraps to window 0
 }
