@@ -6,7 +6,10 @@
 STUDY_DIR holds one HDF5 run file per point and index.json (written by moe-study); without
 index.json every *.h5 in it is a point, its parameters read from the file's /config. Writes
 into DIR (default STUDY_DIR/report): points.csv/.md (one row per point), groups.csv/.md
-(mean and std over seeds), one PNG per applicable figure, and report.md linking them.
+(mean and std over seeds), one PNG per applicable figure, and report.md linking them; with
+several seeds, report.md has a statistics section (95% intervals, paired differences against
+the dense model and against topk, the peak chosen on validation and reported on test, the
+small- vs large-data curvature interaction) and scaling_ci.png.
 Bad input (missing directory, no run files, unreadable index): one line on stderr, exit 2.
 """
 
@@ -34,7 +37,7 @@ except ImportError as _missing:
                      % _missing)
     sys.exit(2)
 
-from moe_analysis import figures, tables  # noqa: E402
+from moe_analysis import figures, scaling, tables  # noqa: E402
 from moe_analysis.load import StudyError, complete_points, load_study  # noqa: E402
 
 
@@ -76,6 +79,19 @@ def write_report(study, out_dir, log=print):
         except figures.Skip as e:
             skipped.append((title, str(e)))
 
+    # Statistics over seeds: intervals, paired differences, the peak, the interaction.
+    result = scaling.analyze(done) if done else None
+    ci_path = os.path.join(out_dir, "scaling_ci.png")
+    for stale in [ci_path] + [os.path.join(out_dir, "stats_%s.csv" % n) for n in
+                              ("points", "vs_dense", "vs_topk", "peaks", "interaction")]:
+        if os.path.exists(stale):
+            os.remove(stale)  # from an earlier report
+    stat_lines, ci_caption, stat_csvs = [], None, []
+    if result is not None:
+        stat_lines = scaling.section(result)
+        ci_caption = scaling.figure(result, ci_path)
+        stat_csvs = scaling.write_csvs(result, out_dir)
+
     status = collections.Counter(p["status"] for p in pts)
     prov = _provenance(pts)
     md = ["# Study report: %s" % study["name"], ""]
@@ -106,6 +122,11 @@ def write_report(study, out_dir, log=print):
     md.append("Full tables: [groups.csv](groups.csv), [groups.md](groups.md) (all statistics), "
               "[points.csv](points.csv), [points.md](points.md) (one row per point, every "
               "status).")
+    if stat_lines:
+        md += [""] + stat_lines
+        if ci_caption:
+            md += ["![test perplexity with 95% intervals](scaling_ci.png)", "", ci_caption, ""]
+        md.append("Tables: " + ", ".join("[%s](%s)" % (n, n) for n in stat_csvs) + ".")
     md += ["", "## Figures", ""]
     for stem, title, caption in made:
         md += ["### %s" % title, "", "![%s](%s.png)" % (title, stem), "", caption, ""]

@@ -77,6 +77,7 @@ def read_run(path):
      "eval": {"step", "val_loss", "val_ppl", "bucket_ppl" [evals, B], "bucket_min_count",
               "bucket_types", "ppl_frequent", "ppl_infrequent", "infrequent_val_share",
               "infrequent_train_mass", "infrequent_types"},
+     "test": {"step", "loss", "ppl", "tokens"} (one row: the final model on the test split),
      "fluctuation": {layer: [evals, 3] (overall, frequent, infrequent)},
      "routing": {layer: {"tokens_per_expert" [steps, E], "dropped", "max_over_mean_load",
                          "router_entropy"}}}
@@ -98,6 +99,7 @@ def read_run(path):
             "train": {},
             "time": {},
             "eval": {},
+            "test": {},
             "fluctuation": {},
             "routing": {},
         }
@@ -125,6 +127,12 @@ def read_run(path):
                     layer = _layer_index(name)
                     if layer is not None:
                         run["fluctuation"][layer] = _array(ev["fluctuation"], name)
+        test = f.get("test")
+        if test is not None:
+            for name in ("step", "loss", "ppl", "tokens"):
+                run["test"][name] = _array(test, name)
+        if ev is not None:
+            run["eval"]["tokens"] = _array(ev, "tokens")
         routing = f.get("routing")
         if routing is not None:
             for name in routing:
@@ -163,7 +171,8 @@ def run_metrics(run):
     covered: infrequent_mass (its share of the training tokens), infrequent_val_share (of the
     evaluated validation tokens, last evaluation); tokens_per_s: median over steps;
     best_val_loss, best_val_ppl: the lowest /eval/val_loss of the run (where early stopping
-    would have stopped) and its exp.
+    would have stopped) and its exp; test_loss, test_ppl: /test/loss[-1], /test/ppl[-1] (the
+    final model on the test split); eval_tokens, test_tokens: the tokens those scored.
     """
     tr, ev = run["train"], run["eval"]
     loss = tr.get("loss")
@@ -181,6 +190,11 @@ def run_metrics(run):
                          if tr.get("tokens_per_s") is not None and len(tr["tokens_per_s"])
                          else math.nan),
     }
+    te = run.get("test", {})
+    m["test_loss"] = _last(te.get("loss"))
+    m["test_ppl"] = _last(te.get("ppl"))
+    m["test_tokens"] = _last(te.get("tokens"))
+    m["eval_tokens"] = _last(ev.get("tokens"))
     val = ev.get("val_loss")
     m["best_val_loss"] = float(np.min(val)) if val is not None and len(val) else math.nan
     m["best_val_ppl"] = math.exp(m["best_val_loss"]) if not math.isnan(m["best_val_loss"]) else math.nan
@@ -194,7 +208,8 @@ NAN_METRICS = {k: math.nan for k in ("final_train_loss", "train_loss_tail", "fin
                                        "final_val_ppl", "ppl_frequent", "ppl_infrequent",
                                        "infrequent_mass", "infrequent_val_share",
                                        "tokens_per_s", "gap", "best_val_loss",
-                                       "best_val_ppl")}
+                                       "best_val_ppl", "test_loss", "test_ppl",
+                                       "test_tokens", "eval_tokens")}
 
 
 def _read_index(study_dir):

@@ -28,9 +28,10 @@ SHORT = {
 }
 
 POINT_METRICS = ("steps", "final_train_loss", "train_loss_tail", "final_val_loss",
-                 "final_val_ppl", "best_val_loss", "best_val_ppl", "gap", "ppl_frequent",
+                 "final_val_ppl", "best_val_loss", "best_val_ppl", "test_loss", "test_ppl", "gap", "ppl_frequent",
                  "ppl_infrequent", "infrequent_mass", "infrequent_val_share", "tokens_per_s")
-GROUP_METRICS = ("final_val_loss", "final_val_ppl", "best_val_loss", "best_val_ppl", "gap",
+GROUP_METRICS = ("final_val_loss", "final_val_ppl", "best_val_loss", "best_val_ppl", "test_loss",
+                 "test_ppl", "gap",
                  "train_loss_tail", "ppl_frequent", "ppl_infrequent", "infrequent_mass",
                  "infrequent_val_share")
 
@@ -209,7 +210,8 @@ def markdown_table(cols, rows, digits=4):
 
 def markdown_groups(cols, rows):
     """The grouped table with mean ± std columns (compact, for report.md)."""
-    show = ["group", "n", "seeds", "val loss", "val ppl", "val - train gap", "ppl frequent",
+    show = ["group", "n", "seeds", "val loss", "val ppl", "test ppl", "val - train gap",
+            "ppl frequent",
             "ppl infrequent", "infrequent: train mass / val tokens"]
     out = []
     for r in rows:
@@ -219,7 +221,8 @@ def markdown_groups(cols, rows):
                 return ""
             return _cell(mean) + ("" if math.isnan(std) else " ± " + _cell(std))
         o = {"group": r["group"], "n": r["n"], "val loss": pm("final_val_loss"),
-             "val ppl": pm("final_val_ppl"), "val - train gap": pm("gap"),
+             "val ppl": pm("final_val_ppl"), "test ppl": pm("test_ppl"),
+             "val - train gap": pm("gap"),
              "ppl frequent": pm("ppl_frequent"), "ppl infrequent": pm("ppl_infrequent"),
              "infrequent: train mass / val tokens": (
                  "" if math.isnan(r["infrequent_mass_mean"]) else "%.1f%% / %.1f%%" % (
