@@ -4,7 +4,7 @@
     compare_runs.py A_DIR B_DIR [--allow-new]
 
 For every run file (*.h5) present in both directories, every dataset under /train, /eval,
-/routing and /trace is compared bit for bit (same shape, same dtype, same bytes: NaN equals
+/test, /routing and /trace is compared bit for bit (same shape, same dtype, same bytes: NaN equals
 NaN only when the bit patterns agree). Timing datasets differ from run to run and are ignored:
 they are listed by IGNORED below and printed. A dataset present in only one of the two files is
 an error, except that with --allow-new B may hold datasets A lacks (metrics added since A was
@@ -18,7 +18,7 @@ import sys
 import h5py
 import numpy as np
 
-GROUPS = ("train", "eval", "routing", "trace")
+GROUPS = ("train", "eval", "test", "routing", "trace")
 # Wall-clock measurements: tokens per second and the per-phase step times.
 IGNORED = (re.compile(r"^train/tokens_per_s$"), re.compile(r"^train/time/"))
 

@@ -142,6 +142,15 @@ done
 [ -f "$work/moe-study-${whole_id}.out" ] || fail "no output moe-study-${whole_id}.out"
 check_study "$work/array"
 check_study "$work/whole"
+# Same results whichever way a study runs: the array's and the one job's run files equal a
+# direct run's, bit for bit (timings aside).
+"$bin/moe-study" "$src/studies/smoke.toml" --output-dir "$work/direct" > "$work/direct.out" 2>&1 \
+  || fail "direct moe-study run failed"
+for d in array whole; do
+  "$py" "$src/tests/e2e/compare_runs.py" "$work/direct" "$work/$d" > "$work/compare-$d.out" \
+    || { cat "$work/compare-$d.out"; fail "$d results differ from the direct run"; }
+  tail -1 "$work/compare-$d.out"
+done
 
 # The warning signal: a long run (4000 steps) signalled like --signal=B:USR1 checkpoints; the
 # resubmission resumes it (and stops after 5 more steps to stay quick).
