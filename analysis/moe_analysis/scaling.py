@@ -148,7 +148,10 @@ def peaks(df):
         curve = _topk_curve(df, size)
         if curve.experts.nunique() < 2 or curve.seed.nunique() < 2:
             continue
-        pk = stats.bootstrap_peak(curve, "experts", "val_loss", "test_loss")
+        try:
+            pk = stats.bootstrap_peak(curve, "experts", "val_loss", "test_loss")
+        except ValueError:  # no two seeds with every expert count
+            continue
         top = curve.experts.max()
         a = curve[curve.experts == top].set_index("seed").test_loss
         b = curve[curve.experts == pk["peak"]].set_index("seed").test_loss
@@ -202,9 +205,31 @@ def interaction(df):
     return out
 
 
+def _design_fits(points):
+    """True when every swept key other than the seed is the router, the expert count, the data
+    size or a function of them (e.g. MaskMoE's visible_experts zipped with num_experts): the
+    groups of this module then hold only seeds. A mask-ratio or cluster-size study does not."""
+    keys = set()
+    for p in points:
+        keys.update(p["params"].keys())
+    cell = {}
+    for k in keys - {SEED_KEY, SIZE_KEY, "router.type", "model.num_experts"}:
+        if k.startswith("output."):  # where each run was written
+            continue
+        for p in points:
+            at = (router_of(p), num_experts(p), p["config"].get(SIZE_KEY), k)
+            v = repr(p["config"].get(k))
+            if cell.setdefault(at, v) != v:
+                return False
+    return True
+
+
 def analyze(points):
-    """All the statistics as DataFrames (None when the study has < 2 seeds or no test loss):
-    points, vs_dense, vs_topk, peaks, interaction."""
+    """All the statistics as DataFrames (None when the study has < 2 seeds, no test loss, or
+    sweeps something else than router, experts and data size): points, vs_dense, vs_topk,
+    peaks, interaction."""
+    if not _design_fits(points):
+        return None
     df = frame(points)
     if df.empty or df.seed.nunique() < 2 or df.test_loss.isna().all():
         return None
