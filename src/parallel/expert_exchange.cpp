@@ -4,6 +4,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "fence.hpp"
+
 #if defined(MOE_HAVE_NCCL)
 #include <nccl.h>
 #endif
@@ -88,7 +90,7 @@ void ExpertExchange<Real>::move_mpi(const Real* src, const std::vector<ExchangeB
     return int(n);
   };
   MpiTimer timer;
-  ExecSpace().fence();  // MPI touches the buffers directly
+  fence("moe::before_mpi");  // MPI touches the buffers directly
   const int me = comm_->ep_rank();
   // Receives first, so that every send finds its receive posted.
   for (const auto& b : to) {

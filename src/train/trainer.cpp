@@ -3,9 +3,11 @@
 #include <Kokkos_Core.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <iomanip>
 #include <ostream>
 #include <stdexcept>
+#include <string>
 
 #include "train/run_schema.hpp"
 
@@ -44,6 +46,8 @@ Trainer::Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ost
       checkpointer_(cfg, run, model_, optimizer_, evaluator_) {
   model_.init_parameters(cfg.train.seed);
   model_.set_timer(&timer_);
+  const char* profile = std::getenv("MOE_PROFILE");
+  set_profiling(profile && *profile && std::string(profile) != "0");
   recorder_.record_buckets(evaluator_.buckets(), evaluator_.frequency_split());
   recorder_.record_frequency_classes(evaluator_.infrequent_train_mass(),
                                      evaluator_.infrequent_types());

@@ -64,6 +64,10 @@ class Trainer {
   }
 
   Transformer<float>& model() { return model_; }
+  // Phase timing that fences the device at every phase boundary (moe-bench --profile, or
+  // MOE_PROFILE=1 in the environment of any program); off by default: a normal step never
+  // fences for timing.
+  void set_profiling(bool on) { timer_.set_fencing(on); }
   // Seconds spent appending metrics and traces to the run file.
   double record_seconds() const { return recorder_.seconds(); }
 
