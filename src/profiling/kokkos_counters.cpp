@@ -74,6 +74,19 @@ bool is_internal_fence(const char* name) {
 
 extern "C" {
 
+// For a program that loaded this library (moe-bench finds it with dlopen(RTLD_NOLOAD) + dlsym):
+// totals inside step regions so far, out[0..4] = steps, launches, fences, deep copies,
+// reductions, out[5] = host syncs. Differences of two calls give the figures of the steps
+// between them.
+void moe_counters_totals(std::uint64_t out[6]) {
+  out[0] = g_steps;
+  out[1] = g_in.launches;
+  out[2] = g_in.fences;
+  out[3] = g_in.deep_copies;
+  out[4] = g_in.reduces;
+  out[5] = host_syncs(g_in);
+}
+
 void kokkosp_init_library(const int, const std::uint64_t, const std::uint32_t, void*) {
   if (const char* r = std::getenv("MOE_COUNTERS_REGION")) g_region = r;
   const char* d = std::getenv("MOE_COUNTERS_DETAIL");

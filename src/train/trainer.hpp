@@ -68,6 +68,8 @@ class Trainer {
   // MOE_PROFILE=1 in the environment of any program); off by default: a normal step never
   // fences for timing.
   void set_profiling(bool on) { timer_.set_fencing(on); }
+  // The metrics of the last step (loss, auxiliary losses, phase times, ...).
+  const StepMetrics& last_metrics() const { return last_; }
   // Seconds spent appending metrics and traces to the run file.
   double record_seconds() const { return recorder_.seconds(); }
 
