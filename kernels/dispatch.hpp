@@ -73,20 +73,21 @@ inline void exclusive_scan_experts(const Buffer<int>& in, const Buffer<int>& out
 //     experts is its rank. a' walks the copies in ranking order: a' = a (assignment order), or
 //     with slots = K > 1 slot-major, a = (a' mod N) K + a' / N with N = A / K;
 //  3. counts[e] = copies kept: min(requested[e], capacity - rank_offset[e]) clamped at 0
-//     (capacity <= 0: requested[e]); returns the number of dropped copies. rank_offset[e]
+//     (capacity <= 0: requested[e]); offsets[E+1] = the number of dropped copies (read back
+//     with the offsets, one copy). rank_offset[e]
 //     (empty: 0) is the number of copies of e that come before this batch in the global order
 //     (the data-parallel ranks before this one), so the capacity cut is by position in the
 //     global batch. With slots = K > 1 it has K*E entries: [j*E + e] is the global rank of this
 //     batch's first slot-j copy of e (global order: slot 0 of every rank, then slot 1, ...),
 //     and counts[e] sums the kept prefix of each slot.
-inline Index requested_and_rank(View1<const int> expert_of, Index A, int E, int capacity,
-                                DispatchPlan& plan, View1<const int> rank_offset = {},
-                                int slots = 1) {
+inline void requested_and_rank(View1<const int> expert_of, Index A, int E, int capacity,
+                               DispatchPlan& plan, View1<const int> rank_offset = {},
+                               int slots = 1) {
   MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
   MOE_CHECK(slots >= 1 && A % slots == 0, "dispatch_plan: A must be a multiple of the slots");
   ensure_size(plan.requested, E, "moe::dispatch_requested");
   ensure_size(plan.counts, E, "moe::dispatch_counts");
-  ensure_size(plan.offsets, Index(E) + 1, "moe::dispatch_offsets");
+  ensure_size(plan.offsets, Index(E) + 2, "moe::dispatch_offsets");
   ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
   ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
   ensure_size(plan.slot_requested, Index(slots) * E, "moe::dispatch_slot_requested");
@@ -139,22 +140,25 @@ inline Index requested_and_rank(View1<const int> expert_of, Index A, int E, int 
         }
         counts(e) = kept;
       });
-  Index dropped = 0;
-  Kokkos::parallel_reduce(
-      "moe::dispatch_dropped", range(E),
-      KOKKOS_LAMBDA(const Index e, Index& acc) { acc += requested(e) - counts(e); }, dropped);
-  return dropped;
+  // A device-side sum (E is small): a reduction into a host value would block the host.
+  Kokkos::parallel_for(
+      "moe::dispatch_dropped", range(1), KOKKOS_LAMBDA(const Index) {
+        int dropped = 0;
+        for (int e = 0; e < E; ++e) dropped += requested(e) - counts(e);
+        offsets(E + 1) = dropped;
+      });
 }
 
 // Brings the offsets to the host, records the totals, and marks rows past the kept ones as
 // mapping to no assignment (tidy for anyone reading the whole buffer).
-inline void finish(DispatchPlan& plan, Index A, int E, Index dropped) {
-  plan.host_offsets.resize(std::size_t(E) + 1);
+inline void finish(DispatchPlan& plan, Index A, int E) {
+  plan.host_offsets.resize(std::size_t(E) + 2);  // the offsets and the dropped count
   Kokkos::deep_copy(Kokkos::View<int*, HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-                        plan.host_offsets.data(), std::size_t(E) + 1),
-                    View1<const int>(plan.offsets.data(), std::size_t(E) + 1));
+                        plan.host_offsets.data(), std::size_t(E) + 2),
+                    View1<const int>(plan.offsets.data(), std::size_t(E) + 2));
+  plan.dropped = plan.host_offsets[std::size_t(E) + 1];
+  plan.host_offsets.pop_back();
   plan.total_kept = plan.host_offsets[std::size_t(E)];
-  plan.dropped = dropped;
   const Buffer<int> assignment_of_slot = plan.assignment_of_slot;
   const Index kept = plan.total_kept;
   Kokkos::parallel_for(
@@ -185,8 +189,7 @@ inline void slot_expert_counts(View1<const int> expert_of, Index A, int E, int s
 // global order (see requested_and_rank).
 inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capacity,
                           DispatchPlan& plan, View1<const int> rank_offset = {}, int slots = 1) {
-  const Index dropped =
-      dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan, rank_offset, slots);
+  dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan, rank_offset, slots);
   const bool shifted = rank_offset.extent(0) > 0;
   const Buffer<int> offsets = plan.offsets, counts = plan.counts, slot_req = plan.slot_requested;
   const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
@@ -216,7 +219,7 @@ inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capaci
         slot_of(a) = s;
         assignment_of_slot(s) = int(a);
       });
-  dispatch_detail::finish(plan, A, E, dropped);
+  dispatch_detail::finish(plan, A, E);
 }
 
 // Drop by priority: as above, but an overfull expert (requested > capacity > 0) keeps the
@@ -242,7 +245,7 @@ void dispatch_plan(View1<const int> expert_of, View1<const Real> priority, Index
     return;
   }
   MOE_CHECK(Index(priority.extent(0)) >= A, "dispatch_plan: priority shorter than expert_of");
-  const Index dropped = dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan);
+  dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan);
   dispatch_detail::ensure_size(plan.scratch, A, "moe::dispatch_scratch");
   const Buffer<int> requested = plan.requested, counts = plan.counts, offsets = plan.offsets;
   const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
@@ -299,7 +302,7 @@ void dispatch_plan(View1<const int> expert_of, View1<const Real> priority, Index
       "moe::dispatch_prio_slots", range(A), KOKKOS_LAMBDA(const Index s) {
         if (s < Index(offsets(E))) slot_of(assignment_of_slot(s)) = int(s);
       });
-  dispatch_detail::finish(plan, A, E, dropped);
+  dispatch_detail::finish(plan, A, E);
 }
 
 // xg[s,:] = x[assignment_of_slot[s] / K, :] for the total_kept grouped rows.

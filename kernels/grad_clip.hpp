@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "segments.hpp"
 
 namespace moe {
 
@@ -16,6 +17,24 @@ double grad_norm_squared(const ExecSpace& exec, View1<const Real> g) {
       "moe::grad_norm_squared", range(exec, Index(g.extent(0))),
       KOKKOS_LAMBDA(const Index i, double& acc) {
         const double x = double(g(i));
+        acc += x * x;
+      },
+      s);
+  return s;
+}
+
+// sum of g[i]^2 over every element of every segment, in one reduction (flags unused).
+template <class Real>
+double grad_norm_squared_segments(const ExecSpace& exec, View1<const Real> g,
+                                  const Segments& segs) {
+  const Buffer<Index> begin = segs.begin, start = segs.start;
+  const int S = segs.count;
+  double s = 0;
+  Kokkos::parallel_reduce(
+      "moe::grad_norm_squared", range(exec, segs.total),
+      KOKKOS_LAMBDA(const Index j, double& acc) {
+        const int k = segment_of(start, S, j);
+        const double x = double(g(begin(k) + j - start(k)));
         acc += x * x;
       },
       s);

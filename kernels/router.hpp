@@ -165,36 +165,37 @@ template <class Real>
 Real balance_loss_forward(View1<const Real> probs, View1<const int> expert_of, View1<int> counts,
                           int N, int E, Index A, int stride = 1) {
   count_assignments(expert_of, counts, E, A, stride);
-  Index assigned = 0;
-  Kokkos::parallel_reduce(
-      "moe::balance_assigned", range(E),
-      KOKKOS_LAMBDA(const Index e, Index& acc) { acc += counts(e); }, assigned);
-  if (assigned == 0 || N == 0) return Real(0);
-  // sum_e counts_e * (sum_n p[n,e]); one thread per expert sums its column in row order.
+  if (N == 0) return Real(0);
+  // sum_e f_e * (sum_n p[n,e]) in one reduction (a host read is a sync): one thread per expert
+  // sums its column in row order, and each forms f_e = counts[e] / sum(counts) itself (E is
+  // small). Nothing assigned: every term is 0.
   Real weighted = 0;
   Kokkos::parallel_reduce(
       "moe::balance_loss_forward", range(E),
       KOKKOS_LAMBDA(const Index e, Real& acc) {
+        Index assigned = 0;
+        for (int j = 0; j < E; ++j) assigned += counts(j);
+        if (assigned == 0) return;
         Real col = 0;
         for (Index n = 0; n < N; ++n) col += probs(n * E + e);
-        acc += Real(counts(e)) * col;
+        acc += Real(counts(e)) * col / Real(assigned);
       },
       weighted);
-  return Real(E) * weighted / (Real(assigned) * Real(N));
+  return Real(E) * weighted / Real(N);
 }
 
 // dprobs[n,e] += weight * E * f_e / N, with f_e = counts[e] / sum(counts) held fixed.
 template <class Real>
 void balance_loss_backward(View1<const int> counts, Real weight, View1<Real> dprobs, int N, int E) {
-  Index assigned = 0;
-  Kokkos::parallel_reduce(
-      "moe::balance_assigned", range(E),
-      KOKKOS_LAMBDA(const Index e, Index& acc) { acc += counts(e); }, assigned);
-  if (assigned == 0 || N == 0) return;
-  const Real scale = weight * Real(E) / (Real(assigned) * Real(N));
+  if (N == 0) return;
+  const Real scale = weight * Real(E) / Real(N);
+  // sum(counts) on the device, per element (E is small): no host read.
   Kokkos::parallel_for(
-      "moe::balance_loss_backward", range(Index(N) * E),
-      KOKKOS_LAMBDA(const Index i) { dprobs(i) += scale * Real(counts(i % E)); });
+      "moe::balance_loss_backward", range(Index(N) * E), KOKKOS_LAMBDA(const Index i) {
+        Index assigned = 0;
+        for (int j = 0; j < E; ++j) assigned += counts(j);
+        if (assigned > 0) dprobs(i) += scale * Real(counts(i % E)) / Real(assigned);
+      });
 }
 
 }  // namespace moe

@@ -87,7 +87,8 @@ struct OutputConfig {
 };
 
 struct ParallelConfig {
-  int expert_parallel = 0;  // ranks per expert-parallel group (0 = all ranks of the run)
+  int expert_parallel = 0;    // ranks per expert-parallel group (0 = all ranks of the run)
+  std::string nccl = "auto";  // token exchange over NCCL: off, auto (MPI when it cannot), on
 };
 
 struct Config {

@@ -21,6 +21,7 @@ const std::vector<std::string> kDropoutModes = {"uniform", "cluster"};
 const std::vector<std::string> kClusterLossScales = {"share", "public_sum"};
 const std::vector<std::string> kBalanceCounts = {"first", "all"};
 const std::vector<std::string> kDropOrders = {"slot", "token"};
+const std::vector<std::string> kNcclModes = {"off", "auto", "on"};
 
 constexpr Range closed(double lo, double hi) {
   return {lo, hi, false, false};
@@ -124,6 +125,8 @@ const std::vector<Key> kSchema = {
      "steps between checkpoints (0 = off)"},
     {MOE_FIELD(parallel, expert_parallel), at_least(0), nullptr,
      "ranks per expert-parallel group, dividing the rank count (0 = all ranks)"},
+    {MOE_FIELD(parallel, nccl), no_range(), &kNcclModes,
+     "token exchange over NCCL: off, auto (MPI, with one line, when it cannot work), on"},
 };
 
 #undef MOE_FIELD

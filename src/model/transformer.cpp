@@ -113,9 +113,15 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
                                         bool training, std::int64_t step) {
   const int N = int(N_), C = C_;
   // Keep our own copy of the batch: backward and the routers may need it after the caller's
-  // buffers have moved on.
-  Kokkos::deep_copy(tokens_copy_, Kokkos::subview(tokens, std::make_pair(Index(0), N_)));
-  Kokkos::deep_copy(targets_copy_, Kokkos::subview(targets, std::make_pair(Index(0), N_)));
+  // buffers have moved on. A kernel, not deep_copy: deep_copy would fence the host.
+  {
+    const Buffer<int> tc = tokens_copy_, gc = targets_copy_;
+    Kokkos::parallel_for(
+        "moe::copy_batch", range(exec_, N_), KOKKOS_LAMBDA(const Index i) {
+          tc(i) = tokens(i);
+          gc(i) = targets(i);
+        });
+  }
   ctx_ = RouteContext{tokens_copy_, step, training};
 
   ForwardStats stats;

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "fence.hpp"
+
 namespace moe {
 
 template <>
@@ -90,7 +92,7 @@ template <class Real>
 void Comm::sum(View1<Real> v, Index n, MPI_Comm comm) const {
   if (comm_size(comm) <= 1 || n == 0) return;
   MpiTimer t;
-  ExecSpace().fence();  // MPI reads and writes the memory directly
+  fence("moe::before_mpi");  // MPI reads and writes the memory directly
   auto h = Kokkos::create_mirror_view(Kokkos::subview(v, std::make_pair(Index(0), n)));
   Kokkos::deep_copy(h, Kokkos::subview(v, std::make_pair(Index(0), n)));
   MPI_Allreduce(MPI_IN_PLACE, h.data(), int(n), mpi_type<Real>(), MPI_SUM, comm);
@@ -102,7 +104,7 @@ void Comm::allgather_blocks(View1<Real> v, Index block, MPI_Comm comm) const {
   const int csize = comm_size(comm);
   if (csize <= 1 || block == 0) return;
   MpiTimer t;
-  ExecSpace().fence();  // MPI reads and writes the memory directly
+  fence("moe::before_mpi");  // MPI reads and writes the memory directly
   const auto all = Kokkos::subview(v, std::make_pair(Index(0), block * csize));
   auto h = Kokkos::create_mirror_view(all);
   Kokkos::deep_copy(h, all);
@@ -117,7 +119,7 @@ void Comm::allgather(View1<const Real> mine, Index n, View1<Real> all) const {
     Kokkos::deep_copy(out, Kokkos::subview(mine, std::make_pair(Index(0), n)));
     return;
   }
-  ExecSpace().fence();  // MPI reads and writes the memory directly
+  fence("moe::before_mpi");  // MPI reads and writes the memory directly
   auto h = Kokkos::create_mirror_view(Kokkos::subview(mine, std::make_pair(Index(0), n)));
   Kokkos::deep_copy(h, Kokkos::subview(mine, std::make_pair(Index(0), n)));
   auto every = Kokkos::create_mirror_view(out);

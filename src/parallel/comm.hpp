@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "parallel/device_policy.hpp"
 
 namespace moe {
 
@@ -65,6 +66,12 @@ class Comm {
   // destroyed with this object (a handle cached elsewhere could outlive ep(), whose handle
   // value MPI may give to a later communicator). Opaque here, so only NCCL code sees nccl.h.
   void* nccl_ep() const { return nccl_ep_; }
+  // parallel.nccl of the run, and what the token exchange decided on first use (-1: not yet,
+  // 0: MPI, 1: NCCL; see exchange_uses_nccl in expert_exchange.hpp).
+  void set_nccl_mode(NcclMode m) const { nccl_mode_ = m; }
+  NcclMode nccl_mode() const { return nccl_mode_; }
+  int nccl_state() const { return nccl_state_; }
+  void set_nccl_state(int s) const { nccl_state_ = s; }
   void set_nccl_ep(void* nccl_comm, void (*destroy)(void*)) const {
     nccl_ep_ = nccl_comm;
     nccl_destroy_ = destroy;
@@ -72,6 +79,8 @@ class Comm {
 
  private:
   mutable void* nccl_ep_ = nullptr;
+  mutable NcclMode nccl_mode_ = NcclMode::Auto;
+  mutable int nccl_state_ = -1;
   mutable void (*nccl_destroy_)(void*) = nullptr;
   MPI_Comm world_ = MPI_COMM_NULL, ep_ = MPI_COMM_NULL, replica_ = MPI_COMM_NULL;
   bool owns_ = false;

@@ -106,4 +106,15 @@ NcclDecision nccl_after_init(NcclMode mode, bool ok, const std::string& nccl_err
   return fallback(mode, "NCCL initialisation failed (" + nccl_error + ")");
 }
 
+NcclDecision decide_nccl(bool built_with_nccl, NcclMode mode, const std::vector<RankDevice>& group,
+                         const std::function<std::string()>& init,
+                         const std::function<bool(bool)>& all_ok) {
+  const NcclDecision pre = nccl_preflight(built_with_nccl, mode, group);
+  if (!pre.use) return pre;
+  const std::string error = init ? init() : std::string("no initialiser");
+  const bool ok = all_ok ? all_ok(error.empty()) : error.empty();
+  if (ok) return nccl_after_init(mode, true, "");
+  return nccl_after_init(mode, false, error.empty() ? "on another rank of the group" : error);
+}
+
 }  // namespace moe

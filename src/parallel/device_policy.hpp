@@ -46,4 +46,13 @@ NcclDecision nccl_preflight(bool built_with_nccl, NcclMode mode,
 // stops (on).
 NcclDecision nccl_after_init(NcclMode mode, bool ok, const std::string& nccl_error);
 
+// The whole decision for one expert-parallel group, as every rank of it takes it: the preflight;
+// then, if NCCL may be used, `init` (NCCL's initialisation on this rank: "" on success, else
+// NCCL's error) and `all_ok` (true when every rank of the group succeeded: the ranks must take
+// the same path; on one rank the identity). Every branch is reachable with plain functions, so
+// CPU tests simulate a failing NCCL.
+NcclDecision decide_nccl(bool built_with_nccl, NcclMode mode, const std::vector<RankDevice>& group,
+                         const std::function<std::string()>& init,
+                         const std::function<bool(bool)>& all_ok);
+
 }  // namespace moe

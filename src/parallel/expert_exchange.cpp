@@ -1,8 +1,16 @@
 #include "parallel/expert_exchange.hpp"
 
+#include <unistd.h>
+
 #include <climits>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <type_traits>
+
+#include "fence.hpp"
+#include "parallel/device_policy.hpp"
+#include "util/user_error.hpp"
 
 #if defined(MOE_HAVE_NCCL)
 #include <nccl.h>
@@ -14,27 +22,77 @@ namespace {
 constexpr int kExchangeTag = 7;  // point-to-point messages of the exchange on the ep communicator
 
 #if defined(MOE_HAVE_NCCL)
-// The NCCL communicator of an expert group, created on first use (rank 0 of the group makes the
-// id, MPI broadcasts it) and owned by the Comm, which destroys it with the MPI communicators.
-ncclComm_t nccl_comm_for(const Comm& comm) {
-  if (comm.nccl_ep() != nullptr) return static_cast<ncclComm_t>(comm.nccl_ep());
-  ncclUniqueId id;
-  if (comm.ep_rank() == 0) MOE_CHECK(ncclGetUniqueId(&id) == ncclSuccess, "ncclGetUniqueId failed");
+// NCCL's initialisation on this rank of the group (rank 0 makes the id, MPI broadcasts it): ""
+// with the communicator kept by the Comm (which destroys it with the MPI communicators), or
+// NCCL's error. A failure is returned, never fatal: the caller falls back to MPI or stops.
+std::string nccl_init(const Comm& comm) {
+  ncclUniqueId id{};
+  int id_ok = 1;
+  if (comm.ep_rank() == 0) id_ok = ncclGetUniqueId(&id) == ncclSuccess ? 1 : 0;
+  MPI_Bcast(&id_ok, 1, MPI_INT, 0, comm.ep());
+  if (!id_ok) return "ncclGetUniqueId failed on group rank 0";
   MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm.ep());
   ncclComm_t n;
-  MOE_CHECK(ncclCommInitRank(&n, comm.ep_size(), id, comm.ep_rank()) == ncclSuccess,
-            "ncclCommInitRank failed");
+  const ncclResult_t r = ncclCommInitRank(&n, comm.ep_size(), id, comm.ep_rank());
+  if (r != ncclSuccess) return ncclGetErrorString(r);
   comm.set_nccl_ep(n, [](void* c) { ncclCommDestroy(static_cast<ncclComm_t>(c)); });
-  return n;
+  return "";
+}
+
+void nccl_drop(const Comm& comm) {
+  if (comm.nccl_ep()) ncclCommDestroy(static_cast<ncclComm_t>(comm.nccl_ep()));
+  comm.set_nccl_ep(nullptr, nullptr);
+}
+
+int this_device() {
+  int d = -1;
+  return cudaGetDevice(&d) == cudaSuccess ? d : -1;
 }
 
 template <class Real>
 ncclDataType_t nccl_type() {
   return std::is_same_v<Real, float> ? ncclFloat : ncclDouble;
 }
+#else
+std::string nccl_init(const Comm&) {
+  return "this build has no NCCL";
+}
+void nccl_drop(const Comm&) {}
+int this_device() {
+  return -1;
+}
 #endif
 
 }  // namespace
+
+bool nccl_built() {
+#if defined(MOE_HAVE_NCCL)
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool exchange_uses_nccl(const Comm& comm) {
+  if (comm.nccl_state() >= 0) return comm.nccl_state() == 1;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const RankDevice me{node_hash(host), this_device()};
+  std::vector<RankDevice> group(std::size_t(comm.ep_size()));
+  MPI_Allgather(&me, sizeof me, MPI_BYTE, group.data(), sizeof me, MPI_BYTE, comm.ep());
+  const auto all_ok = [&](bool mine) {
+    int ok = mine ? 1 : 0;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm.ep());
+    return ok == 1;
+  };
+  const NcclDecision d = decide_nccl(
+      nccl_built(), comm.nccl_mode(), group, [&] { return nccl_init(comm); }, all_ok);
+  if (!d.use) nccl_drop(comm);
+  if (d.error) throw UserError(d.message);
+  if (!d.message.empty() && comm.ep_rank() == 0) std::fprintf(stderr, "%s\n", d.message.c_str());
+  comm.set_nccl_state(d.use ? 1 : 0);
+  return d.use;
+}
 
 template <class Real>
 void ExpertExchange<Real>::plan(const std::vector<int>& host_offsets, int E, const Comm& comm) {
@@ -88,7 +146,7 @@ void ExpertExchange<Real>::move_mpi(const Real* src, const std::vector<ExchangeB
     return int(n);
   };
   MpiTimer timer;
-  ExecSpace().fence();  // MPI touches the buffers directly
+  fence("moe::before_mpi");  // MPI touches the buffers directly
   const int me = comm_->ep_rank();
   // Receives first, so that every send finds its receive posted.
   for (const auto& b : to) {
@@ -119,7 +177,7 @@ void ExpertExchange<Real>::move_nccl(const Real* src, const std::vector<Exchange
                                      Real* dst, const std::vector<ExchangeBlock>& to, int C) {
 #if defined(MOE_HAVE_NCCL)
   MpiTimer timer;
-  ncclComm_t nccl = nccl_comm_for(*comm_);
+  ncclComm_t nccl = static_cast<ncclComm_t>(comm_->nccl_ep());
   cudaStream_t stream = ExecSpace().cuda_stream();
   // One group: NCCL runs the calls to one peer in order, so the blocks pair up as in MPI.
   MOE_CHECK(ncclGroupStart() == ncclSuccess, "ncclGroupStart failed");
@@ -142,10 +200,10 @@ template <class Real>
 void ExpertExchange<Real>::move(View1<const Real> src, int n_src,
                                 const std::vector<ExchangeBlock>& from, View1<Real> dst, int n_dst,
                                 const std::vector<ExchangeBlock>& to, int C) {
-#if defined(MOE_HAVE_NCCL)
-  (void)n_src, (void)n_dst;
-  move_nccl(src.data(), from, dst.data(), to, C);
-#else
+  if (comm_->ep_size() > 1 && exchange_uses_nccl(*comm_)) {
+    move_nccl(src.data(), from, dst.data(), to, C);
+    return;
+  }
   if constexpr (Kokkos::SpaceAccessibility<HostSpace, MemSpace>::accessible) {
     (void)n_src, (void)n_dst;
     move_mpi(src.data(), from, dst.data(), to, C);  // MPI reads the views' memory directly
@@ -158,7 +216,6 @@ void ExpertExchange<Real>::move(View1<const Real> src, int n_src,
     move_mpi(s.data(), from, d.data(), to, C);
     Kokkos::deep_copy(d_dev, d);
   }
-#endif
 }
 
 template <class Real>

@@ -9,7 +9,9 @@
 // Transport: one point-to-point message per non-empty block, all posted together and matched
 // in order per peer. MPI_Isend/MPI_Irecv carry them (from host mirrors when the execution
 // space's memory is not host-accessible); builds with NCCL (MOE_HAVE_NCCL, a CUDA Kokkos) issue
-// the same blocks as grouped ncclSend/ncclRecv on Kokkos' stream, device to device. Both walk the
+// the same blocks as grouped ncclSend/ncclRecv on Kokkos' stream, device to device, when
+// parallel.nccl allows and the group can (one GPU per rank, NCCL initialised on every rank;
+// otherwise MPI, with one line on stderr). Both walk the
 // one block list below, so the CPU tests exercise the layout the GPU path moves.
 #pragma once
 
@@ -19,6 +21,16 @@
 #include "parallel/comm.hpp"
 
 namespace moe {
+
+// Whether this build can use NCCL (MOE_HAVE_NCCL: a CUDA Kokkos, MOE_ENABLE_NCCL=ON, NCCL
+// found). Whether a run uses it is parallel.nccl's choice, made at the first exchange.
+bool nccl_built();
+
+// Whether the token exchange of comm's expert group uses NCCL, decided once per Comm (at the
+// first call) by every rank of the group together (collective over comm.ep(); device_policy's
+// decide_nccl): its devices, then NCCL's initialisation. A fallback to MPI says so in one line
+// on stderr (group rank 0); parallel.nccl = on that cannot be honoured throws UserError.
+bool exchange_uses_nccl(const Comm& comm);
 
 // One contiguous run of rows between this rank and ep-rank `peer`: rows [row, row + rows) of the
 // local buffer. The blocks with one peer are listed in the receiver's local-expert order on both

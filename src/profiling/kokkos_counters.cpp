@@ -9,11 +9,15 @@
 // events outside every instance of it are counted apart. At finalize it writes one line of
 // key=value pairs to the file MOE_COUNTERS_OUT (appended) or to stderr:
 //   kokkos_counters: steps=S launches=L fences=F deep_copies=D reduces=R host_syncs=H
-//   (each a mean per step) and the same totals outside steps.
+//   (each a mean per step) and the same totals outside steps. Fences are those Kokkos reports
+//   (>= 3.5) and those moe::fence (kernels/fence.hpp) reports on 3.4. With MOE_COUNTERS_DETAIL=1
+//   it adds one "kokkos_counters_detail: N kind label" line per label (N per step), to find
+//   where the launches and syncs come from.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 
 namespace {
@@ -24,7 +28,7 @@ struct SpaceHandle {
 };
 
 struct Counts {
-  std::uint64_t launches = 0, fences = 0, deep_copies = 0, to_host_copies = 0, reduces = 0;
+  std::uint64_t launches = 0, fences = 0, deep_copies = 0, reduces = 0;
 };
 
 std::string g_region = "moe::step";
@@ -34,33 +38,59 @@ int g_step_level = -1;   // g_region_stack value at which the current step was p
 std::uint64_t g_steps = 0;
 Counts g_in, g_out;
 std::uint64_t g_next_id = 0;
+// With MOE_COUNTERS_DETAIL set: per label, the events inside steps ("kind label" -> count).
+bool g_detail = false;
+std::map<std::string, std::uint64_t> g_labels;
+
+void note(const char* kind, const char* label) {
+  if (g_detail && g_depth > 0) ++g_labels[std::string(kind) + " " + (label ? label : "")];
+}
 
 Counts& current() {
   return g_depth > 0 ? g_in : g_out;
-}
-
-bool is_host_space(const SpaceHandle& s) {
-  return std::strcmp(s.name, "Host") == 0 || std::strcmp(s.name, "HostSpace") == 0 ||
-         std::strstr(s.name, "HostPinned") != nullptr;
 }
 
 double per_step(std::uint64_t n) {
   return g_steps ? double(n) / double(g_steps) : 0.0;
 }
 
-// A host-blocking synchronisation: a fence, a copy whose destination the host reads, or a
-// reduction whose result the host reads. Counting every reduction is conservative (one into a
-// device View does not block), which is the right side to err on for a budget.
+// A host-blocking synchronisation: a fence, a deep copy (Kokkos::deep_copy without an
+// execution space fences the device before and after, whichever way it copies), or a reduction
+// whose result the host reads. Counting every reduction is conservative (one into a device View
+// does not block), which is the right side to err on for a budget.
 std::uint64_t host_syncs(const Counts& c) {
-  return c.fences + c.to_host_copies + c.reduces;
+  return c.fences + c.deep_copies + c.reduces;
+}
+
+// Kokkos >= 3.5 reports the fences inside deep_copy and a reduction into a host value as fence
+// events of their own; those are counted once, as the copy or the reduction.
+bool is_internal_fence(const char* name) {
+  return name && (std::strncmp(name, "Kokkos::deep_copy", 17) == 0 ||
+                  std::strncmp(name, "Kokkos::parallel_reduce", 23) == 0 ||
+                  std::strncmp(name, "Kokkos::Impl::ParallelReduce", 28) == 0);
 }
 
 }  // namespace
 
 extern "C" {
 
+// For a program that loaded this library (moe-bench finds it with dlopen(RTLD_NOLOAD) + dlsym):
+// totals inside step regions so far, out[0..4] = steps, launches, fences, deep copies,
+// reductions, out[5] = host syncs. Differences of two calls give the figures of the steps
+// between them.
+void moe_counters_totals(std::uint64_t out[6]) {
+  out[0] = g_steps;
+  out[1] = g_in.launches;
+  out[2] = g_in.fences;
+  out[3] = g_in.deep_copies;
+  out[4] = g_in.reduces;
+  out[5] = host_syncs(g_in);
+}
+
 void kokkosp_init_library(const int, const std::uint64_t, const std::uint32_t, void*) {
   if (const char* r = std::getenv("MOE_COUNTERS_REGION")) g_region = r;
+  const char* d = std::getenv("MOE_COUNTERS_DETAIL");
+  g_detail = d && *d && std::strcmp(d, "0") != 0;
 }
 
 void kokkosp_finalize_library() {
@@ -77,38 +107,46 @@ void kokkosp_finalize_library() {
                per_step(host_syncs(g_in)), static_cast<unsigned long long>(g_out.launches),
                static_cast<unsigned long long>(g_out.fences),
                static_cast<unsigned long long>(g_out.deep_copies));
+  for (const auto& [label, n] : g_labels)
+    std::fprintf(f, "kokkos_counters_detail: %.2f %s\n", per_step(n), label.c_str());
   if (f != stderr) std::fclose(f);
 }
 
-void kokkosp_begin_parallel_for(const char*, const std::uint32_t, std::uint64_t* id) {
+void kokkosp_begin_parallel_for(const char* name, const std::uint32_t, std::uint64_t* id) {
   ++current().launches;
+  note("for", name);
   *id = g_next_id++;
 }
 void kokkosp_end_parallel_for(const std::uint64_t) {}
 
-void kokkosp_begin_parallel_scan(const char*, const std::uint32_t, std::uint64_t* id) {
+void kokkosp_begin_parallel_scan(const char* name, const std::uint32_t, std::uint64_t* id) {
   ++current().launches;
+  note("scan", name);
   *id = g_next_id++;
 }
 void kokkosp_end_parallel_scan(const std::uint64_t) {}
 
-void kokkosp_begin_parallel_reduce(const char*, const std::uint32_t, std::uint64_t* id) {
+void kokkosp_begin_parallel_reduce(const char* name, const std::uint32_t, std::uint64_t* id) {
   ++current().launches;
   ++current().reduces;
+  note("reduce", name);
   *id = g_next_id++;
 }
 void kokkosp_end_parallel_reduce(const std::uint64_t) {}
 
-void kokkosp_begin_fence(const char*, const std::uint32_t, std::uint64_t* id) {
-  ++current().fences;
+void kokkosp_begin_fence(const char* name, const std::uint32_t, std::uint64_t* id) {
   *id = g_next_id++;
+  if (is_internal_fence(name)) return;
+  ++current().fences;
 }
 void kokkosp_end_fence(const std::uint64_t) {}
 
-void kokkosp_begin_deep_copy(SpaceHandle dst, const char*, const void*, SpaceHandle, const char*,
-                             const void*, const std::uint64_t) {
+void kokkosp_begin_deep_copy(SpaceHandle dst, const char* dst_label, const void*, SpaceHandle src,
+                             const char* src_label, const void*, const std::uint64_t) {
   ++current().deep_copies;
-  if (is_host_space(dst)) ++current().to_host_copies;
+  if (g_detail)
+    note("copy",
+         (std::string(src.name) + ":" + src_label + " -> " + dst.name + ":" + dst_label).c_str());
 }
 void kokkosp_end_deep_copy() {}
 

@@ -1,7 +1,12 @@
 // moe-bench: training-step throughput of the reference model against the machine's own sgemm.
 //   moe-bench [--config F] [--set section.key=value ...] [--steps N] [--output RUN.h5]
+//             [--counters] [--profile]
 // With --output the steps also record every metric to a run file, and metrics_overhead= is the
-// share of step time spent writing them.
+// share of step time spent writing them. With the suite's Kokkos Tools counter loaded
+// (--counters loads the one built beside moe-bench; or KOKKOS_PROFILE_LIBRARY /
+// KOKKOS_TOOLS_LIBS) a second line gives kernel launches, fences, deep copies, reductions and
+// host-blocking syncs per timed step. --profile fences at every phase boundary and prints the
+// last step's time per phase (a normal run never fences for timing).
 // The reference model (overridable): d_model 512, d_ff 2048, 8 experts top-2, seq_len 256,
 // 4 layers, 8 heads, vocab 8192, 16 sequences = 4096 tokens per step. Both figures come from
 // the same process on the same core(s): sgemm through the suite's own gemm path, at the
@@ -22,6 +27,7 @@
 #include "io/run_file.hpp"
 #include "matmul.hpp"
 #include "parallel/comm.hpp"
+#include "programs/bench_counters.hpp"
 #include "programs/command_line.hpp"
 #include "programs/run_main.hpp"
 #include "train/trainer.hpp"
@@ -59,6 +65,7 @@ struct Options {
   std::string config_path, output;
   std::vector<std::string> sets;
   int steps = 3;
+  bool counters = false, profile = false;
 };
 
 // False when --help was given.
@@ -69,6 +76,11 @@ bool parse_args(int argc, char** argv, Options& o, bool print_help) {
   moe::add_integer(app, "--steps", o.steps, 1, INT_MAX, "timed steps after one warm-up step");
   moe::add_nonempty(app, "--output", o.output, "a file path",
                     "also record every metric to this run file (metrics_overhead=)");
+  app.add_flag("--counters", o.counters,
+               "load the Kokkos Tools counter built beside moe-bench; print launches, fences, "
+               "deep copies and host syncs per step");
+  app.add_flag("--profile", o.profile,
+               "fence at every phase boundary and print the time per phase of the last step");
   if (!moe::parse_command_line(app, argc, argv, print_help)) return false;
   // A config file replaces the reference; --set still applies on top.
   if (o.config_path.empty()) o.sets.insert(o.sets.begin(), kReference.begin(), kReference.end());
@@ -76,9 +88,10 @@ bool parse_args(int argc, char** argv, Options& o, bool print_help) {
 }
 
 struct Timing {
-  double step_s = 0;    // per step, the slowest rank's
-  double comm_s = 0;    // MPI time per step, the slowest rank's
-  double record_s = 0;  // writing metrics, per step (this rank)
+  moe::CounterTotals before, after;  // the counter's totals around the timed steps
+  double step_s = 0;                 // per step, the slowest rank's
+  double comm_s = 0;                 // MPI time per step, the slowest rank's
+  double record_s = 0;               // writing metrics, per step (this rank)
 };
 
 // Times `steps` steps after one warm-up step; with record, each step also records every metric
@@ -90,6 +103,8 @@ Timing time_steps(moe::Trainer& trainer, moe::RunFile* file, bool record, int st
   moe::ExecSpace().fence();
   MPI_Barrier(MPI_COMM_WORLD);
   double record_secs = 0;
+  Timing t;
+  t.before = moe::read_counters();
   const double mpi0 = moe::mpi_seconds();
   const auto t0 = clock_type::now();
   for (int s = 1; s <= steps; ++s) {
@@ -101,7 +116,7 @@ Timing time_steps(moe::Trainer& trainer, moe::RunFile* file, bool record, int st
     record_secs += std::chrono::duration<double>(clock_type::now() - r0).count();
   }
   moe::ExecSpace().fence();
-  Timing t;
+  t.after = moe::read_counters();
   t.step_s = std::chrono::duration<double>(clock_type::now() - t0).count() / steps;
   t.comm_s = (moe::mpi_seconds() - mpi0) / steps;
   t.record_s = record_secs / steps;
@@ -129,6 +144,28 @@ void print_result(const moe::Config& cfg, moe::Trainer& trainer, const Timing& t
   std::printf("\n");
 }
 
+// Per timed step, from the counter's totals (nothing when it is not loaded).
+void print_counters(const Timing& t) {
+  if (!t.after.loaded) return;
+  const double n = double(t.after.steps - t.before.steps);
+  if (n <= 0) return;
+  auto per = [&](std::uint64_t a, std::uint64_t b) { return double(a - b) / n; };
+  std::printf(
+      "counters: steps=%.0f launches_per_step=%.1f fences_per_step=%.1f "
+      "deep_copies_per_step=%.1f reduces_per_step=%.1f host_syncs_per_step=%.1f\n",
+      n, per(t.after.launches, t.before.launches), per(t.after.fences, t.before.fences),
+      per(t.after.deep_copies, t.before.deep_copies), per(t.after.reduces, t.before.reduces),
+      per(t.after.host_syncs, t.before.host_syncs));
+}
+
+// The last step's seconds per phase (--profile).
+void print_phases(moe::Trainer& trainer) {
+  std::printf("phases:");
+  const auto& secs = trainer.last_metrics().phase_seconds;
+  for (int p = 0; p < moe::kNumPhases; ++p) std::printf(" %s_s=%.4f", moe::phase_name(p), secs[p]);
+  std::printf("\n");
+}
+
 int run(int argc, char** argv, int rank, int ranks) {
   Options o;
   if (!parse_args(argc, argv, o, rank == 0)) return 0;
@@ -142,8 +179,14 @@ int run(int argc, char** argv, int rank, int ranks) {
   std::unique_ptr<moe::RunFile> file;
   if (!o.output.empty() && rank == 0) file = std::make_unique<moe::RunFile>(o.output);
   moe::Trainer trainer(cfg, corpus, file.get(), nullptr, &comm);
+  if (o.profile) trainer.set_profiling(true);
   const Timing t = time_steps(trainer, file.get(), !o.output.empty(), o.steps);
-  if (rank == 0) print_result(cfg, trainer, t, ranks, !o.output.empty());
+  if (rank != 0) return 0;
+  print_result(cfg, trainer, t, ranks, !o.output.empty());
+  print_counters(t);
+  if (o.counters && !t.after.loaded)
+    std::fprintf(stderr, "moe-bench: --counters: Kokkos did not load the counter library\n");
+  if (o.profile) print_phases(trainer);
   return 0;
 }
 
@@ -154,6 +197,14 @@ int main(int argc, char** argv) {
   // One core: the benchmark compares the model with sgemm on the same single core.
   openblas_set_num_threads(1);
 #endif
+  // The counter library must be named before Kokkos starts.
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--counters" && !moe::request_counters()) {
+      std::fprintf(stderr,
+                   "moe-bench: --counters: libmoe_kokkos_counters.so is not beside the "
+                   "executable; set KOKKOS_PROFILE_LIBRARY to it\n");
+      return 2;
+    }
   return moe::run_mpi_main("moe-bench", argc, argv, [&](const moe::Runtime& rt) {
     return run(argc, argv, rt.rank(), rt.size());
   });

@@ -22,9 +22,10 @@ double GlobalRouterStats<Real>::balance_loss(View1<const Real> probs, View1<cons
   const double local =
       double(balance_loss_forward<Real>(probs, expert_of, local_counts, N, E, A, stride));
   if (!comm_ || !comm_->distributed()) {
-    Kokkos::deep_copy(global_counts_, Kokkos::subview(local_counts, std::make_pair(0, E)));
+    backward_counts_ = View1<const int>(local_counts.data(), std::size_t(E));
     return local;
   }
+  backward_counts_ = View1<const int>(global_counts_.data(), std::size_t(E));
   // Global f_e (assignment counts) and P_e (probability sums), reduced in a fixed order.
   std::vector<std::int64_t> counts(E);
   std::vector<double> psum(E);
@@ -60,7 +61,7 @@ template <class Real>
 void GlobalRouterStats<Real>::balance_backward(Real weight, View1<Real> dprobs, int N,
                                                int E) const {
   // The kernel's 1/N with N local, times N_local/N_global, is 1/N_global.
-  balance_loss_backward<Real>(global_counts_, weight * share_, dprobs, N, E);
+  balance_loss_backward<Real>(backward_counts_, weight * share_, dprobs, N, E);
 }
 
 template <class Real>

@@ -37,6 +37,9 @@ class GlobalRouterStats {
   const Comm* comm_;
   Real share_ = 1;
   Buffer<int> global_counts_;
+  // What balance_backward reads: local_counts itself on one rank (no copy: a deep_copy fences),
+  // global_counts_ across ranks.
+  View1<const int> backward_counts_;
 };
 
 }  // namespace moe

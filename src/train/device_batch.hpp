@@ -15,11 +15,12 @@ class DeviceBatch {
   // tokens_per_rank = B_local * seq_len; rank: this rank's place in the data-parallel world.
   DeviceBatch(Index tokens_per_rank, int rank);
 
-  // The one host-to-device copy of a step: this rank's token ids and targets of `b`.
+  // The one host-to-device copy of a step: this rank's token ids and targets of `b` (one
+  // buffer, tokens then targets, so one copy).
   void upload(const Batch& b);
 
-  View1<const int> tokens() const { return slice(tokens_, 0, n_); }
-  View1<const int> targets() const { return slice(targets_, 0, n_); }
+  View1<const int> tokens() const { return slice(ids_, 0, n_); }
+  View1<const int> targets() const { return slice(ids_, n_, n_); }
   Index size() const { return n_; }
   // Index of this rank's first token in the global batch.
   std::size_t first() const { return std::size_t(n_) * std::size_t(rank_); }
@@ -27,7 +28,7 @@ class DeviceBatch {
  private:
   Index n_;
   int rank_;
-  Buffer<int> tokens_, targets_;
+  Buffer<int> ids_;  // [2 n]: tokens, then targets
 };
 
 // The first n elements of a device view, copied to the host.

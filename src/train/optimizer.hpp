@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "model/transformer.hpp"
 #include "parallel/comm.hpp"
+#include "segments.hpp"
 
 namespace moe {
 
@@ -36,11 +37,17 @@ class Optimizer {
   // expert's current values.
   void gather_state();
 
+  // The gradient sum over the ranks, in as few calls as the layout allows: with one expert
+  // group, the whole flat buffer in one all-reduce; otherwise one per run of consecutive dense
+  // tensors (over all ranks) and one per expert tensor's owned block (over its replicas).
+  void sync_gradients();
+  // The same sum, one all-reduce per tensor (the reference the bucketed sum is tested against).
+  void sync_gradients_per_tensor();
+
   Buffer<float>& first_moment() { return m_; }
   Buffer<float>& second_moment() { return v_; }
 
  private:
-  void sync_gradients();
   double clip_gradients();
   void gather_experts(Buffer<float>& buf);
 
@@ -49,6 +56,9 @@ class Optimizer {
   Transformer<float>& model_;
   const Comm& comm_;
   Buffer<float> m_, v_;  // AdamW moments, laid out like the parameters
+  // The parts of the flat buffers this rank updates (flag: weight decay applies), and the same
+  // split into dense and expert parts, each walked by one kernel launch.
+  Segments owned_, dense_, experts_;
 };
 
 }  // namespace moe

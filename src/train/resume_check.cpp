@@ -43,7 +43,8 @@ const std::vector<std::string>& resume_safe_keys() {
                                                 "output.trace_every",
                                                 "output.checkpoint_every",
                                                 "data.cache_dir",
-                                                "parallel.expert_parallel"};
+                                                "parallel.expert_parallel",
+                                                "parallel.nccl"};
   return keys;
 }
 

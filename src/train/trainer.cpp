@@ -3,11 +3,15 @@
 #include <Kokkos_Core.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <iomanip>
 #include <ostream>
 #include <stdexcept>
+#include <string>
 
+#include "parallel/expert_exchange.hpp"
 #include "train/run_schema.hpp"
+#include "util/user_error.hpp"
 
 namespace moe {
 namespace {
@@ -42,8 +46,19 @@ Trainer::Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ost
       evaluator_(cfg, corpus, model_, batch_, comm_),
       recorder_(run, model_, batch_, comm_),
       checkpointer_(cfg, run, model_, optimizer_, evaluator_) {
+  // parallel.nccl is decided now, by every rank of each expert group together: a refusal
+  // stops the run before training (exit 2), a fallback to MPI says so once.
+  comm_.set_nccl_mode(parse_nccl_mode(cfg.parallel.nccl));
+  if (comm_.ep_size() > 1)
+    exchange_uses_nccl(comm_);
+  else if (comm_.nccl_mode() == NcclMode::On && !nccl_built())
+    throw UserError(
+        "parallel.nccl = on, but this build has no NCCL (MOE_ENABLE_NCCL=OFF or "
+        "NCCL not found; set parallel.nccl = auto or off)");
   model_.init_parameters(cfg.train.seed);
   model_.set_timer(&timer_);
+  const char* profile = std::getenv("MOE_PROFILE");
+  set_profiling(profile && *profile && std::string(profile) != "0");
   recorder_.record_buckets(evaluator_.buckets(), evaluator_.frequency_split());
   recorder_.record_frequency_classes(evaluator_.infrequent_train_mass(),
                                      evaluator_.infrequent_types());

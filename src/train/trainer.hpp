@@ -64,6 +64,12 @@ class Trainer {
   }
 
   Transformer<float>& model() { return model_; }
+  // Phase timing that fences the device at every phase boundary (moe-bench --profile, or
+  // MOE_PROFILE=1 in the environment of any program); off by default: a normal step never
+  // fences for timing.
+  void set_profiling(bool on) { timer_.set_fencing(on); }
+  // The metrics of the last step (loss, auxiliary losses, phase times, ...).
+  const StepMetrics& last_metrics() const { return last_; }
   // Seconds spent appending metrics and traces to the run file.
   double record_seconds() const { return recorder_.seconds(); }
 

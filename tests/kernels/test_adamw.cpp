@@ -66,3 +66,28 @@ TEST(AdamW, ZeroGradientOnlyDecays) {
     EXPECT_EQ(to_host(dv), zeros);
   }
 }
+
+// The one-launch update over segments equals per-segment updates (decay per segment's flag),
+// and leaves the gaps between segments untouched.
+TEST(AdamW, SegmentsMatchPerSegmentUpdates) {
+  const int n = 100;
+  const std::vector<Index> begins = {0, 10, 57}, sizes = {7, 40, 43};
+  const std::vector<float> flags = {1.0f, 0.0f, 1.0f};
+  const Segments segs(begins, sizes, flags);
+  auto p0 = random_vector(n, 3), g = random_vector(n, 4);
+  std::vector<double> zeros(n, 0.0);
+  auto pa = to_device(p0), ma = to_device(zeros), va = to_device(zeros), ga = to_device(g);
+  auto pb = to_device(p0), mb = to_device(zeros), vb = to_device(zeros);
+  const AdamW<double> h{2, kLr, kB1, kB2, kEps, kWd};
+  adamw_update_segments<double>(ExecSpace(), pa, ga, ma, va, h, segs);
+  for (std::size_t s = 0; s < begins.size(); ++s) {
+    AdamW<double> hs = h;
+    hs.weight_decay = kWd * flags[s];
+    adamw_update<double>(ExecSpace(), slice(pb, begins[s], sizes[s]),
+                         slice(View1<const double>(ga), begins[s], sizes[s]),
+                         slice(mb, begins[s], sizes[s]), slice(vb, begins[s], sizes[s]), hs);
+  }
+  const auto a = to_host(pa), b = to_host(pb);
+  for (int i = 0; i < n; ++i) EXPECT_EQ(a[i], b[i]) << i;
+  for (int i = 7; i < 10; ++i) EXPECT_EQ(a[i], p0[i]) << "gap " << i;
+}

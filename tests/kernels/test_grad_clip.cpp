@@ -61,3 +61,13 @@ TEST(GradClip, NoChangeUnderLimitOrDisabled) {
     EXPECT_EQ(to_host(dg), g);
   }
 }
+
+TEST(GradClip, SegmentsNormMatchesReference) {
+  auto g = random_vector(kNum, 5);
+  auto dg = to_device(g);
+  const Segments segs({0, 500}, {300, 501}, {1.0f, 0.0f});
+  std::vector<double> owned(g.begin(), g.begin() + 300);
+  owned.insert(owned.end(), g.begin() + 500, g.end());
+  EXPECT_NEAR(std::sqrt(grad_norm_squared_segments<double>(ExecSpace(), dg, segs)), ref_norm(owned),
+              1e-12 * ref_norm(owned));
+}

@@ -90,3 +90,61 @@ TEST(DevicePolicy, InitFailureFallsBack) {
   EXPECT_TRUE(nccl_after_init(NcclMode::On, false, "x").error);
   EXPECT_TRUE(nccl_after_init(NcclMode::Auto, true, "").use);
 }
+
+// The whole decision as the exchange takes it, with NCCL's initialisation and the ranks'
+// agreement simulated: the failure paths a CPU machine cannot produce for real.
+TEST(DevicePolicy, DecideSimulatedInitFailureFallsBackToMpi) {
+  const std::uint64_t a = node_hash("node-a"), b = node_hash("node-b");
+  const std::vector<RankDevice> two_gpus = {{a, 0}, {b, 0}};
+  int inits = 0;
+  const auto failing = [&] {
+    ++inits;
+    return std::string("unhandled system error");
+  };
+  const auto alone = [](bool mine) { return mine; };
+  const auto d = decide_nccl(true, NcclMode::Auto, two_gpus, failing, alone);
+  EXPECT_EQ(inits, 1);
+  EXPECT_FALSE(d.use);
+  EXPECT_FALSE(d.error);
+  EXPECT_NE(d.message.find("NCCL initialisation failed (unhandled system error)"),
+            std::string::npos)
+      << d.message;
+  EXPECT_NE(d.message.find("MPI"), std::string::npos);
+  EXPECT_EQ(d.message.find('\n'), std::string::npos);
+  // on: the same failure stops the run.
+  EXPECT_TRUE(decide_nccl(true, NcclMode::On, two_gpus, failing, alone).error);
+  // This rank succeeded, another did not: every rank falls back together.
+  const auto other_failed = decide_nccl(
+      true, NcclMode::Auto, two_gpus, [] { return std::string(); }, [](bool) { return false; });
+  EXPECT_FALSE(other_failed.use);
+  EXPECT_NE(other_failed.message.find("another rank"), std::string::npos);
+  // Success everywhere: NCCL, silently.
+  const auto ok = decide_nccl(
+      true, NcclMode::Auto, two_gpus, [] { return std::string(); }, alone);
+  EXPECT_TRUE(ok.use);
+  EXPECT_TRUE(ok.message.empty());
+}
+
+TEST(DevicePolicy, DecideSharedGpuNeverInitialisesNccl) {
+  const std::uint64_t a = node_hash("node-a");
+  int inits = 0;
+  const auto init = [&] {
+    ++inits;
+    return std::string();
+  };
+  const auto d = decide_nccl(true, NcclMode::Auto, {{a, 0}, {a, 0}}, init, nullptr);
+  EXPECT_FALSE(d.use);
+  EXPECT_EQ(inits, 0);  // "Duplicate GPU detected" is avoided, not caught
+  EXPECT_NE(d.message.find("share GPU 0"), std::string::npos);
+  EXPECT_FALSE(decide_nccl(false, NcclMode::Auto, {{a, -1}, {a, -1}}, init, nullptr).use);
+  EXPECT_TRUE(decide_nccl(true, NcclMode::Off, {{a, 0}, {a, 1}}, init, nullptr).message.empty());
+  EXPECT_EQ(inits, 0);
+}
+
+// parallel.nccl values: the config's allowed list and the parser agree.
+TEST(DevicePolicy, NcclModeParses) {
+  EXPECT_EQ(parse_nccl_mode("off"), NcclMode::Off);
+  EXPECT_EQ(parse_nccl_mode("auto"), NcclMode::Auto);
+  EXPECT_EQ(parse_nccl_mode("on"), NcclMode::On);
+  EXPECT_THROW(parse_nccl_mode("yes"), std::invalid_argument);
+}
