@@ -126,6 +126,38 @@ def paired_stats(df):
     return vs_dense, vs_topk
 
 
+def own_scaling(df):
+    """Per data size and router: test loss at the largest minus at the smallest of the expert
+    counts every non-dense router of that size shares (e.g. 64 vs 8), paired by seed. Negative:
+    the router still gains from more experts there; positive: it has passed its peak."""
+    rows = []
+    for size, d in df[df.router != "dense"].groupby("train_tokens", sort=True):
+        shared = set.intersection(*(set(g.experts) for _, g in d.groupby("router")))
+        if len(shared) < 2:
+            continue
+        lo_e, hi_e = min(shared), max(shared)
+        for router, g in d.groupby("router", sort=True):
+            a = g[g.experts == hi_e].set_index("seed").test_loss
+            b = g[g.experts == lo_e].set_index("seed").test_loss
+            both = pd.concat([a.rename("hi"), b.rename("lo")], axis=1).dropna()
+            c = stats.mean_ci(both.hi - both.lo)
+            rows.append({"train_tokens": size, "router": router, "from_experts": lo_e,
+                         "to_experts": hi_e, "n": c["n"], "mean": c["mean"], "lo": c["lo"],
+                         "hi": c["hi"], "still_gains": stats.verdict(c)})
+    return pd.DataFrame(rows)
+
+
+def own_scaling_table(d):
+    cols = ["data", "router", "experts", "pairs", "test loss change (nats) [95% CI]",
+            "test ppl ratio", "lower loss with more experts?"]
+    rows = [{"data": _size_name(r["train_tokens"]), "router": r["router"],
+             "experts": "%d -> %d" % (r["from_experts"], r["to_experts"]), "pairs": int(r["n"]),
+             "test loss change (nats) [95% CI]": _ci(r, 4),
+             "test ppl ratio": "%.3f" % math.exp(r["mean"]),
+             "lower loss with more experts?": r["still_gains"]} for _, r in d.iterrows()]
+    return _table(cols, rows)
+
+
 def paired_tables(vs_dense, vs_topk):
     lines = []
     cols = ["data", "router", "experts", "pairs", "test loss difference (nats) [95% CI]",
@@ -250,13 +282,14 @@ def analyze(points):
         "bends_more_with_less_data": stats.verdict(inter["difference"], better_is_lower=False)}]
     ) if inter else pd.DataFrame()
     return {"frame": df, "points": point_stats(df), "vs_dense": vs_dense, "vs_topk": vs_topk,
+            "own_scaling": own_scaling(df),
             "peaks": peak_rows, "found": found, "interaction": inter_rows, "inter": inter}
 
 
 def write_csvs(result, out_dir):
     """stats_<name>.csv per table (full precision), for tests and further analysis."""
     names = []
-    for name in ("points", "vs_dense", "vs_topk", "peaks", "interaction"):
+    for name in ("points", "vs_dense", "vs_topk", "own_scaling", "peaks", "interaction"):
         d = result[name]
         if len(d):
             d.to_csv(os.path.join(out_dir, "stats_%s.csv" % name), index=False)
@@ -277,6 +310,9 @@ def section(result):
           ""]
     md += point_table(result["points"]) + [""]
     md += paired_tables(result["vs_dense"], result["vs_topk"])
+    if len(result["own_scaling"]):
+        md += ["### Each router from fewer to more experts (same seed, same data)", ""]
+        md += own_scaling_table(result["own_scaling"]) + [""]
     if result["found"]:
         md += ["### The peak and the upper bound (topk and dense)", ""]
         md += peak_lines(result["found"]) + [""]

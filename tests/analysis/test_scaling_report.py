@@ -149,6 +149,19 @@ def main():
                                              "model.num_experts": e, "train.seed": seed})
     check(len(rows("vs_dense")) == 5 and len(rows("vs_topk")) == 1, "paired table sizes")
 
+    # Each router from its fewer to its more experts (the counts all routers of a size share).
+    own = rows("own_scaling")
+    check(len(own) == 1 and own[0]["router"] == "topk" and int(own[0]["train_tokens"]) == SIZES[1],
+          "own-scaling rows: topk on the large data only (got %s)" % own)
+    for row in own:
+        d = [select(router="topk", **{"data.train_tokens": SIZES[1], "model.num_experts": 4,
+                                      "train.seed": s})[0]["test"]
+             - select(router="topk", **{"data.train_tokens": SIZES[1], "model.num_experts": 2,
+                                        "train.seed": s})[0]["test"] for s in SEEDS]
+        mean, lo, hi = ci(d)
+        check(close(row["mean"], mean) and close(row["lo"], lo) and close(row["hi"], hi),
+              "own scaling %s" % row)
+
     # The peak: the expert count with the lowest mean validation loss (dense and topk).
     for row in rows("peaks"):
         size = int(row["train_tokens"])
