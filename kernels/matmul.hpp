@@ -19,6 +19,22 @@ void gemm_strided_batched(bool transA, bool transB, int M, int N, int K, Real al
                           int lda, Index strideA, const Real* B, int ldb, Index strideB, Real beta,
                           Real* C, int ldc, Index strideC, int batch);
 
+// The layout of a two-level batch of products: product (o, i), o < outer, i < inner, reads
+// A + o * outer_a + i * inner_a (likewise B) and writes C + o * outer_c + i * inner_c. Attention
+// needs it: its heads are hd apart within a sequence, its sequences S rows apart.
+struct GemmBatch {
+  int inner = 1;
+  Index inner_a = 0, inner_b = 0, inner_c = 0;
+  int outer = 1;
+  Index outer_a = 0, outer_b = 0, outer_c = 0;
+};
+
+// outer * inner independent products laid out as `batch` says. On the host, a loop of BLAS
+// calls; with cuBLAS, min(outer, inner) strided-batched calls; the Kokkos path is one kernel.
+template <class Real>
+void gemm_batched(bool transA, bool transB, int M, int N, int K, Real alpha, const Real* A, int lda,
+                  const Real* B, int ldb, Real beta, Real* C, int ldc, const GemmBatch& batch);
+
 // Name of the path gemm takes in this build ("cblas", "cublas" or "kokkos").
 const char* gemm_backend();
 
