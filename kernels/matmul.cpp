@@ -3,6 +3,8 @@
 
 #include <type_traits>
 
+#include "workspace.hpp"
+
 #if defined(MOE_HAVE_CUBLAS)
 #include <cublas_v2.h>
 #endif
@@ -162,6 +164,21 @@ void gemm(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int 
   gemm_strided_batched<Real>(tA, tB, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
+template <class Real>
+void add_column_sums(View2<const Real> dy, View1<Real> db) {
+  const int rows = int(dy.extent(0)), cols = int(dy.extent(1));
+  MOE_CHECK(Index(db.extent(0)) == cols, "add_column_sums: db must have one entry per column");
+  if (rows == 0) return;
+  bool fresh = false;  // the ones are set once per allocation
+  View1<Real> ones = workspace<Real, WorkspaceTag::Ones>(rows, &fresh);
+  if (fresh)
+    Kokkos::parallel_for(
+        "moe::ones", range(rows), KOKKOS_LAMBDA(const Index i) { ones(i) = Real(1); });
+  // db[1, cols] += ones[1, rows] dy[rows, cols]
+  gemm<Real>(false, false, 1, cols, rows, Real(1), ones.data(), rows, dy.data(), cols, Real(1),
+             db.data(), cols);
+}
+
 const char* gemm_backend() {
   if constexpr (kHostMemory) return "cblas";
 #if defined(MOE_HAVE_CUBLAS)
@@ -186,5 +203,7 @@ template void gemm_batched<float>(bool, bool, int, int, int, float, const float*
                                   int, float, float*, int, const GemmBatch&);
 template void gemm_batched<double>(bool, bool, int, int, int, double, const double*, int,
                                    const double*, int, double, double*, int, const GemmBatch&);
+template void add_column_sums<float>(View2<const float>, View1<float>);
+template void add_column_sums<double>(View2<const double>, View1<double>);
 
 }  // namespace moe
