@@ -11,6 +11,15 @@
 
 namespace moe {
 
+namespace embedding_detail {
+// Whether kernels run on the Serial backend (one thread: plain adds are race-free and ordered).
+#if defined(KOKKOS_ENABLE_SERIAL)
+constexpr bool kSerial = std::is_same_v<ExecSpace, Kokkos::Serial>;
+#else
+constexpr bool kSerial = false;
+#endif
+}  // namespace embedding_detail
+
 // out [N,C] = wte [V,C] rows picked by tokens [N] + wpe [S,C] rows picked by position (n % S).
 template <class Real>
 void embedding_forward(const ExecSpace& exec, View1<const int> tokens, View2<const Real> wte,
@@ -38,7 +47,7 @@ void embedding_backward(const ExecSpace& exec, View1<const int> tokens, View2<co
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
   // One team per row, its threads over channels (coalesced); on Serial the channel loop
   // vectorizes and the rows run in order.
-  if constexpr (std::is_same_v<ExecSpace, Kokkos::Serial>) {
+  if constexpr (embedding_detail::kSerial) {
     Kokkos::parallel_for(
         "moe::embedding_backward_wte", Policy(exec, N, Kokkos::AUTO),
         KOKKOS_LAMBDA(const Policy::member_type& team) {
