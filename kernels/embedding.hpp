@@ -1,24 +1,41 @@
 // Token + position embedding (GPT-2 style): out[n,:] = wte[tokens[n],:] + wpe[n % S,:] for the
-// N = B*S token rows of a batch. The backward scatters dout into the two tables; it is written
-// so that every table element has exactly one owning thread, which keeps it deterministic
-// without floating-point atomics.
+// N = B*S token rows of a batch. The backward scatters dout into the two tables: rows that carry
+// the same token add into the same dwte row, which is a plain in-order loop on the Serial
+// backend (deterministic) and floating-point atomics elsewhere (on CUDA the order of the adds
+// into one row, hence the last bits of dwte, may vary from run to run).
 #pragma once
+
+#include <type_traits>
 
 #include "common.hpp"
 
 namespace moe {
 
+namespace embedding_detail {
+// Whether kernels run on the Serial backend (one thread: plain adds are race-free and ordered).
+#if defined(KOKKOS_ENABLE_SERIAL)
+constexpr bool kSerial = std::is_same_v<ExecSpace, Kokkos::Serial>;
+#else
+constexpr bool kSerial = false;
+#endif
+}  // namespace embedding_detail
+
 // out [N,C] = wte [V,C] rows picked by tokens [N] + wpe [S,C] rows picked by position (n % S).
 template <class Real>
 void embedding_forward(const ExecSpace& exec, View1<const int> tokens, View2<const Real> wte,
                        View2<const Real> wpe, View2<Real> out) {
-  const Index C = Index(out.extent(1)), S = Index(wpe.extent(0));
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const int C = int(out.extent(1)), S = int(wpe.extent(0));
+  // One team per row, threads over channels (no index division; vectorizes on a CPU).
   Kokkos::parallel_for(
-      "moe::embedding_forward", range(exec, Index(out.extent(0)) * C),
-      KOKKOS_LAMBDA(const Index i) {
-        const Index n = i / C;
-        const Index c = i % C;
-        out(n, c) = wte(tokens(n), c) + wpe(n % S, c);
+      "moe::embedding_forward", Policy(exec, int(out.extent(0)), Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        const int n = team.league_rank();
+        const Real* te = &wte(tokens(n), 0);
+        const Real* pe = &wpe(n % S, 0);
+        Real* o = &out(n, 0);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                             [&](const int c) { o[c] = te[c] + pe[c]; });
       });
 }
 
@@ -27,21 +44,38 @@ template <class Real>
 void embedding_backward(const ExecSpace& exec, View1<const int> tokens, View2<const Real> dout,
                         View2<Real> dwte, View2<Real> dwpe) {
   const Index N = Index(dout.extent(0)), C = Index(dout.extent(1)), S = Index(dwpe.extent(0));
-  // Several rows may carry the same token, so they hit the same dwte row. One thread per
-  // channel c walks the rows in order: each dwte element is only ever touched by its channel's
-  // thread, in a fixed order. Neighbouring threads touch neighbouring channels (coalesced).
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  // One team per row, its threads over channels (coalesced); on Serial the channel loop
+  // vectorizes and the rows run in order.
+  if constexpr (embedding_detail::kSerial) {
+    Kokkos::parallel_for(
+        "moe::embedding_backward_wte", Policy(exec, N, Kokkos::AUTO),
+        KOKKOS_LAMBDA(const Policy::member_type& team) {
+          const Index n = team.league_rank();
+          Real* row = &dwte(tokens(n), 0);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                               [&](const Index c) { row[c] += dout(n, c); });
+        });
+  } else {
+    Kokkos::parallel_for(
+        "moe::embedding_backward_wte", Policy(exec, N, Kokkos::AUTO),
+        KOKKOS_LAMBDA(const Policy::member_type& team) {
+          const Index n = team.league_rank();
+          Real* row = &dwte(tokens(n), 0);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                               [&](const Index c) { Kokkos::atomic_add(&row[c], dout(n, c)); });
+        });
+  }
+  // Position s receives rows s, s+S, s+2S, ...: one team per position adds them in order, its
+  // threads over channels (each thread owns its channels, so no atomics).
   Kokkos::parallel_for(
-      "moe::embedding_backward_wte", range(exec, C), KOKKOS_LAMBDA(const Index c) {
-        for (Index n = 0; n < N; ++n) dwte(tokens(n), c) += dout(n, c);
-      });
-  // Position s receives rows s, s+S, s+2S, ...: one thread per (s,c) sums them in order.
-  Kokkos::parallel_for(
-      "moe::embedding_backward_wpe", range(exec, S * C), KOKKOS_LAMBDA(const Index i) {
-        const Index s = i / C;
-        const Index c = i % C;
-        Real acc = 0;
-        for (Index n = s; n < N; n += S) acc += dout(n, c);
-        dwpe(s, c) += acc;
+      "moe::embedding_backward_wpe", Policy(exec, S, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        const Index s = team.league_rank();
+        Real* row = &dwpe(s, 0);
+        for (Index n = s; n < N; n += S)
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                               [&](const Index c) { row[c] += dout(n, c); });
       });
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "workspace.hpp"
 
 namespace moe {
 
@@ -76,17 +77,41 @@ void layernorm_backward(const ExecSpace& exec, View2<const Real> dout, View2<con
           dx(n, c) += rs * (dout(n, c) * gamma(c) - mg - xhat * mgx);
         });
       });
-  // dgamma/dbeta sum over rows: one thread per channel walks the rows in order (no atomics).
+  // dgamma/dbeta sum over rows in two passes, both parallel and in a fixed order: one team per
+  // chunk of kChunk rows sums its rows into partials [chunks, 2C] (threads over channels,
+  // coalesced; on a CPU the chunk's rows stay in cache and the channel loop vectorizes), then
+  // one thread per channel adds the chunks' partials in order.
+  constexpr int kChunk = 64;
+  const int chunks = (N + kChunk - 1) / kChunk;
+  View1<Real> part = workspace<Real, WorkspaceTag::LayernormPartials>(Index(chunks) * 2 * C);
   Kokkos::parallel_for(
-      "moe::layernorm_backward_dgamma", range(exec, C), KOKKOS_LAMBDA(const Index c) {
-        Real sg = 0, sb = 0;
-        for (Index n = 0; n < N; ++n) {
-          const Real d = dout(n, c);
-          sg += d * (x(n, c) - mean(n)) * rstd(n);
-          sb += d;
+      "moe::layernorm_backward_partials", Policy(exec, chunks, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        const int r = team.league_rank();
+        Real* pg = &part(Index(r) * 2 * C);
+        Real* pb = pg + C;
+        const int n0 = r * kChunk, n1 = n0 + kChunk < N ? n0 + kChunk : N;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) {
+          pg[c] = Real(0);
+          pb[c] = Real(0);
+        });
+        for (int n = n0; n < n1; ++n) {
+          const Real mu = mean(n), rs = rstd(n);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) {
+            const Real d = dout(n, c);
+            pg[c] += d * (x(n, c) - mu) * rs;
+            pb[c] += d;
+          });
         }
-        dgamma(c) += sg;
-        dbeta(c) += sb;
+      });
+  Kokkos::parallel_for(
+      "moe::layernorm_backward_dgamma", range(exec, 2 * Index(C)), KOKKOS_LAMBDA(const Index i) {
+        Real acc = 0;
+        for (int r = 0; r < chunks; ++r) acc += part(Index(r) * 2 * C + i);
+        if (i < C)
+          dgamma(i) += acc;
+        else
+          dbeta(i - C) += acc;
       });
 }
 

@@ -3,6 +3,8 @@
 
 #include <type_traits>
 
+#include "workspace.hpp"
+
 #if defined(MOE_HAVE_CUBLAS)
 #include <cublas_v2.h>
 #endif
@@ -79,6 +81,31 @@ void kokkos_gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, cons
       });
 }
 
+// The two-level batch in one kernel: one thread per output element of every product.
+template <class Real>
+void kokkos_gemm_batched2(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
+                          const Real* B, int ldb, Real beta, Real* C, int ldc, const GemmBatch& g) {
+  const int inner = g.inner;
+  Kokkos::parallel_for(
+      "moe::gemm_batched_fallback", range(Index(g.outer) * inner * M * N),
+      KOKKOS_LAMBDA(const Index idx) {
+        const Index p = idx / (Index(M) * N);
+        const Index o = p / inner, b = p % inner;
+        const Index i = (idx / N) % M;
+        const Index j = idx % N;
+        const Real* a = A + o * g.outer_a + b * g.inner_a;
+        const Real* bb = B + o * g.outer_b + b * g.inner_b;
+        Real acc = 0;
+        for (Index k = 0; k < K; ++k) {
+          const Real av = tA ? a[k * lda + i] : a[i * lda + k];
+          const Real bv = tB ? bb[j * ldb + k] : bb[k * ldb + j];
+          acc += av * bv;
+        }
+        Real* c = C + o * g.outer_c + b * g.inner_c + i * ldc + j;
+        *c = alpha * acc + (beta == Real(0) ? Real(0) : beta * *c);
+      });
+}
+
 }  // namespace
 
 template <class Real>
@@ -104,9 +131,52 @@ void gemm_strided_batched(bool tA, bool tB, int M, int N, int K, Real alpha, con
 }
 
 template <class Real>
+void gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
+                  const Real* B, int ldb, Real beta, Real* C, int ldc, const GemmBatch& g) {
+  if (M == 0 || N == 0 || g.inner == 0 || g.outer == 0) return;
+  if constexpr (kHostMemory) {
+    ExecSpace().fence();
+    for (int o = 0; o < g.outer; ++o)
+      for (int i = 0; i < g.inner; ++i)
+        cblas_gemm<Real>(tA, tB, M, N, K, alpha, A + o * g.outer_a + i * g.inner_a, lda,
+                         B + o * g.outer_b + i * g.inner_b, ldb, beta,
+                         C + o * g.outer_c + i * g.inner_c, ldc);
+  } else {
+#if defined(MOE_HAVE_CUBLAS)
+    // One strided-batched call per index of the shorter level, batched over the longer one.
+    const bool by_outer = g.outer <= g.inner;
+    const int calls = by_outer ? g.outer : g.inner, count = by_outer ? g.inner : g.outer;
+    const Index ca = by_outer ? g.outer_a : g.inner_a, sa = by_outer ? g.inner_a : g.outer_a;
+    const Index cb = by_outer ? g.outer_b : g.inner_b, sb = by_outer ? g.inner_b : g.outer_b;
+    const Index cc = by_outer ? g.outer_c : g.inner_c, sc = by_outer ? g.inner_c : g.outer_c;
+    for (int j = 0; j < calls; ++j)
+      cublas_gemm_batched<Real>(tA, tB, M, N, K, alpha, A + j * ca, lda, sa, B + j * cb, ldb, sb,
+                                beta, C + j * cc, ldc, sc, count);
+#else
+    kokkos_gemm_batched2<Real>(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, g);
+#endif
+  }
+}
+
+template <class Real>
 void gemm(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda, const Real* B,
           int ldb, Real beta, Real* C, int ldc) {
   gemm_strided_batched<Real>(tA, tB, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+template <class Real>
+void add_column_sums(View2<const Real> dy, View1<Real> db) {
+  const int rows = int(dy.extent(0)), cols = int(dy.extent(1));
+  MOE_CHECK(Index(db.extent(0)) == cols, "add_column_sums: db must have one entry per column");
+  if (rows == 0) return;
+  bool fresh = false;  // the ones are set once per allocation
+  View1<Real> ones = workspace<Real, WorkspaceTag::Ones>(rows, &fresh);
+  if (fresh)
+    Kokkos::parallel_for(
+        "moe::ones", range(rows), KOKKOS_LAMBDA(const Index i) { ones(i) = Real(1); });
+  // db[1, cols] += ones[1, rows] dy[rows, cols]
+  gemm<Real>(false, false, 1, cols, rows, Real(1), ones.data(), rows, dy.data(), cols, Real(1),
+             db.data(), cols);
 }
 
 const char* gemm_backend() {
@@ -128,5 +198,12 @@ template void gemm_strided_batched<float>(bool, bool, int, int, int, float, cons
 template void gemm_strided_batched<double>(bool, bool, int, int, int, double, const double*, int,
                                            Index, const double*, int, Index, double, double*, int,
                                            Index, int);
+
+template void gemm_batched<float>(bool, bool, int, int, int, float, const float*, int, const float*,
+                                  int, float, float*, int, const GemmBatch&);
+template void gemm_batched<double>(bool, bool, int, int, int, double, const double*, int,
+                                   const double*, int, double, double*, int, const GemmBatch&);
+template void add_column_sums<float>(View2<const float>, View1<float>);
+template void add_column_sums<double>(View2<const double>, View1<double>);
 
 }  // namespace moe

@@ -19,6 +19,27 @@ void gemm_strided_batched(bool transA, bool transB, int M, int N, int K, Real al
                           int lda, Index strideA, const Real* B, int ldb, Index strideB, Real beta,
                           Real* C, int ldc, Index strideC, int batch);
 
+// The layout of a two-level batch of products: product (o, i), o < outer, i < inner, reads
+// A + o * outer_a + i * inner_a (likewise B) and writes C + o * outer_c + i * inner_c. Attention
+// needs it: its heads are hd apart within a sequence, its sequences S rows apart.
+struct GemmBatch {
+  int inner = 1;
+  Index inner_a = 0, inner_b = 0, inner_c = 0;
+  int outer = 1;
+  Index outer_a = 0, outer_b = 0, outer_c = 0;
+};
+
+// outer * inner independent products laid out as `batch` says. On the host, a loop of BLAS
+// calls; with cuBLAS, min(outer, inner) strided-batched calls; the Kokkos path is one kernel.
+template <class Real>
+void gemm_batched(bool transA, bool transB, int M, int N, int K, Real alpha, const Real* A, int lda,
+                  const Real* B, int ldb, Real beta, Real* C, int ldc, const GemmBatch& batch);
+
+// db [cols] += the column sums of dy [rows, cols]: a product with a vector of ones, so it runs
+// at BLAS speed (a gemv on every path) and in a fixed order for a fixed BLAS thread count.
+template <class Real>
+void add_column_sums(View2<const Real> dy, View1<Real> db);
+
 // Name of the path gemm takes in this build ("cblas", "cublas" or "kokkos").
 const char* gemm_backend();
 
@@ -31,9 +52,15 @@ void linear_forward(const ExecSpace& exec, View2<const Real> x, View2<const Real
   MOE_CHECK(Index(w.extent(0)) == in && Index(y.extent(1)) == out, "linear: shapes disagree");
   const bool has_bias = b.extent(0) > 0;
   if (has_bias) {
+    // One team per row, threads over columns: no index division, a vectorizable row copy.
+    using Policy = Kokkos::TeamPolicy<ExecSpace>;
     Kokkos::parallel_for(
-        "moe::linear_bias", range(exec, Index(N) * out),
-        KOKKOS_LAMBDA(const Index i) { y(i / out, i % out) = b(i % out); });
+        "moe::linear_bias", Policy(exec, N, Kokkos::AUTO),
+        KOKKOS_LAMBDA(const Policy::member_type& team) {
+          Real* row = &y(team.league_rank(), 0);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, out),
+                               [&](const int o) { row[o] = b(o); });
+        });
   }
   gemm<Real>(false, false, N, out, in, Real(1), x.data(), in, w.data(), out,
              has_bias ? Real(1) : Real(0), y.data(), out);
@@ -42,7 +69,7 @@ void linear_forward(const ExecSpace& exec, View2<const Real> x, View2<const Real
 // Accumulates dx [N,in] += dy w^T, dw [in,out] += x^T dy, db [out] += sum over rows of dy
 // (dx, db may be empty).
 template <class Real>
-void linear_backward(const ExecSpace& exec, View2<const Real> dy, View2<const Real> x,
+void linear_backward(const ExecSpace& /*exec*/, View2<const Real> dy, View2<const Real> x,
                      View2<const Real> w, View2<Real> dx, View2<Real> dw, View1<Real> db) {
   const int N = int(dy.extent(0)), in = int(x.extent(1)), out = int(dy.extent(1));
   if (dx.extent(0) > 0)
@@ -50,15 +77,7 @@ void linear_backward(const ExecSpace& exec, View2<const Real> dy, View2<const Re
                in);
   gemm<Real>(true, false, in, out, N, Real(1), x.data(), in, dy.data(), out, Real(1), dw.data(),
              out);
-  if (db.extent(0) > 0) {
-    // One thread per output column, rows summed in order: deterministic, no atomics.
-    Kokkos::parallel_for(
-        "moe::linear_bias_backward", range(exec, out), KOKKOS_LAMBDA(const Index o) {
-          Real s = 0;
-          for (Index n = 0; n < N; ++n) s += dy(n, o);
-          db(o) += s;
-        });
-  }
+  if (db.extent(0) > 0) add_column_sums<Real>(dy, db);
 }
 
 }  // namespace moe

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "common.hpp"
@@ -15,23 +17,62 @@ namespace moe {
 
 namespace mlp_detail {
 
-// GELU, tanh approximation: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+// exp(x) in float from arithmetic only (no library call), so that loops over it vectorize on
+// CPUs; also fine on GPUs. x = k ln2 + r with |r| <= ln2/2 (k rounded by the 1.5 * 2^23 trick),
+// exp(r) by its Taylor series to r^7 (relative error < 2e-8, below float rounding), and 2^k
+// put straight into the exponent bits. Arguments are clamped to [-87, 88] (no inf, no
+// denormals): exp(-87) ~ 1.6e-38, exp(88) ~ 1.7e38.
+KOKKOS_INLINE_FUNCTION float exp_float(float x) {
+  x = x < -87.f ? -87.f : (x > 88.f ? 88.f : x);
+  const float magic = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float t = x * 1.44269504f + magic;
+  const float k = t - magic;
+  const float r = (x - k * 0.693145752f) - k * 1.42860677e-6f;  // ln2 split in two parts
+  float p = 1.f / 5040.f;
+  p = p * r + 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  union {
+    float f;
+    std::int32_t i;
+  } tk{t}, scale{0.f};
+  scale.i = (tk.i - 0x4B400000 + 127) << 23;  // k = bits(t) - bits(magic); 2^k
+  return p * scale.f;
+}
+
+// exp for the GELU below: the arithmetic one in float, the library one in double (the
+// precision of the finite-difference tests).
+template <class Real>
+KOKKOS_INLINE_FUNCTION Real gelu_exp(Real x) {
+  if constexpr (std::is_same_v<Real, float>)
+    return exp_float(x);
+  else
+    return math::exp(x);
+}
+
+// GELU, tanh approximation: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), computed as
+// x * sigmoid(2u) = x / (1 + exp(-2u)) (the same function: 0.5 (1 + tanh u) = sigmoid(2u)).
 template <class Real>
 KOKKOS_INLINE_FUNCTION Real gelu(Real x) {
   const Real k0 = Real(0.7978845608028654);  // sqrt(2/pi)
   const Real k1 = Real(0.044715);
   const Real u = k0 * (x + k1 * x * x * x);
-  return Real(0.5) * x * (Real(1) + math::tanh(u));
+  return x / (Real(1) + gelu_exp(Real(-2) * u));
 }
 
-// d gelu / dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx, du/dx = sqrt(2/pi)(1 + 3k1 x^2).
+// d gelu / dx = s + 2 x s (1 - s) du/dx with s = sigmoid(2u), du/dx = sqrt(2/pi)(1 + 3k1 x^2)
+// (that is 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx).
 template <class Real>
 KOKKOS_INLINE_FUNCTION Real gelu_grad(Real x) {
   const Real k0 = Real(0.7978845608028654);
   const Real k1 = Real(0.044715);
-  const Real th = math::tanh(k0 * (x + k1 * x * x * x));
+  const Real s = Real(1) / (Real(1) + gelu_exp(Real(-2) * k0 * (x + k1 * x * x * x)));
   const Real du = k0 * (Real(1) + Real(3) * k1 * x * x);
-  return Real(0.5) * (Real(1) + th) + Real(0.5) * x * (Real(1) - th * th) * du;
+  return s + Real(2) * x * s * (Real(1) - s) * du;
 }
 
 // Rows [offsets[g], offsets[g+1]) form group g; checks the partition is well formed.
@@ -50,6 +91,27 @@ void gelu_forward(const ExecSpace& exec, View1<const Real> x, View1<Real> out, I
   Kokkos::parallel_for(
       "moe::gelu_forward", range(exec, n),
       KOKKOS_LAMBDA(const Index i) { out(i) = mlp_detail::gelu(x(i)); });
+}
+
+// pre [M,F] += b [F] (every row), then act = gelu(pre): the first linear layer's bias and the
+// activation in one pass. One team per row, threads over columns (coalesced; a plain loop that
+// vectorizes on a CPU).
+template <class Real>
+void bias_gelu_forward(const ExecSpace& exec, View1<const Real> b, View2<Real> pre,
+                       View2<Real> act) {
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const int F = int(pre.extent(1));
+  Kokkos::parallel_for(
+      "moe::bias_gelu_forward", Policy(exec, int(pre.extent(0)), Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        Real* p = &pre(team.league_rank(), 0);
+        Real* o = &act(team.league_rank(), 0);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, F), [&](const int f) {
+          const Real v = p[f] + b(f);
+          p[f] = v;
+          o[f] = mlp_detail::gelu(v);
+        });
+      });
 }
 
 // dx += gelu'(x) * dout.
@@ -99,13 +161,12 @@ void mlp_forward(const ExecSpace& exec, View2<const Real> x, const MlpWeights<co
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;
-    linear_forward<Real>(exec, row_block(x, offsets[g], n), w.w1_of(g, C, F), w.b1_of(g, F),
-                         row_block(a.pre, offsets[g], n));
+    // pre = x w1_g, then pre += b1_g and act = gelu(pre) in one pass over the group's rows.
+    const auto pre = row_block(a.pre, offsets[g], n), act = row_block(a.act, offsets[g], n);
+    gemm<Real>(false, false, n, F, C, Real(1), row_block(x, offsets[g], n).data(), C,
+               w.w1_of(g, C, F).data(), F, Real(0), pre.data(), F);
+    bias_gelu_forward<Real>(exec, w.b1_of(g, F), pre, act);
   }
-  // One GELU kernel over all grouped rows rather than one small launch per group.
-  const Index r0 = offsets.front(), m = (Index(offsets.back()) - r0) * F;
-  gelu_forward<Real>(exec, View1<const Real>(a.pre.data() + r0 * F, m),
-                     View1<Real>(a.act.data() + r0 * F, m), m);
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;

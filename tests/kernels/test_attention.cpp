@@ -46,12 +46,14 @@ RefAttention ref_attention(const std::vector<double>& qkv, int B, int S, int C, 
 
 template <class Real>
 std::vector<double> run_forward(const std::vector<double>& qkv, int B, int S, int C, int H,
-                                std::vector<double>* att_out = nullptr) {
+                                std::vector<double>* att_out = nullptr,
+                                int block_rows = kAttentionBlockRows) {
   std::vector<Real> q(qkv.begin(), qkv.end());
   auto dq = to_device(q);
   Buffer<Real> att("att", std::size_t(B) * H * S * S), out("out", std::size_t(B) * S * C);
   attention_forward<Real>(ExecSpace(), matrix(dq, B * S, 3 * C),
-                          ScoreView<Real>(att.data(), B, H, S, S), matrix(out, B * S, C));
+                          ScoreView<Real>(att.data(), B, H, S, S), matrix(out, B * S, C),
+                          block_rows);
   if (att_out) {
     auto a = to_host(att);
     att_out->assign(a.begin(), a.end());
@@ -73,6 +75,11 @@ TEST(Attention, ForwardMatchesReference) {
     EXPECT_LT(rel_error(att, ref.att), 1e-13);
     // The training precision agrees to float rounding.
     EXPECT_LT(rel_error(run_forward<float>(qkv, B, S, C, H), ref.out), 1e-5);
+    // Row blocks of any height (the last one shorter or not) give the same result.
+    for (int T : {1, 2, 3, 4}) {
+      EXPECT_LT(rel_error(run_forward<double>(qkv, B, S, C, H, &att, T), ref.out), 1e-13) << T;
+      EXPECT_LT(rel_error(att, ref.att), 1e-13) << T;
+    }
   }
 }
 
@@ -82,7 +89,10 @@ TEST(Attention, ForwardIsDeterministic) {
   EXPECT_EQ(run_forward<float>(qkv, B, S, C, H), run_forward<float>(qkv, B, S, C, H));
 }
 
-TEST(Attention, BackwardMatchesFiniteDifferences) {
+namespace {
+
+// The gradient check with row blocks of T rows (the forward run by the loss uses the default).
+void check_backward(int T) {
   const int B = 2, S = 5, C = 8, H = 2;
   const std::size_t nqkv = std::size_t(B) * S * 3 * C, natt = std::size_t(B) * H * S * S;
   auto qkv = random_vector(nqkv, 13);
@@ -92,7 +102,7 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
   auto dqkv_in = to_device(qkv), dr = to_device(r);
   Buffer<double> att("att", natt), out("out", std::size_t(B) * S * C);
   attention_forward<double>(ExecSpace(), matrix(dqkv_in, B * S, 3 * C),
-                            ScoreView<double>(att.data(), B, H, S, S), matrix(out, B * S, C));
+                            ScoreView<double>(att.data(), B, H, S, S), matrix(out, B * S, C), T);
   // Scratch starts as garbage (it must be overwritten); the gradient starts non-zero (it must
   // be accumulated into).
   auto datt = to_device(random_vector(natt, 15));
@@ -100,11 +110,22 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
   auto grad = to_device(prior);
   attention_backward<double>(ExecSpace(), matrix(dr, B * S, C), matrix(dqkv_in, B * S, 3 * C),
                              ScoreView<double>(att.data(), B, H, S, S),
-                             ScoreView<double>(datt.data(), B, H, S, S),
-                             matrix(grad, B * S, 3 * C));
+                             ScoreView<double>(datt.data(), B, H, S, S), matrix(grad, B * S, 3 * C),
+                             T);
   auto g = to_host(grad);
   for (std::size_t i = 0; i < nqkv; ++i) g[i] -= prior[i];
-  EXPECT_LT(rel_error(g, numeric_gradient(qkv, loss)), 1e-6);
+  EXPECT_LT(rel_error(g, numeric_gradient(qkv, loss)), 1e-6) << "block rows " << T;
+  // The scratch holds dpre, zero above the diagonal.
+  const auto dpre = to_host(datt);
+  for (int bh = 0; bh < B * H; ++bh)
+    for (int s = 0; s < S; ++s)
+      for (int t = s + 1; t < S; ++t) EXPECT_EQ(dpre[(std::size_t(bh) * S + s) * S + t], 0.0);
+}
+
+}  // namespace
+
+TEST(Attention, BackwardMatchesFiniteDifferences) {
+  for (int T : {1, 2, 3, kAttentionBlockRows}) check_backward(T);
 }
 
 TEST(Attention, OutputDoesNotDependOnLaterTokens) {

@@ -72,3 +72,25 @@ TEST(LayerNorm, BackwardMatchesFiniteDifferences) {
   EXPECT_LT(rel_error(minus(to_host(gg), g0g), numeric_gradient(g, forward)), 1e-6);
   EXPECT_LT(rel_error(minus(to_host(gb), g0b), numeric_gradient(b, forward)), 1e-6);
 }
+
+TEST(LayerNorm, ParameterGradientsOverManyRowChunks) {
+  // 150 rows: the row sums run in chunks of 64 rows (the last one short), then across chunks.
+  const int N = 150, C = 3;
+  auto x = random_vector(N * C, 11, -2.0, 3.0), g = random_vector(C, 12), b = random_vector(C, 13);
+  auto r = random_vector(N * C, 14);
+  auto dx = to_device(x), dg = to_device(g), db = to_device(b), dr = to_device(r);
+  Buffer<double> out("out", N * C), mean("mean", N), rstd("rstd", N), gx("gx", N * C);
+  Buffer<double> gg("gg", C), gb("gb", C);
+  layernorm_forward<double>(ExecSpace(), matrix(dx, N, C), dg, db, matrix(out, N, C), mean, rstd);
+  layernorm_backward<double>(ExecSpace(), matrix(dr, N, C), matrix(dx, N, C), dg, mean, rstd,
+                             matrix(gx, N, C), gg, gb);
+  const auto hm = to_host(mean), hr = to_host(rstd);
+  std::vector<double> want_g(C, 0.0), want_b(C, 0.0);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c) {
+      want_g[c] += r[n * C + c] * (x[n * C + c] - hm[n]) * hr[n];
+      want_b[c] += r[n * C + c];
+    }
+  EXPECT_LT(rel_error(to_host(gg), want_g), 1e-13);
+  EXPECT_LT(rel_error(to_host(gb), want_b), 1e-13);
+}

@@ -50,6 +50,45 @@ TEST(Matmul, StridedBatchedMatchesPerMatrix) {
   }
 }
 
+TEST(Matmul, TwoLevelBatchMatchesPerMatrix) {
+  // Two outer groups of three products each, read from interleaved rows of wider matrices (as
+  // attention's heads are) with beta = 1 accumulating into C.
+  const int M = 4, N = 3, K = 5, inner = 3, outer = 2;
+  const int lda = inner * K + 1, ldb = inner * N + 2, ldc = inner * N;
+  const Index oa = Index(M) * lda, ob = Index(K) * ldb, oc = Index(M) * ldc;
+  auto A = random_vector(outer * oa, 31), B = random_vector(outer * ob, 32);
+  auto C0 = random_vector(outer * oc, 33);
+  auto dA = to_device(A), dB = to_device(B), dC = to_device(C0);
+  GemmBatch g;
+  g.inner = inner;
+  g.inner_a = K;
+  g.inner_b = N;
+  g.inner_c = N;
+  g.outer = outer;
+  g.outer_a = oa;
+  g.outer_b = ob;
+  g.outer_c = oc;
+  gemm_batched<double>(false, false, M, N, K, 2.0, dA.data(), lda, dB.data(), ldb, 1.0, dC.data(),
+                       ldc, g);
+  const auto C = to_host(dC);
+  for (int o = 0; o < outer; ++o)
+    for (int b = 0; b < inner; ++b) {
+      std::vector<double> a(M * K), bb(K * N), c(M * N), want(M * N);
+      for (int i = 0; i < M; ++i)
+        for (int k = 0; k < K; ++k) a[i * K + k] = A[o * oa + i * lda + b * K + k];
+      for (int k = 0; k < K; ++k)
+        for (int j = 0; j < N; ++j) bb[k * N + j] = B[o * ob + k * ldb + b * N + j];
+      const auto prod = ref_gemm(false, false, M, N, K, a, bb);
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+          const Index at = o * oc + i * ldc + b * N + j;
+          c[i * N + j] = C[at];
+          want[i * N + j] = C0[at] + 2.0 * prod[i * N + j];
+        }
+      EXPECT_LT(rel_error(c, want), 1e-14) << o << " " << b;
+    }
+}
+
 TEST(Matmul, LinearBackwardMatchesFiniteDifferences) {
   const int N = 6, in = 5, out = 4;
   auto x = random_vector(N * in, 5), w = random_vector(in * out, 6), b = random_vector(out, 7);

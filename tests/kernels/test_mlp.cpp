@@ -175,3 +175,24 @@ TEST(Mlp, BackwardMatchesFiniteDifferences) {
   const auto dw1 = delta(gw1, pw1);
   for (int i = C * F; i < 2 * C * F; ++i) EXPECT_EQ(dw1[i], 0.0);
 }
+
+TEST(Gelu, FloatPathAgreesWithReferenceToFloatRounding) {
+  // float uses an arithmetic exp (vectorizable); it must stay within float rounding of the
+  // double reference everywhere, including the saturated tails.
+  const int n = 4001;
+  std::vector<float> x(n);
+  for (int i = 0; i < n; ++i) x[i] = -20.f + 40.f * float(i) / float(n - 1);
+  auto dx = to_device(x);
+  Buffer<float> out("out", n), grad("grad", n), ones("ones", n);
+  Kokkos::deep_copy(ones, 1.f);
+  gelu_forward<float>(ExecSpace(), dx, out, n);
+  gelu_backward<float>(ExecSpace(), dx, ones, grad, n);
+  const auto o = to_host(out), g = to_host(grad);
+  for (int i = 0; i < n; ++i) {
+    const double xi = x[i], h = 1e-6;
+    const double want = ref_gelu(xi), want_g = (ref_gelu(xi + h) - ref_gelu(xi - h)) / (2 * h);
+    EXPECT_NEAR(o[i], want, 1e-6 * std::max(1.0, std::abs(want))) << xi;
+    EXPECT_NEAR(g[i], want_g, 1e-5) << xi;
+  }
+  for (float v : {-1e30f, -100.f, 100.f, 1e30f}) EXPECT_TRUE(std::isfinite(mlp_detail::gelu(v)));
+}
