@@ -20,6 +20,19 @@ struct AdamW {
   Real lr, beta1, beta2, eps, weight_decay;
 };
 
+// The update of one element (the formula above), shared by both launches below; bc1 and bc2
+// are the bias corrections 1 - b1^t and 1 - b2^t.
+template <class Real>
+KOKKOS_INLINE_FUNCTION void adamw_element(Real& p, Real& m, Real& v, const Real g, const Real lr,
+                                          const Real beta1, const Real beta2, const Real eps,
+                                          const Real weight_decay, const Real bc1, const Real bc2) {
+  m = beta1 * m + (Real(1) - beta1) * g;
+  v = beta2 * v + (Real(1) - beta2) * g * g;
+  const Real mhat = m / bc1;
+  const Real vhat = v / bc2;
+  p = p - lr * (mhat / (math::sqrt(vhat) + eps) + weight_decay * p);
+}
+
 // param, grad, m, v: the same [n] range of the flat parameter, gradient and moment buffers.
 template <class Real>
 void adamw_update(const ExecSpace& exec, View1<Real> param, View1<const Real> grad, View1<Real> m,
@@ -34,15 +47,7 @@ void adamw_update(const ExecSpace& exec, View1<Real> param, View1<const Real> gr
   const Real bc2 = Real(1.0 - std::pow(double(beta2), t));
   Kokkos::parallel_for(
       "moe::adamw_update", range(exec, Index(param.extent(0))), KOKKOS_LAMBDA(const Index i) {
-        const Real g = grad(i);
-        const Real mi = beta1 * m(i) + (Real(1) - beta1) * g;
-        const Real vi = beta2 * v(i) + (Real(1) - beta2) * g * g;
-        m(i) = mi;
-        v(i) = vi;
-        const Real mhat = mi / bc1;
-        const Real vhat = vi / bc2;
-        const Real p = param(i);
-        param(i) = p - lr * (mhat / (math::sqrt(vhat) + eps) + weight_decay * p);
+        adamw_element(param(i), m(i), v(i), grad(i), lr, beta1, beta2, eps, weight_decay, bc1, bc2);
       });
 }
 
@@ -65,16 +70,8 @@ void adamw_update_segments(const ExecSpace& exec, View1<Real> param, View1<const
       "moe::adamw_update_segments", range(exec, segs.total), KOKKOS_LAMBDA(const Index j) {
         const int s = segment_of(start, S, j);
         const Index i = begin(s) + j - start(s);
-        const Real wd = weight_decay * Real(flag(s));
-        const Real g = grad(i);
-        const Real mi = beta1 * m(i) + (Real(1) - beta1) * g;
-        const Real vi = beta2 * v(i) + (Real(1) - beta2) * g * g;
-        m(i) = mi;
-        v(i) = vi;
-        const Real mhat = mi / bc1;
-        const Real vhat = vi / bc2;
-        const Real p = param(i);
-        param(i) = p - lr * (mhat / (math::sqrt(vhat) + eps) + wd * p);
+        adamw_element(param(i), m(i), v(i), grad(i), lr, beta1, beta2, eps,
+                      weight_decay * Real(flag(s)), bc1, bc2);
       });
 }
 
