@@ -14,7 +14,8 @@ median (min-max) seconds per step of each and the suite's speed relative to PyTo
   cores 2: mpiexec -n 2 moe-bench, data parallel        vs  torch with 2 threads
            (--expert-parallel 0: the experts split over the ranks instead)
 Modes: reference = moe-bench's reference model; study = the shapes of
-studies/scaling_upper_bound.toml (base model and batch, top-1, dropless) at 8 and 64 experts.
+studies/scaling_upper_bound.toml (its base, studies/scaling_base.toml: model and batch, top-1,
+dropless) at 8 and 64 experts.
 --set applies to both sides after the mode's shapes (e.g. smaller shapes for a quick check).
 PyTorch comes from scripts/setup_torch.sh (installed on first use). Run it on an idle machine:
 both sides are timed on the same cores, so anything else running skews the ratio.
@@ -38,8 +39,9 @@ from shapes import REFERENCE  # noqa: E402  (moe-bench's reference shape)
 
 def study_shapes(experts):
     """The study's base model and batch, top-k routing, at the given expert count."""
-    with open(os.path.join(REPO, "studies", "scaling_upper_bound.toml"), "rb") as f:
-        base = tomllib.load(f)["base"]
+    # The study's base config (studies/scaling_base.toml, shared with the quick start).
+    with open(os.path.join(REPO, "studies", "scaling_base.toml"), "rb") as f:
+        base = tomllib.load(f)
     sets = [f"model.{k}={v}" for k, v in base["model"].items()]
     sets += [f"train.batch_size={base['train']['batch_size']}", "router.type=topk",
              "router.capacity_factor=0.0", f"model.num_experts={experts}"]  # fmt: skip
