@@ -20,35 +20,43 @@ struct AdamW {
   Real lr, beta1, beta2, eps, weight_decay;
 };
 
-// The update of one element (the formula above), shared by both launches below; bc1 and bc2
-// are the bias corrections 1 - b1^t and 1 - b2^t.
+// One step's constants, copied into the kernels: the bias corrections are the same for every
+// element, so they are computed once, on the host, in double (b^t for b close to 1 and large t
+// loses digits in float), then cast.
 template <class Real>
-KOKKOS_INLINE_FUNCTION void adamw_element(Real& p, Real& m, Real& v, const Real g, const Real lr,
-                                          const Real beta1, const Real beta2, const Real eps,
-                                          const Real weight_decay, const Real bc1, const Real bc2) {
-  m = beta1 * m + (Real(1) - beta1) * g;
-  v = beta2 * v + (Real(1) - beta2) * g * g;
-  const Real mhat = m / bc1;
-  const Real vhat = v / bc2;
-  p = p - lr * (mhat / (math::sqrt(vhat) + eps) + weight_decay * p);
-}
+struct AdamWStep {
+  Real lr, beta1, beta2, eps, bc1, bc2;
+
+  explicit AdamWStep(const AdamW<Real>& h)
+      : lr(h.lr),
+        beta1(h.beta1),
+        beta2(h.beta2),
+        eps(h.eps),
+        bc1(Real(1.0 - std::pow(double(h.beta1), h.t))),
+        bc2(Real(1.0 - std::pow(double(h.beta2), h.t))) {
+    MOE_CHECK(h.t >= 1, "adamw: step t must be >= 1");
+  }
+
+  // The update of one element (the formula above) with decay `weight_decay`.
+  KOKKOS_INLINE_FUNCTION void apply(Real& p, Real& m, Real& v, const Real g,
+                                    const Real weight_decay) const {
+    m = beta1 * m + (Real(1) - beta1) * g;
+    v = beta2 * v + (Real(1) - beta2) * g * g;
+    const Real mhat = m / bc1;
+    const Real vhat = v / bc2;
+    p = p - lr * (mhat / (math::sqrt(vhat) + eps) + weight_decay * p);
+  }
+};
 
 // param, grad, m, v: the same [n] range of the flat parameter, gradient and moment buffers.
 template <class Real>
 void adamw_update(const ExecSpace& exec, View1<Real> param, View1<const Real> grad, View1<Real> m,
                   View1<Real> v, const AdamW<Real>& h) {
-  const int t = h.t;
-  const Real lr = h.lr, beta1 = h.beta1, beta2 = h.beta2, eps = h.eps;
+  const AdamWStep<Real> step(h);
   const Real weight_decay = h.weight_decay;
-  MOE_CHECK(t >= 1, "adamw_update: step t must be >= 1");
-  // The bias corrections are the same for every element: compute them once, on the host, in
-  // double (b^t for b close to 1 and large t loses digits in float), then cast.
-  const Real bc1 = Real(1.0 - std::pow(double(beta1), t));
-  const Real bc2 = Real(1.0 - std::pow(double(beta2), t));
   Kokkos::parallel_for(
-      "moe::adamw_update", range(exec, Index(param.extent(0))), KOKKOS_LAMBDA(const Index i) {
-        adamw_element(param(i), m(i), v(i), grad(i), lr, beta1, beta2, eps, weight_decay, bc1, bc2);
-      });
+      "moe::adamw_update", range(exec, Index(param.extent(0))),
+      KOKKOS_LAMBDA(const Index i) { step.apply(param(i), m(i), v(i), grad(i), weight_decay); });
 }
 
 // The same update over every segment of the flat buffers in one launch; segment s decays with
@@ -57,12 +65,8 @@ template <class Real>
 void adamw_update_segments(const ExecSpace& exec, View1<Real> param, View1<const Real> grad,
                            View1<Real> m, View1<Real> v, const AdamW<Real>& h,
                            const Segments& segs) {
-  const int t = h.t;
-  const Real lr = h.lr, beta1 = h.beta1, beta2 = h.beta2, eps = h.eps;
+  const AdamWStep<Real> step(h);
   const Real weight_decay = h.weight_decay;
-  MOE_CHECK(t >= 1, "adamw_update_segments: step t must be >= 1");
-  const Real bc1 = Real(1.0 - std::pow(double(beta1), t));
-  const Real bc2 = Real(1.0 - std::pow(double(beta2), t));
   const Buffer<Index> begin = segs.begin, start = segs.start;
   const Buffer<float> flag = segs.flag;
   const int S = segs.count;
@@ -70,8 +74,7 @@ void adamw_update_segments(const ExecSpace& exec, View1<Real> param, View1<const
       "moe::adamw_update_segments", range(exec, segs.total), KOKKOS_LAMBDA(const Index j) {
         const int s = segment_of(start, S, j);
         const Index i = begin(s) + j - start(s);
-        adamw_element(param(i), m(i), v(i), grad(i), lr, beta1, beta2, eps,
-                      weight_decay * Real(flag(s)), bc1, bc2);
+        step.apply(param(i), m(i), v(i), grad(i), weight_decay * Real(flag(s)));
       });
 }
 

@@ -39,16 +39,7 @@ struct Block {
 // in each operand (strides in elements; A, B, C in that order).
 inline GemmBatch heads(int B, int H, Index seq_a, Index head_a, Index seq_b, Index head_b,
                        Index seq_c, Index head_c) {
-  GemmBatch g;
-  g.inner = H;
-  g.inner_a = head_a;
-  g.inner_b = head_b;
-  g.inner_c = head_c;
-  g.outer = B;
-  g.outer_a = seq_a;
-  g.outer_b = seq_b;
-  g.outer_c = seq_c;
-  return g;
+  return GemmBatch{H, head_a, head_b, head_c, B, seq_a, seq_b, seq_c};
 }
 
 }  // namespace attention_detail

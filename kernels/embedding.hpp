@@ -45,27 +45,21 @@ void embedding_backward(const ExecSpace& exec, View1<const int> tokens, View2<co
                         View2<Real> dwte, View2<Real> dwpe) {
   const Index N = Index(dout.extent(0)), C = Index(dout.extent(1)), S = Index(dwpe.extent(0));
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
-  // One team per row, its threads over channels (coalesced); on Serial the channel loop
-  // vectorizes and the rows run in order.
-  if constexpr (embedding_detail::kSerial) {
-    Kokkos::parallel_for(
-        "moe::embedding_backward_wte", Policy(exec, N, Kokkos::AUTO),
-        KOKKOS_LAMBDA(const Policy::member_type& team) {
-          const Index n = team.league_rank();
-          Real* row = &dwte(tokens(n), 0);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
-                               [&](const Index c) { row[c] += dout(n, c); });
+  // One team per row, its threads over channels (coalesced). On Serial the rows run in order
+  // and the channel loop is a plain add (deterministic, vectorizable); elsewhere rows of the
+  // same token may run at once, so the adds are atomic.
+  Kokkos::parallel_for(
+      "moe::embedding_backward_wte", Policy(exec, N, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        const Index n = team.league_rank();
+        Real* row = &dwte(tokens(n), 0);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const Index c) {
+          if constexpr (embedding_detail::kSerial)
+            row[c] += dout(n, c);
+          else
+            Kokkos::atomic_add(&row[c], dout(n, c));
         });
-  } else {
-    Kokkos::parallel_for(
-        "moe::embedding_backward_wte", Policy(exec, N, Kokkos::AUTO),
-        KOKKOS_LAMBDA(const Policy::member_type& team) {
-          const Index n = team.league_rank();
-          Real* row = &dwte(tokens(n), 0);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
-                               [&](const Index c) { Kokkos::atomic_add(&row[c], dout(n, c)); });
-        });
-  }
+      });
   // Position s receives rows s, s+S, s+2S, ...: one team per position adds them in order, its
   // threads over channels (each thread owns its channels, so no atomics).
   Kokkos::parallel_for(

@@ -59,15 +59,7 @@ TEST(Matmul, TwoLevelBatchMatchesPerMatrix) {
   auto A = random_vector(outer * oa, 31), B = random_vector(outer * ob, 32);
   auto C0 = random_vector(outer * oc, 33);
   auto dA = to_device(A), dB = to_device(B), dC = to_device(C0);
-  GemmBatch g;
-  g.inner = inner;
-  g.inner_a = K;
-  g.inner_b = N;
-  g.inner_c = N;
-  g.outer = outer;
-  g.outer_a = oa;
-  g.outer_b = ob;
-  g.outer_c = oc;
+  const GemmBatch g{inner, K, N, N, outer, oa, ob, oc};  // inner strides, then outer ones
   gemm_batched<double>(false, false, M, N, K, 2.0, dA.data(), lda, dB.data(), ldb, 1.0, dC.data(),
                        ldc, g);
   const auto C = to_host(dC);
