@@ -82,9 +82,8 @@ def write_report(study, out_dir, log=print):
     # Statistics over seeds: intervals, paired differences, the peak, the interaction.
     result = scaling.analyze(done) if done else None
     ci_path = os.path.join(out_dir, "scaling_ci.png")
-    for stale in [ci_path] + [os.path.join(out_dir, "stats_%s.csv" % n) for n in
-                              ("points", "vs_dense", "vs_topk", "own_scaling", "peaks",
-                               "interaction")]:
+    for stale in [ci_path] + [os.path.join(out_dir, "stats_%s.csv" % n)
+                              for n in scaling.CSV_NAMES]:
         if os.path.exists(stale):
             os.remove(stale)  # from an earlier report
     stat_lines, ci_caption, stat_csvs = [], None, []

@@ -23,6 +23,8 @@ from .load import SEED_KEY  # noqa: E402
 from .tables import num_experts, router_of  # noqa: E402
 
 SIZE_KEY = "data.train_tokens"
+# The tables written as stats_<name>.csv (write_csvs), in this order.
+CSV_NAMES = ("points", "vs_dense", "vs_topk", "own_scaling", "peaks", "interaction")
 
 
 def frame(points):
@@ -126,6 +128,13 @@ def paired_stats(df):
     return vs_dense, vs_topk
 
 
+def _change(curve, e_from, e_to):
+    """mean_ci over seeds of test loss at e_to minus at e_from (seeds having both)."""
+    at = lambda e: curve[curve.experts == e].set_index("seed").test_loss  # noqa: E731
+    both = pd.concat([at(e_to).rename("to"), at(e_from).rename("from")], axis=1).dropna()
+    return stats.mean_ci(both["to"] - both["from"])
+
+
 def own_scaling(df):
     """Per data size and router: test loss at the largest minus at the smallest of the expert
     counts every non-dense router of that size shares (e.g. 64 vs 8), paired by seed. Negative:
@@ -137,10 +146,7 @@ def own_scaling(df):
             continue
         lo_e, hi_e = min(shared), max(shared)
         for router, g in d.groupby("router", sort=True):
-            a = g[g.experts == hi_e].set_index("seed").test_loss
-            b = g[g.experts == lo_e].set_index("seed").test_loss
-            both = pd.concat([a.rename("hi"), b.rename("lo")], axis=1).dropna()
-            c = stats.mean_ci(both.hi - both.lo)
+            c = _change(g, lo_e, hi_e)
             rows.append({"train_tokens": size, "router": router, "from_experts": lo_e,
                          "to_experts": hi_e, "n": c["n"], "mean": c["mean"], "lo": c["lo"],
                          "hi": c["hi"], "still_gains": stats.verdict(c)})
@@ -185,10 +191,7 @@ def peaks(df):
         except ValueError:  # no two seeds with every expert count
             continue
         top = curve.experts.max()
-        a = curve[curve.experts == top].set_index("seed").test_loss
-        b = curve[curve.experts == pk["peak"]].set_index("seed").test_loss
-        both = pd.concat([a.rename("top"), b.rename("peak")], axis=1).dropna()
-        turn = stats.mean_ci(both.top - both.peak)
+        turn = _change(curve, pk["peak"], top)
         significance = stats.verdict(turn, better_is_lower=False)  # "yes": largest is worse
         if pk["peak"] == top:
             bound = "no: still improving at the largest count"
@@ -289,7 +292,7 @@ def analyze(points):
 def write_csvs(result, out_dir):
     """stats_<name>.csv per table (full precision), for tests and further analysis."""
     names = []
-    for name in ("points", "vs_dense", "vs_topk", "own_scaling", "peaks", "interaction"):
+    for name in CSV_NAMES:
         d = result[name]
         if len(d):
             d.to_csv(os.path.join(out_dir, "stats_%s.csv" % name), index=False)
