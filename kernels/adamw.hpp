@@ -59,22 +59,31 @@ void adamw_update(const ExecSpace& exec, View1<Real> param, View1<const Real> gr
       KOKKOS_LAMBDA(const Index i) { step.apply(param(i), m(i), v(i), grad(i), weight_decay); });
 }
 
-// The same update over every segment of the flat buffers in one launch; segment s decays with
-// h.weight_decay * segs.flag(s) (flag 1: decayed matrices, 0: biases and gains).
+// The same update over every segment of the flat buffers in one launch (one team per chunk);
+// segment s decays with h.weight_decay * its flag (1: decayed matrices, 0: biases and gains).
 template <class Real>
 void adamw_update_segments(const ExecSpace& exec, View1<Real> param, View1<const Real> grad,
                            View1<Real> m, View1<Real> v, const AdamW<Real>& h,
                            const Segments& segs) {
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  if (segs.chunks == 0) return;
   const AdamWStep<Real> step(h);
   const Real weight_decay = h.weight_decay;
-  const Buffer<Index> begin = segs.begin, start = segs.start;
-  const Buffer<float> flag = segs.flag;
-  const int S = segs.count;
+  const Buffer<Index> begin = segs.chunk_begin;
+  const Buffer<int> size = segs.chunk_size;
+  const Buffer<float> flag = segs.chunk_flag;
   Kokkos::parallel_for(
-      "moe::adamw_update_segments", range(exec, segs.total), KOKKOS_LAMBDA(const Index j) {
-        const int s = segment_of(start, S, j);
-        const Index i = begin(s) + j - start(s);
-        step.apply(param(i), m(i), v(i), grad(i), weight_decay * Real(flag(s)));
+      "moe::adamw_update_segments", Policy(exec, segs.chunks, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        const int c = team.league_rank();
+        const Index b = begin(c);
+        Real* p = &param(b);
+        const Real* g = &grad(b);
+        Real* mm = &m(b);
+        Real* vv = &v(b);
+        const Real decay = weight_decay * Real(flag(c));
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, size(c)),
+                             [&](const int i) { step.apply(p[i], mm[i], vv[i], g[i], decay); });
       });
 }
 

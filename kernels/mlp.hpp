@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cmath>
-#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -17,43 +16,6 @@ namespace moe {
 
 namespace mlp_detail {
 
-// exp(x) in float from arithmetic only (no library call), so that loops over it vectorize on
-// CPUs; also fine on GPUs. x = k ln2 + r with |r| <= ln2/2 (k rounded by the 1.5 * 2^23 trick),
-// exp(r) by its Taylor series to r^7 (relative error < 2e-8, below float rounding), and 2^k
-// put straight into the exponent bits. Arguments are clamped to [-87, 88] (no inf, no
-// denormals): exp(-87) ~ 1.6e-38, exp(88) ~ 1.7e38.
-KOKKOS_INLINE_FUNCTION float exp_float(float x) {
-  x = x < -87.f ? -87.f : (x > 88.f ? 88.f : x);
-  const float magic = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float t = x * 1.44269504f + magic;
-  const float k = t - magic;
-  const float r = (x - k * 0.693145752f) - k * 1.42860677e-6f;  // ln2 split in two parts
-  float p = 1.f / 5040.f;
-  p = p * r + 1.f / 720.f;
-  p = p * r + 1.f / 120.f;
-  p = p * r + 1.f / 24.f;
-  p = p * r + 1.f / 6.f;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
-  union {
-    float f;
-    std::int32_t i;
-  } tk{t}, scale{0.f};
-  scale.i = (tk.i - 0x4B400000 + 127) << 23;  // k = bits(t) - bits(magic); 2^k
-  return p * scale.f;
-}
-
-// exp for the GELU below: the arithmetic one in float, the library one in double (the
-// precision of the finite-difference tests).
-template <class Real>
-KOKKOS_INLINE_FUNCTION Real gelu_exp(Real x) {
-  if constexpr (std::is_same_v<Real, float>)
-    return exp_float(x);
-  else
-    return math::exp(x);
-}
-
 // GELU, tanh approximation: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), computed as
 // x * sigmoid(2u) = x / (1 + exp(-2u)) (the same function: 0.5 (1 + tanh u) = sigmoid(2u)).
 template <class Real>
@@ -61,7 +23,7 @@ KOKKOS_INLINE_FUNCTION Real gelu(Real x) {
   const Real k0 = Real(0.7978845608028654);  // sqrt(2/pi)
   const Real k1 = Real(0.044715);
   const Real u = k0 * (x + k1 * x * x * x);
-  return x / (Real(1) + gelu_exp(Real(-2) * u));
+  return x / (Real(1) + math::fast_exp(Real(-2) * u));
 }
 
 // d gelu / dx = s + 2 x s (1 - s) du/dx with s = sigmoid(2u), du/dx = sqrt(2/pi)(1 + 3k1 x^2)
@@ -70,7 +32,7 @@ template <class Real>
 KOKKOS_INLINE_FUNCTION Real gelu_grad(Real x) {
   const Real k0 = Real(0.7978845608028654);
   const Real k1 = Real(0.044715);
-  const Real s = Real(1) / (Real(1) + gelu_exp(Real(-2) * k0 * (x + k1 * x * x * x)));
+  const Real s = Real(1) / (Real(1) + math::fast_exp(Real(-2) * k0 * (x + k1 * x * x * x)));
   const Real du = k0 * (Real(1) + Real(3) * k1 * x * x);
   return s + Real(2) * x * s * (Real(1) - s) * du;
 }

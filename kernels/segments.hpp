@@ -1,9 +1,10 @@
-// Disjoint ranges of one flat buffer walked as a single index space, so that an update over many
+// Disjoint ranges of one flat buffer walked in a single launch, so that an update over many
 // tensors (the optimizer over every parameter tensor, the gradient norm over the owned ones) is
-// one kernel launch instead of one per tensor. Segment s covers [begin(s), begin(s) + size_s);
-// element j of the joint space (0 <= j < total) lies in the segment s with
-// start(s) <= j < start(s + 1), at begin(s) + j - start(s). flag(s) is a per-segment value the
-// kernels interpret (the weight-decay factor of AdamW).
+// one kernel instead of one per tensor. Each segment is cut into chunks of at most kChunk
+// elements and the kernels run one team per chunk: the chunk's place is a table lookup (no search
+// per element) and its elements are a contiguous run, a plain loop that vectorizes on a CPU and
+// coalesces on a GPU. flag(segment) is a per-segment value the kernels interpret (the
+// weight-decay factor of AdamW); every chunk carries its segment's.
 #pragma once
 
 #include <string>
@@ -14,46 +15,50 @@
 namespace moe {
 
 struct Segments {
-  Buffer<Index> begin, start;  // [S], [S + 1]
-  Buffer<float> flag;          // [S]
-  int count = 0;
-  Index total = 0;
+  static constexpr Index kChunk = 4096;
+
+  Buffer<Index> chunk_begin;  // [chunks]: first element of the chunk in the flat buffer
+  Buffer<int> chunk_size;     // [chunks]: 1..kChunk
+  Buffer<float> chunk_flag;   // [chunks]: its segment's flag
+  int count = 0;              // segments
+  int chunks = 0;
+  Index total = 0;  // elements over all segments
 
   Segments() = default;
-  // begins[s], sizes[s], flags[s] on the host; copied to the device once.
+  // begins[s], sizes[s], flags[s] on the host; the chunk table is copied to the device once.
   Segments(const std::vector<Index>& begins, const std::vector<Index>& sizes,
            const std::vector<float>& flags)
-      : begin(std::string("moe::segments.begin"), begins.size()),
-        start(std::string("moe::segments.start"), begins.size() + 1),
-        flag(std::string("moe::segments.flag"), begins.size()),
-        count(int(begins.size())) {
-    auto hb = Kokkos::create_mirror_view(begin);
-    auto hs = Kokkos::create_mirror_view(start);
-    auto hf = Kokkos::create_mirror_view(flag);
-    hs(0) = 0;
-    for (int s = 0; s < count; ++s) {
-      hb(s) = begins[std::size_t(s)];
-      hf(s) = flags[std::size_t(s)];
-      hs(s + 1) = hs(s) + sizes[std::size_t(s)];
+      : count(int(begins.size())) {
+    MOE_CHECK(sizes.size() == begins.size() && flags.size() == begins.size(),
+              "segments: begins, sizes and flags differ in length");
+    std::vector<Index> cb;
+    std::vector<int> cs;
+    std::vector<float> cf;
+    for (std::size_t s = 0; s < begins.size(); ++s) {
+      MOE_CHECK(sizes[s] >= 0, "segments: negative size");
+      total += sizes[s];
+      for (Index off = 0; off < sizes[s]; off += kChunk) {
+        cb.push_back(begins[s] + off);
+        cs.push_back(int(sizes[s] - off < kChunk ? sizes[s] - off : kChunk));
+        cf.push_back(flags[s]);
+      }
     }
-    total = hs(count);
-    Kokkos::deep_copy(begin, hb);
-    Kokkos::deep_copy(start, hs);
-    Kokkos::deep_copy(flag, hf);
+    chunks = int(cb.size());
+    chunk_begin = Buffer<Index>(std::string("moe::segments.chunk_begin"), cb.size());
+    chunk_size = Buffer<int>(std::string("moe::segments.chunk_size"), cs.size());
+    chunk_flag = Buffer<float>(std::string("moe::segments.chunk_flag"), cf.size());
+    auto hb = Kokkos::create_mirror_view(chunk_begin);
+    auto hs = Kokkos::create_mirror_view(chunk_size);
+    auto hf = Kokkos::create_mirror_view(chunk_flag);
+    for (int c = 0; c < chunks; ++c) {
+      hb(c) = cb[std::size_t(c)];
+      hs(c) = cs[std::size_t(c)];
+      hf(c) = cf[std::size_t(c)];
+    }
+    Kokkos::deep_copy(chunk_begin, hb);
+    Kokkos::deep_copy(chunk_size, hs);
+    Kokkos::deep_copy(chunk_flag, hf);
   }
 };
-
-// The segment holding joint index j (binary search over start; S is small).
-KOKKOS_INLINE_FUNCTION int segment_of(const Buffer<Index>& start, int count, Index j) {
-  int lo = 0, hi = count - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (start(mid) <= j)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return lo;
-}
 
 }  // namespace moe
