@@ -8,49 +8,61 @@
 namespace moe {
 
 // out[n,:] = sum over j = 0..K-1 with slot_of[n*K+j] >= 0 of gate[n*K+j] * yg[slot,:].
-// One thread per (token, channel), slots summed in order j: deterministic.
+// One team per token row, slots summed in order j: deterministic.
 // yg [M,C] (grouped rows), slot_of and gate [N,K] -> out [N,C].
 template <class Real>
 void combine_forward(const ExecSpace& exec, View2<const Real> yg, View2<const int> slot_of,
                      View2<const Real> gate, View2<Real> out) {
-  const Index C = Index(out.extent(1));
-  const int K = int(slot_of.extent(1));
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const int C = int(out.extent(1)), K = int(slot_of.extent(1)), N = int(out.extent(0));
+  if (N == 0) return;
   Kokkos::parallel_for(
-      "moe::combine_forward", range(exec, Index(out.extent(0)) * C), KOKKOS_LAMBDA(const Index i) {
-        const Index n = i / C, c = i - n * C;
-        Real acc = 0;
+      "moe::combine_forward", Policy(exec, N, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        const int n = team.league_rank();
+        Real* o = &out(n, 0);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) { o[c] = 0; });
         for (int j = 0; j < K; ++j) {
           const int s = slot_of(n, j);
-          if (s >= 0) acc += gate(n, j) * yg(s, c);
+          if (s < 0) continue;
+          const Real g = gate(n, j);
+          const Real* y = &yg(s, 0);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                               [&](const int c) { o[c] += g * y[c]; });
         }
-        out(n, c) = acc;
       });
 }
 
 // dyg[slot,:] += gate[a] * dout[n,:] and dgate[a] += dot(dout[n,:], yg[slot,:]) for every
 // assignment a = n*K+j that has a row. Each row belongs to exactly one assignment, so the dyg
-// writes never collide; each dgate entry is one thread's dot product over C in order.
+// writes never collide; each dgate entry is one team's reduction over C. One team per token.
 // dout [N,C], yg and dyg [M,C], slot_of, gate and dgate [N,K].
 template <class Real>
 void combine_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Real> yg,
                       View2<const int> slot_of, View2<const Real> gate, View2<Real> dyg,
                       View2<Real> dgate) {
-  const int K = int(slot_of.extent(1)), C = int(dout.extent(1));
-  const Index A = Index(slot_of.extent(0)) * K;
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const int K = int(slot_of.extent(1)), C = int(dout.extent(1)), N = int(dout.extent(0));
+  if (N == 0) return;
   Kokkos::parallel_for(
-      "moe::combine_backward_rows", range(exec, A * C), KOKKOS_LAMBDA(const Index i) {
-        const Index a = i / C, c = i - a * C, n = a / K, j = a % K;
-        const int s = slot_of(n, j);
-        if (s >= 0) dyg(s, c) += gate(n, j) * dout(n, c);
-      });
-  Kokkos::parallel_for(
-      "moe::combine_backward_gate", range(exec, A), KOKKOS_LAMBDA(const Index a) {
-        const Index n = a / K, j = a % K;
-        const int s = slot_of(n, j);
-        if (s < 0) return;
-        Real acc = 0;
-        for (int c = 0; c < C; ++c) acc += dout(n, c) * yg(s, c);
-        dgate(n, j) += acc;
+      "moe::combine_backward", Policy(exec, N, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team) {
+        const int n = team.league_rank();
+        const Real* d = &dout(n, 0);
+        for (int j = 0; j < K; ++j) {
+          const int s = slot_of(n, j);
+          if (s < 0) continue;
+          const Real g = gate(n, j);
+          const Real* y = &yg(s, 0);
+          Real* dy = &dyg(s, 0);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                               [&](const int c) { dy[c] += g * d[c]; });
+          Real acc = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, C), [&](const int c, Real& t) { t += d[c] * y[c]; },
+              acc);
+          Kokkos::single(Kokkos::PerTeam(team), [&]() { dgate(n, j) += acc; });
+        }
       });
 }
 

@@ -10,9 +10,10 @@
 namespace moe {
 
 namespace cross_entropy_detail {
-// Each thread sums kLanes consecutive exponentials into its own partial sums before adding them
-// to the running total: a float sum in one chain cannot be vectorized without reordering it, the
-// kLanes-wide block can (and it keeps the exponentials' loads coalesced on a GPU).
+// Each thread reduces kLanes consecutive logits (their maximum, then their exponentials' sum)
+// before folding them into its running value: one chain through the reducer per element cannot
+// be vectorized (a float sum without reordering it) and on a CPU it keeps the running value in
+// memory; the kLanes-wide block vectorizes.
 constexpr int kLanes = 8;
 }  // namespace cross_entropy_detail
 
@@ -33,19 +34,33 @@ void cross_entropy_forward(const ExecSpace& exec, View2<const Real> logits,
         // Subtract the row maximum before exponentiating so exp never overflows.
         Real mx = 0;
         Kokkos::parallel_reduce(
-            Kokkos::TeamThreadRange(team, V),
-            [&](const int v, Real& m) { m = row[v] > m ? row[v] : m; }, Kokkos::Max<Real>(mx));
+            Kokkos::TeamThreadRange(team, blocks),
+            [&](const int b, Real& m) {
+              const Real* x = row + b * L;
+              const int len = V - b * L < L ? V - b * L : L;
+              Real block = x[0];
+              if (len == L) {  // the full blocks: a fixed-length loop, vectorized
+                for (int j = 1; j < L; ++j) block = x[j] > block ? x[j] : block;
+              } else {
+                for (int j = 1; j < len; ++j) block = x[j] > block ? x[j] : block;
+              }
+              m = block > m ? block : m;
+            },
+            Kokkos::Max<Real>(mx));
         Real s = 0;
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, blocks),
             [&](const int b, Real& acc) {
-              Real part[L];
-              for (int j = 0; j < L; ++j) {
-                const int v = b * L + j;
-                part[j] = v < V ? math::fast_exp(row[v] - mx) : Real(0);
-              }
+              const Real* x = row + b * L;
+              const int len = V - b * L < L ? V - b * L : L;
               Real block = 0;
-              for (int j = 0; j < L; ++j) block += part[j];
+              if (len == L) {
+                Real part[L];
+                for (int j = 0; j < L; ++j) part[j] = math::fast_exp(x[j] - mx);
+                for (int j = 0; j < L; ++j) block += part[j];
+              } else {
+                for (int j = 0; j < len; ++j) block += math::fast_exp(x[j] - mx);
+              }
               acc += block;
             },
             s);
@@ -57,9 +72,11 @@ void cross_entropy_forward(const ExecSpace& exec, View2<const Real> logits,
       });
 }
 
-// dlogits[n,v] += scale * (softmax(logits[n,:])[v] - [v == targets[n]]). scale is the weight
-// of each row's loss in the total (1/N for a mean over tokens).
-// dlogits [N,V] += scale * d(loss)/d(logits).
+// dlogits[n,v] = scale * (softmax(logits[n,:])[v] - [v == targets[n]]). scale is the weight
+// of each row's loss in the total (1/N for a mean over tokens). Written, not accumulated: the
+// logits feed nothing else, and a separate zero-fill of the [N,V] buffer (the largest
+// activation of a small model) would cost as much as this pass.
+// dlogits [N,V] = scale * d(loss)/d(logits).
 template <class Real>
 void cross_entropy_backward(const ExecSpace& exec, View2<const Real> logits,
                             View1<const int> targets, View1<const Real> lse, Real scale,
@@ -76,7 +93,7 @@ void cross_entropy_backward(const ExecSpace& exec, View2<const Real> logits,
         Real* drow = &dlogits(n, 0);
         const Real l = lse(n);
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, V),
-                             [&](const int v) { drow[v] += scale * math::fast_exp(row[v] - l); });
+                             [&](const int v) { drow[v] = scale * math::fast_exp(row[v] - l); });
         team.team_barrier();
         Kokkos::single(Kokkos::PerTeam(team), [&]() { drow[targets(n)] -= scale; });
       });

@@ -177,12 +177,10 @@ void Transformer<Real>::backward() {
   const int N = int(N_), C = C_;
   const Index NC = N_ * C;
   // Loss head: d(mean CE)/dlogits, then through the tied embedding.
-  fill_zero<Real>(slice(dlogits_, 0, N_ * V_), N_ * V_);
   cross_entropy_backward<Real>(exec_, rows(logits_, V_), targets_copy_, lse_,
                                Real(1.0 / global_tokens_), rows(dlogits_, V_));
-  fill_zero<Real>(slice(dln_, 0, NC), NC);
   gemm<Real>(false, false, N, C, V_, Real(1), dlogits_.data(), V_, p(layout_.wte).data(), C,
-             Real(1), dln_.data(), C);
+             Real(0), dln_.data(), C);
   gemm<Real>(true, false, V_, C, N, Real(1), dlogits_.data(), V_, lnf_.data(), C, Real(1),
              g(layout_.wte).data(), C);
   fill_zero<Real>(slice(dres_, 0, NC), NC);
