@@ -10,11 +10,49 @@
 namespace moe {
 
 namespace cross_entropy_detail {
-// Each thread reduces kLanes consecutive logits (their maximum, then their exponentials' sum)
-// before folding them into its running value: one chain through the reducer per element cannot
-// be vectorized (a float sum without reordering it) and on a CPU it keeps the running value in
-// memory; the kLanes-wide block vectorizes.
-constexpr int kLanes = 8;
+
+// Each thread reduces a block of kBlock consecutive logits (their maximum, then the sum of their
+// exponentials) before joining the team's reduction. On a CPU the block is wide and reduced as a
+// pairwise tree in a fixed order: plain elementwise loops the compiler vectorizes, where one
+// chain through the reducer per element would stay scalar (a float sum cannot be reordered) and
+// keep the running value in memory. On a GPU a block is one element: consecutive threads then
+// read consecutive logits, and the team reduction is already a tree.
+#if defined(KOKKOS_ENABLE_CUDA) || defined(KOKKOS_ENABLE_HIP) || defined(KOKKOS_ENABLE_SYCL)
+constexpr int kBlock = 1;
+#else
+constexpr int kBlock = 64;
+#endif
+
+// max of x[0..len), 1 <= len <= kBlock.
+template <class Real>
+KOKKOS_INLINE_FUNCTION Real block_max(const Real* x, int len) {
+  if (len < kBlock) {
+    Real m = x[0];
+    for (int j = 1; j < len; ++j) m = x[j] > m ? x[j] : m;
+    return m;
+  }
+  Real part[kBlock];
+  for (int j = 0; j < kBlock; ++j) part[j] = x[j];
+  for (int w = kBlock / 2; w > 0; w /= 2)
+    for (int j = 0; j < w; ++j) part[j] = part[j + w] > part[j] ? part[j + w] : part[j];
+  return part[0];
+}
+
+// sum of exp(x[j] - shift) over j in [0, len), 1 <= len <= kBlock.
+template <class Real>
+KOKKOS_INLINE_FUNCTION Real block_sum_exp(const Real* x, int len, Real shift) {
+  if (len < kBlock) {
+    Real s = 0;
+    for (int j = 0; j < len; ++j) s += math::fast_exp(x[j] - shift);
+    return s;
+  }
+  Real part[kBlock];
+  for (int j = 0; j < kBlock; ++j) part[j] = math::fast_exp(x[j] - shift);
+  for (int w = kBlock / 2; w > 0; w /= 2)
+    for (int j = 0; j < w; ++j) part[j] += part[j + w];
+  return part[0];
+}
+
 }  // namespace cross_entropy_detail
 
 // logits [N,V], targets [N] -> lse, loss [N].
@@ -22,9 +60,9 @@ template <class Real>
 void cross_entropy_forward(const ExecSpace& exec, View2<const Real> logits,
                            View1<const int> targets, View1<Real> lse, View1<Real> loss) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
-  constexpr int L = cross_entropy_detail::kLanes;
+  constexpr int B = cross_entropy_detail::kBlock;
   const int N = int(logits.extent(0)), V = int(logits.extent(1));
-  const int blocks = (V + L - 1) / L;
+  const int blocks = (V + B - 1) / B;
   // One team per row: V is large (tens of thousands), so the row is split over the team.
   Kokkos::parallel_for(
       "moe::cross_entropy_forward", Policy(exec, N, Kokkos::AUTO),
@@ -36,14 +74,8 @@ void cross_entropy_forward(const ExecSpace& exec, View2<const Real> logits,
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, blocks),
             [&](const int b, Real& m) {
-              const Real* x = row + b * L;
-              const int len = V - b * L < L ? V - b * L : L;
-              Real block = x[0];
-              if (len == L) {  // the full blocks: a fixed-length loop, vectorized
-                for (int j = 1; j < L; ++j) block = x[j] > block ? x[j] : block;
-              } else {
-                for (int j = 1; j < len; ++j) block = x[j] > block ? x[j] : block;
-              }
+              const int len = V - b * B < B ? V - b * B : B;
+              const Real block = cross_entropy_detail::block_max(row + b * B, len);
               m = block > m ? block : m;
             },
             Kokkos::Max<Real>(mx));
@@ -51,17 +83,8 @@ void cross_entropy_forward(const ExecSpace& exec, View2<const Real> logits,
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, blocks),
             [&](const int b, Real& acc) {
-              const Real* x = row + b * L;
-              const int len = V - b * L < L ? V - b * L : L;
-              Real block = 0;
-              if (len == L) {
-                Real part[L];
-                for (int j = 0; j < L; ++j) part[j] = math::fast_exp(x[j] - mx);
-                for (int j = 0; j < L; ++j) block += part[j];
-              } else {
-                for (int j = 0; j < len; ++j) block += math::fast_exp(x[j] - mx);
-              }
-              acc += block;
+              const int len = V - b * B < B ? V - b * B : B;
+              acc += cross_entropy_detail::block_sum_exp(row + b * B, len, mx);
             },
             s);
         Kokkos::single(Kokkos::PerTeam(team), [&]() {

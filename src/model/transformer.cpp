@@ -224,19 +224,27 @@ void Transformer<Real>::backward() {
 }
 
 template <class Real>
-double Transformer<Real>::forward_flops() const {
+typename Transformer<Real>::FlopParts Transformer<Real>::forward_flop_parts() const {
   const double C = C_, F = F_, S = S_;
-  double per_token = 2.0 * C * V_;  // LM head
+  FlopParts per_token;
+  per_token.rest = 2.0 * C * V_;  // LM head
   for (int l = 0; l < L_; ++l) {
     const BlockLayout& b = layout_.blocks[l];
-    per_token += 2.0 * (3 * C * C + C * C);  // qkv and output projections
-    per_token += 2.0 * 2.0 * S * C;          // scores and mixing over the full S x S square
+    per_token.attention += 2.0 * (3 * C * C + C * C);  // qkv and output projections
+    per_token.attention += 2.0 * 2.0 * S * C;          // scores and mixing over the full S x S
     const double active =
         b.moe ? moe_[moe_of_block_[l]].layer->router().active_experts_per_token() : 1.0;
-    per_token += 2.0 * active * 2.0 * C * F;
-    if (b.moe) per_token += 2.0 * C * cfg_.model.num_experts;  // router logits
+    per_token.ffn += 2.0 * active * 2.0 * C * F;
+    if (b.moe) per_token.rest += 2.0 * C * cfg_.model.num_experts;  // router logits
   }
-  return per_token * double(N_);
+  const double n = double(N_);
+  return {per_token.attention * n, per_token.ffn * n, per_token.rest * n};
+}
+
+template <class Real>
+double Transformer<Real>::forward_flops() const {
+  const FlopParts f = forward_flop_parts();
+  return f.attention + f.ffn + f.rest;
 }
 
 template class Transformer<float>;

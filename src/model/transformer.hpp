@@ -64,6 +64,12 @@ class Transformer {
   // Forward FLOPs of one forward over B*S tokens with the active (routed) parameters:
   // 2 * active matmul parameters * tokens + attention scores and mixing (full S x S).
   double forward_flops() const;
+  // The same count split by where the work runs: the blocks' attention (projections, scores and
+  // mixing), their FFNs (expert MLPs or the dense FFN), and the rest (LM head, router logits).
+  struct FlopParts {
+    double attention = 0, ffn = 0, rest = 0;
+  };
+  FlopParts forward_flop_parts() const;
 
  private:
   View1<Real> p(int tensor) { return slice(params_, layout_[tensor].offset, layout_[tensor].size); }

@@ -126,8 +126,9 @@ Timing time_steps(moe::Trainer& trainer, moe::RunFile* file, bool record, int st
   return t;
 }
 
-void print_result(const moe::Config& cfg, moe::Trainer& trainer, const Timing& t, int ranks,
-                  bool record) {
+// Prints the throughput line; returns the same-run sgemm rate (one core).
+double print_result(const moe::Config& cfg, moe::Trainer& trainer, const Timing& t, int ranks,
+                    bool record) {
   const double secs = t.step_s;
   const double tokens = double(cfg.train.batch_size) * cfg.model.seq_len;
   // forward_flops counts this rank's share of the batch; every rank does the same share.
@@ -142,6 +143,7 @@ void print_result(const moe::Config& cfg, moe::Trainer& trainer, const Timing& t
       moe::gemm_backend());
   if (record) std::printf(" metrics_overhead=%.5f", t.record_s / secs);
   std::printf("\n");
+  return sgemm;
 }
 
 // Per timed step, from the counter's totals (nothing when it is not loaded).
@@ -158,12 +160,23 @@ void print_counters(const Timing& t) {
       per(t.after.host_syncs, t.before.host_syncs));
 }
 
-// The last step's seconds per phase (--profile).
-void print_phases(moe::Trainer& trainer) {
+// The last step's seconds per phase (--profile), and the FLOP rates of the two phases that are
+// mostly GEMMs: forward + backward = 3 x the forward FLOPs of the phase's products (attention:
+// the projections plus scores and mixing over the full S x S square, as model_gflops counts
+// them; experts: the expert MLPs, or the dense FFN), with the experts' rate as a share of
+// sgemm_gflops.
+void print_phases(moe::Trainer& trainer, double sgemm) {
   std::printf("phases:");
   const auto& secs = trainer.last_metrics().phase_seconds;
   for (int p = 0; p < moe::kNumPhases; ++p) std::printf(" %s_s=%.4f", moe::phase_name(p), secs[p]);
   std::printf("\n");
+  const auto flops = trainer.model().forward_flop_parts();
+  const double experts_s = secs[int(moe::Phase::Experts)];
+  const double attention_s = secs[int(moe::Phase::Attention)];
+  const double experts = experts_s > 0 ? 3.0 * flops.ffn / experts_s / 1e9 : 0.0;
+  const double attention = attention_s > 0 ? 3.0 * flops.attention / attention_s / 1e9 : 0.0;
+  std::printf("phase_rates: experts_gflops=%.2f experts_vs_sgemm=%.3f attention_gflops=%.2f\n",
+              experts, sgemm > 0 ? experts / sgemm : 0.0, attention);
 }
 
 int run(int argc, char** argv, int rank, int ranks) {
@@ -182,11 +195,11 @@ int run(int argc, char** argv, int rank, int ranks) {
   if (o.profile) trainer.set_profiling(true);
   const Timing t = time_steps(trainer, file.get(), !o.output.empty(), o.steps);
   if (rank != 0) return 0;
-  print_result(cfg, trainer, t, ranks, !o.output.empty());
+  const double sgemm = print_result(cfg, trainer, t, ranks, !o.output.empty());
   print_counters(t);
   if (o.counters && !t.after.loaded)
     std::fprintf(stderr, "moe-bench: --counters: Kokkos did not load the counter library\n");
-  if (o.profile) print_phases(trainer);
+  if (o.profile) print_phases(trainer, sgemm);
   return 0;
 }
 
