@@ -16,8 +16,11 @@ import tomllib  # Python >= 3.11 (Debian 12 has 3.11)
 
 import numpy as np
 
-# The step-time phases moe-train records under /train/time/<phase>, in step order.
-PHASES = ("router", "dispatch", "experts", "combine", "attention", "rest", "optimizer")
+# The step-time phases moe-train records under /train/time/<phase>, in step order; then the two
+# that run files written before the forward/backward split have instead ("experts",
+# "attention"). A figure uses the ones its runs have.
+PHASES = ("embedding", "attention_fwd", "attention_bwd", "router", "dispatch", "experts_fwd",
+          "experts_bwd", "combine", "loss", "rest", "optimizer", "experts", "attention")
 
 # Keys that differ between the points of any study but say nothing about the model.
 IGNORED_KEYS = ("output.path", "data.cache_dir")

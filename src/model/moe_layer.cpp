@@ -41,7 +41,7 @@ void MoeLayer<Real>::forward(const RouteContext& ctx, View1<const Real> x,
 
   View1<const Real> rows = dispatcher_->dispatch(*router_, state_, x, N);
   experts_.forward(p, dispatcher_->expert_rows(), rows, dispatcher_->expert_output());
-  lap(timer_, Phase::Experts);
+  lap(timer_, Phase::ExpertsFwd);
   dispatcher_->combine(state_, out, N);
 }
 
@@ -55,7 +55,7 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout, V
   lap(timer_, Phase::Rest);
   View1<const Real> dy = dispatcher_->combine_backward(state_, dout, dgate, N);
   experts_.backward(p, g, dispatcher_->expert_rows(), dy, dispatcher_->expert_input_grad());
-  lap(timer_, Phase::Experts);
+  lap(timer_, Phase::ExpertsBwd);
   dispatcher_->dispatch_backward(dx, N);
 
   // The router learns only through the gates (and its auxiliary losses).

@@ -13,11 +13,28 @@
 
 namespace moe {
 
-enum class Phase { Router, Dispatch, Experts, Combine, Attention, Rest, Optimizer, Count };
+// Forward and backward of the two GEMM-heavy parts are separate phases, so a regression shows
+// where it happens; "loss" is the LM head and the cross-entropy, "rest" the norms, residuals,
+// the batch upload and the gradient zeroing.
+enum class Phase {
+  Embedding,
+  AttentionFwd,
+  AttentionBwd,
+  Router,
+  Dispatch,
+  ExpertsFwd,
+  ExpertsBwd,
+  Combine,
+  Loss,
+  Rest,
+  Optimizer,
+  Count
+};
 constexpr int kNumPhases = int(Phase::Count);
 inline const char* phase_name(int p) {
-  static const char* names[kNumPhases] = {"router",    "dispatch", "experts",  "combine",
-                                          "attention", "rest",     "optimizer"};
+  static const char* names[kNumPhases] = {
+      "embedding",   "attention_fwd", "attention_bwd", "router", "dispatch", "experts_fwd",
+      "experts_bwd", "combine",       "loss",          "rest",   "optimizer"};
   return names[p];
 }
 

@@ -125,8 +125,10 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
   ctx_ = RouteContext{tokens_copy_, step, training};
 
   ForwardStats stats;
+  lap(timer_, Phase::Rest);  // the batch upload and the gradient zeroing before this
   embedding_forward<Real>(exec_, tokens_copy_, matrix(p(layout_.wte), V_, C),
                           matrix(p(layout_.wpe), S_, C), rows(acts_[0].res, C));
+  lap(timer_, Phase::Embedding);
   for (int l = 0; l < L_; ++l) {
     Acts& a = acts_[l];
     const BlockLayout& b = layout_.blocks[l];
@@ -139,7 +141,7 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
     attention_forward<Real>(exec_, rows(a.qkv, 3 * C), scores(a.att), rows(a.atty, C));
     linear_forward<Real>(exec_, rows(a.atty, C), matrix(p(b.proj_w), C, C), p(b.proj_b),
                          rows(tmp_, C));
-    lap(timer_, Phase::Attention);
+    lap(timer_, Phase::AttentionFwd);
     residual_forward<Real>(exec_, rows(a.res, C), rows(tmp_, C), rows(a.res_mid, C));
     // FFN branch: dense GELU MLP (one group) or the MoE layer.
     layernorm_forward<Real>(exec_, rows(a.res_mid, C), p(b.ln2_g), p(b.ln2_b), rows(a.ln2, C),
@@ -156,19 +158,20 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
     } else {
       mlp_forward<Real>(exec_, rows(a.ln2, C), mlp(params_, b), {rows(a.pre, F_), rows(a.act, F_)},
                         rows(tmp_, C), {0, N});
-      lap(timer_, Phase::Experts);
+      lap(timer_, Phase::ExpertsFwd);
     }
     Buffer<Real>& next = (l + 1 < L_) ? acts_[l + 1].res : res_final_;
     residual_forward<Real>(exec_, rows(a.res_mid, C), rows(tmp_, C), rows(next, C));
   }
   layernorm_forward<Real>(exec_, rows(res_final_, C), p(layout_.lnf_g), p(layout_.lnf_b),
                           rows(lnf_, C), lnf_mean_, lnf_rstd_);
+  lap(timer_, Phase::Rest);
   // LM head tied to the token embedding: logits = lnf wte^T.
   gemm<Real>(false, true, N, V_, C, Real(1), lnf_.data(), C, p(layout_.wte).data(), C, Real(0),
              logits_.data(), V_);
   cross_entropy_forward<Real>(exec_, rows(logits_, V_), targets_copy_, lse_, losses_);
   stats.loss = double(sum<Real>(losses_, N_)) / double(N_);
-  lap(timer_, Phase::Rest);
+  lap(timer_, Phase::Loss);
   return stats;
 }
 
@@ -183,6 +186,7 @@ void Transformer<Real>::backward() {
              Real(0), dln_.data(), C);
   gemm<Real>(true, false, V_, C, N, Real(1), dlogits_.data(), V_, lnf_.data(), C, Real(1),
              g(layout_.wte).data(), C);
+  lap(timer_, Phase::Loss);
   fill_zero<Real>(slice(dres_, 0, NC), NC);
   layernorm_backward<Real>(exec_, rows(dln_, C), rows(res_final_, C), p(layout_.lnf_g), lnf_mean_,
                            lnf_rstd_, rows(dres_, C), g(layout_.lnf_g), g(layout_.lnf_b));
@@ -199,7 +203,7 @@ void Transformer<Real>::backward() {
       lap(timer_, Phase::Rest);
       mlp_backward<Real>(exec_, rows(dres_, C), rows(a.ln2, C), {rows(a.pre, F_), rows(a.act, F_)},
                          mlp(params_, b), rows(dpre_, F_), rows(dln_, C), mlp(grads_, b), {0, N});
-      lap(timer_, Phase::Experts);
+      lap(timer_, Phase::ExpertsBwd);
     }
     layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res_mid, C), p(b.ln2_g), a.ln2_mean,
                              a.ln2_rstd, rows(dres_, C), g(b.ln2_g), g(b.ln2_b));
@@ -214,13 +218,13 @@ void Transformer<Real>::backward() {
     fill_zero<Real>(slice(dln_, 0, NC), NC);
     linear_backward<Real>(exec_, rows(dqkv_, 3 * C), rows(a.ln1, C), matrix(p(b.qkv_w), C, 3 * C),
                           rows(dln_, C), matrix(g(b.qkv_w), C, 3 * C), g(b.qkv_b));
-    lap(timer_, Phase::Attention);
+    lap(timer_, Phase::AttentionBwd);
     layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res, C), p(b.ln1_g), a.ln1_mean,
                              a.ln1_rstd, rows(dres_, C), g(b.ln1_g), g(b.ln1_b));
   }
   embedding_backward<Real>(exec_, tokens_copy_, rows(dres_, C), matrix(g(layout_.wte), V_, C),
                            matrix(g(layout_.wpe), S_, C));
-  lap(timer_, Phase::Rest);
+  lap(timer_, Phase::Embedding);
 }
 
 template <class Real>

@@ -171,8 +171,9 @@ void print_phases(moe::Trainer& trainer, double sgemm) {
   for (int p = 0; p < moe::kNumPhases; ++p) std::printf(" %s_s=%.4f", moe::phase_name(p), secs[p]);
   std::printf("\n");
   const auto flops = trainer.model().forward_flop_parts();
-  const double experts_s = secs[int(moe::Phase::Experts)];
-  const double attention_s = secs[int(moe::Phase::Attention)];
+  const double experts_s = secs[int(moe::Phase::ExpertsFwd)] + secs[int(moe::Phase::ExpertsBwd)];
+  const double attention_s =
+      secs[int(moe::Phase::AttentionFwd)] + secs[int(moe::Phase::AttentionBwd)];
   const double experts = experts_s > 0 ? 3.0 * flops.ffn / experts_s / 1e9 : 0.0;
   const double attention = attention_s > 0 ? 3.0 * flops.attention / attention_s / 1e9 : 0.0;
   std::printf("phase_rates: experts_gflops=%.2f experts_vs_sgemm=%.3f attention_gflops=%.2f\n",

@@ -69,7 +69,8 @@ with h5py.File(ref_path, "r") as f:
     clipped = f["train/clipped"][:]
     assert clipped.shape == (n,)
     assert np.array_equal(clipped, (f["train/grad_norm"][:] > 1.0).astype(clipped.dtype))
-    phases = ("router", "dispatch", "experts", "combine", "attention", "rest", "optimizer")
+    phases = ("embedding", "attention_fwd", "attention_bwd", "router", "dispatch", "experts_fwd",
+              "experts_bwd", "combine", "loss", "rest", "optimizer")
     times = np.stack([f[f"train/time/{p}"][:] for p in phases])
     assert np.all(times >= 0) and np.all(times.sum(axis=0) > 0)
     for layer in (0, 1):
