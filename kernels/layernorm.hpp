@@ -58,34 +58,20 @@ void layernorm_backward(const ExecSpace& exec, View2<const Real> dout, View2<con
                         View2<Real> dx, View1<Real> dgamma, View1<Real> dbeta) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
   const int N = int(x.extent(0)), C = int(x.extent(1));
-  Kokkos::parallel_for(
-      "moe::layernorm_backward_dx", Policy(exec, N, Kokkos::AUTO),
-      KOKKOS_LAMBDA(const Policy::member_type& team) {
-        const int n = team.league_rank();
-        const Real mu = mean(n), rs = rstd(n);
-        Real sg = 0, sgx = 0;
-        Kokkos::parallel_reduce(
-            Kokkos::TeamThreadRange(team, C),
-            [&](const int c, Real& acc) { acc += dout(n, c) * gamma(c); }, sg);
-        Kokkos::parallel_reduce(
-            Kokkos::TeamThreadRange(team, C),
-            [&](const int c, Real& acc) { acc += dout(n, c) * gamma(c) * (x(n, c) - mu) * rs; },
-            sgx);
-        const Real mg = sg / C, mgx = sgx / C;
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) {
-          const Real xhat = (x(n, c) - mu) * rs;
-          dx(n, c) += rs * (dout(n, c) * gamma(c) - mg - xhat * mgx);
-        });
-      });
-  // dgamma/dbeta sum over rows in two passes, both parallel and in a fixed order: one team per
-  // chunk of kChunk rows sums its rows into partials [chunks, 2C] (threads over channels,
-  // coalesced; on a CPU the chunk's rows stay in cache and the channel loop vectorizes), then
-  // one thread per channel adds the chunks' partials in order.
+  // One team per chunk of kChunk rows does each row's dx (two team reductions, then the
+  // update) and sums the chunk's dgamma/dbeta contributions into partials [chunks, 2C] while the
+  // rows are at hand (threads over channels: coalesced, and a loop that vectorizes on a CPU);
+  // a second launch adds the chunks' partials per channel in order. Both parallel, fixed order.
+  // A GPU gets smaller chunks: more teams for the dx work.
+#if defined(KOKKOS_ENABLE_CUDA) || defined(KOKKOS_ENABLE_HIP) || defined(KOKKOS_ENABLE_SYCL)
+  constexpr int kChunk = 8;
+#else
   constexpr int kChunk = 64;
+#endif
   const int chunks = (N + kChunk - 1) / kChunk;
   View1<Real> part = workspace<Real, WorkspaceTag::LayernormPartials>(Index(chunks) * 2 * C);
   Kokkos::parallel_for(
-      "moe::layernorm_backward_partials", Policy(exec, chunks, Kokkos::AUTO),
+      "moe::layernorm_backward_rows", Policy(exec, chunks, Kokkos::AUTO),
       KOKKOS_LAMBDA(const Policy::member_type& team) {
         const int r = team.league_rank();
         Real* pg = &part(Index(r) * 2 * C);
@@ -97,10 +83,22 @@ void layernorm_backward(const ExecSpace& exec, View2<const Real> dout, View2<con
         });
         for (int n = n0; n < n1; ++n) {
           const Real mu = mean(n), rs = rstd(n);
+          const Real* d = &dout(n, 0);
+          const Real* xr = &x(n, 0);
+          Real sg = 0, sgx = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, C),
+              [&](const int c, Real& acc) { acc += d[c] * gamma(c); }, sg);
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, C),
+              [&](const int c, Real& acc) { acc += d[c] * gamma(c) * (xr[c] - mu) * rs; }, sgx);
+          const Real mg = sg / C, mgx = sgx / C;
+          Real* dxr = &dx(n, 0);
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) {
-            const Real d = dout(n, c);
-            pg[c] += d * (x(n, c) - mu) * rs;
-            pb[c] += d;
+            const Real xhat = (xr[c] - mu) * rs;
+            dxr[c] += rs * (d[c] * gamma(c) - mg - xhat * mgx);
+            pg[c] += d[c] * xhat;
+            pb[c] += d[c];
           });
         }
       });

@@ -66,15 +66,20 @@ void linear_forward(const ExecSpace& exec, View2<const Real> x, View2<const Real
              has_bias ? Real(1) : Real(0), y.data(), out);
 }
 
-// Accumulates dx [N,in] += dy w^T, dw [in,out] += x^T dy, db [out] += sum over rows of dy
-// (dx, db may be empty).
+// Whether a backward adds its input gradient to dx or writes it (sparing the caller a zero-fill
+// of a buffer nothing else writes to).
+enum class DxMode { Accumulate, Overwrite };
+
+// Accumulates dx [N,in] += dy w^T (or writes it: DxMode::Overwrite), dw [in,out] += x^T dy,
+// db [out] += sum over rows of dy (dx, db may be empty).
 template <class Real>
 void linear_backward(const ExecSpace& /*exec*/, View2<const Real> dy, View2<const Real> x,
-                     View2<const Real> w, View2<Real> dx, View2<Real> dw, View1<Real> db) {
+                     View2<const Real> w, View2<Real> dx, View2<Real> dw, View1<Real> db,
+                     DxMode dx_mode = DxMode::Accumulate) {
   const int N = int(dy.extent(0)), in = int(x.extent(1)), out = int(dy.extent(1));
   if (dx.extent(0) > 0)
-    gemm<Real>(false, true, N, in, out, Real(1), dy.data(), out, w.data(), out, Real(1), dx.data(),
-               in);
+    gemm<Real>(false, true, N, in, out, Real(1), dy.data(), out, w.data(), out,
+               dx_mode == DxMode::Accumulate ? Real(1) : Real(0), dx.data(), in);
   gemm<Real>(true, false, in, out, N, Real(1), x.data(), in, dy.data(), out, Real(1), dw.data(),
              out);
   if (db.extent(0) > 0) add_column_sums<Real>(dy, db);

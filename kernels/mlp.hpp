@@ -55,25 +55,87 @@ void gelu_forward(const ExecSpace& exec, View1<const Real> x, View1<Real> out, I
       KOKKOS_LAMBDA(const Index i) { out(i) = mlp_detail::gelu(x(i)); });
 }
 
-// pre [M,F] += b [F] (every row), then act = gelu(pre): the first linear layer's bias and the
-// activation in one pass. One team per row, threads over columns (coalesced; a plain loop that
-// vectorizes on a CPU).
+// The row partition of a grouped MLP handed to a kernel by value, as a kernel argument: no
+// device buffer and no copy. Rows [off[j], off[j+1]) belong to group first + j, for up to
+// kMaxGroups groups (a larger partition is cut into chunks of that many, one launch each).
+struct GroupRows {
+  static constexpr int kMaxGroups = 128;
+  int first = 0, count = 0;
+  int off[kMaxGroups + 1] = {};
+
+  // Group of row r, off[0] <= r < off[count] (binary search; empty groups are skipped).
+  KOKKOS_INLINE_FUNCTION int group_of(int r) const {
+    int lo = 0, hi = count - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (off[mid] <= r)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    return first + lo;
+  }
+};
+
+namespace mlp_detail {
+// Calls f(chunk) for the groups of `offsets` in chunks of at most GroupRows::kMaxGroups that
+// hold at least one row.
+template <class F>
+void for_group_chunks(const std::vector<int>& offsets, F&& f) {
+  const int G = int(offsets.size()) - 1;
+  for (int g0 = 0; g0 < G; g0 += GroupRows::kMaxGroups) {
+    GroupRows c;
+    c.first = g0;
+    c.count = G - g0 < GroupRows::kMaxGroups ? G - g0 : GroupRows::kMaxGroups;
+    for (int j = 0; j <= c.count; ++j) c.off[j] = offsets[std::size_t(g0 + j)];
+    if (c.off[c.count] > c.off[0]) f(c);
+  }
+}
+}  // namespace mlp_detail
+
+// For every row r of group g: pre[r,:] += b1[g,:], then act[r,:] = gelu(pre[r,:]): the first
+// linear layer's bias and the activation in one pass, for all groups in one launch. One team per
+// row, threads over columns (coalesced; a plain loop that vectorizes on a CPU).
+// b1 [G,F] group-major; pre, act [M,F].
 template <class Real>
-void bias_gelu_forward(const ExecSpace& exec, View1<const Real> b, View2<Real> pre,
-                       View2<Real> act) {
+void grouped_bias_gelu_forward(const ExecSpace& exec, View1<const Real> b1, View2<Real> pre,
+                               View2<Real> act, const std::vector<int>& offsets) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
   const int F = int(pre.extent(1));
-  Kokkos::parallel_for(
-      "moe::bias_gelu_forward", Policy(exec, int(pre.extent(0)), Kokkos::AUTO),
-      KOKKOS_LAMBDA(const Policy::member_type& team) {
-        Real* p = &pre(team.league_rank(), 0);
-        Real* o = &act(team.league_rank(), 0);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, F), [&](const int f) {
-          const Real v = p[f] + b(f);
-          p[f] = v;
-          o[f] = mlp_detail::gelu(v);
+  mlp_detail::for_group_chunks(offsets, [&](const GroupRows& rows) {
+    Kokkos::parallel_for(
+        "moe::bias_gelu_forward", Policy(exec, rows.off[rows.count] - rows.off[0], Kokkos::AUTO),
+        KOKKOS_LAMBDA(const Policy::member_type& team) {
+          const int r = rows.off[0] + team.league_rank();
+          const Real* b = &b1(Index(rows.group_of(r)) * F);
+          Real* p = &pre(r, 0);
+          Real* o = &act(r, 0);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, F), [&](const int f) {
+            const Real v = p[f] + b[f];
+            p[f] = v;
+            o[f] = mlp_detail::gelu(v);
+          });
         });
-      });
+  });
+}
+
+// out[r,:] += b2[g,:] for every row r of group g, all groups in one launch. b2 [G,C].
+template <class Real>
+void grouped_bias_add(const ExecSpace& exec, View1<const Real> b2, View2<Real> out,
+                      const std::vector<int>& offsets) {
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const int C = int(out.extent(1));
+  mlp_detail::for_group_chunks(offsets, [&](const GroupRows& rows) {
+    Kokkos::parallel_for(
+        "moe::grouped_bias_add", Policy(exec, rows.off[rows.count] - rows.off[0], Kokkos::AUTO),
+        KOKKOS_LAMBDA(const Policy::member_type& team) {
+          const int r = rows.off[0] + team.league_rank();
+          const Real* b = &b2(Index(rows.group_of(r)) * C);
+          Real* o = &out(r, 0);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                               [&](const int c) { o[c] += b[c]; });
+        });
+  });
 }
 
 // dx += gelu'(x) * dout.
@@ -120,21 +182,21 @@ void mlp_forward(const ExecSpace& exec, View2<const Real> x, const MlpWeights<co
                  const MlpActivations<Real>& a, View2<Real> out, const std::vector<int>& offsets) {
   const int G = mlp_detail::mlp_groups(offsets);
   const int C = int(x.extent(1)), F = int(a.pre.extent(1));
+  // The products per group; each bias pass is one launch over all the groups' rows.
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;
-    // pre = x w1_g, then pre += b1_g and act = gelu(pre) in one pass over the group's rows.
-    const auto pre = row_block(a.pre, offsets[g], n), act = row_block(a.act, offsets[g], n);
     gemm<Real>(false, false, n, F, C, Real(1), row_block(x, offsets[g], n).data(), C,
-               w.w1_of(g, C, F).data(), F, Real(0), pre.data(), F);
-    bias_gelu_forward<Real>(exec, w.b1_of(g, F), pre, act);
+               w.w1_of(g, C, F).data(), F, Real(0), row_block(a.pre, offsets[g], n).data(), F);
   }
+  grouped_bias_gelu_forward<Real>(exec, w.b1, a.pre, a.act, offsets);
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;
-    linear_forward<Real>(exec, row_block(View2<const Real>(a.act), offsets[g], n), w.w2_of(g, C, F),
-                         w.b2_of(g, C), row_block(out, offsets[g], n));
+    gemm<Real>(false, false, n, C, F, Real(1), row_block(a.act, offsets[g], n).data(), F,
+               w.w2_of(g, C, F).data(), C, Real(0), row_block(out, offsets[g], n).data(), C);
   }
+  grouped_bias_add<Real>(exec, w.b2, out, offsets);
 }
 
 // Backward of mlp_forward given dout [M,C]: accumulates into dx [M,C] and the gradients d (same

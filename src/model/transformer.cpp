@@ -208,16 +208,16 @@ void Transformer<Real>::backward() {
     layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res_mid, C), p(b.ln2_g), a.ln2_mean,
                              a.ln2_rstd, rows(dres_, C), g(b.ln2_g), g(b.ln2_b));
 
-    fill_zero<Real>(slice(datty_, 0, NC), NC);
     lap(timer_, Phase::Rest);
     linear_backward<Real>(exec_, rows(dres_, C), rows(a.atty, C), matrix(p(b.proj_w), C, C),
-                          rows(datty_, C), matrix(g(b.proj_w), C, C), g(b.proj_b));
+                          rows(datty_, C), matrix(g(b.proj_w), C, C), g(b.proj_b),
+                          DxMode::Overwrite);
     fill_zero<Real>(slice(dqkv_, 0, 3 * NC), 3 * NC);
     attention_backward<Real>(exec_, rows(datty_, C), rows(a.qkv, 3 * C), scores(a.att),
                              scores(datt_), rows(dqkv_, 3 * C));
-    fill_zero<Real>(slice(dln_, 0, NC), NC);
     linear_backward<Real>(exec_, rows(dqkv_, 3 * C), rows(a.ln1, C), matrix(p(b.qkv_w), C, 3 * C),
-                          rows(dln_, C), matrix(g(b.qkv_w), C, 3 * C), g(b.qkv_b));
+                          rows(dln_, C), matrix(g(b.qkv_w), C, 3 * C), g(b.qkv_b),
+                          DxMode::Overwrite);
     lap(timer_, Phase::AttentionBwd);
     layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res, C), p(b.ln1_g), a.ln1_mean,
                              a.ln1_rstd, rows(dres_, C), g(b.ln1_g), g(b.ln1_b));

@@ -6,18 +6,20 @@
 #    * host-blocking syncs (fences + deep copies + reductions into host values) <= 10. Today 9:
 #      the batch upload (1 copy), the loss (1 reduce), the gradient norm (1 reduce), and per MoE
 #      layer the balance loss and the z-loss (2 reduces) and the dispatch offsets (1 copy);
-#    * kernel launches <= 190. Today 185 (254.5 before this budget): 72 bias fills and bias
-#      gradients (per expert: 8 experts x 2 linears x 2 MoE layers x fwd/bwd = 64, attention 8),
-#      22 zero-fills of accumulated buffers, ~52 for routing, dispatch and combine (~26 per MoE
-#      layer), ~39 for layernorm, residual, attention softmax, GELU, embedding, cross-entropy,
-#      the batch copy and the optimizer (AdamW and the gradient norm: one launch each over every
-#      tensor). Grouped expert kernels (one bias launch for all experts) would take ~60 off.
+#    * kernel launches <= 120. Today 111 (254.5 two rounds ago, 148 before grouped biases):
+#      per MoE layer ~26 for routing, dispatch and combine (top-k, softmax, z-loss, balance
+#      counts, the dispatch plan's scans and fills) and 2 for the expert biases (one launch
+#      each over every expert's rows: first bias + GELU, second bias) plus the GELU backward;
+#      16 zero-fills of accumulated buffers; 15 for layernorm (forward, and backward as one
+#      row pass plus one per-channel sum); residuals, attention biases and softmax, embedding,
+#      cross-entropy, the batch copy and the optimizer (AdamW and the gradient norm: one launch
+#      each over every tensor) make the rest.
 #  - a normal run fences 0 times per step; MOE_PROFILE=1 (phase timing) fences at each phase,
 #    and the counter sees those fences (moe::fence reports them on Kokkos 3.4).
 # Usage: kokkos_counters.sh MOE_BENCH LIBMOE_KOKKOS_COUNTERS WORK_DIR
 set -euo pipefail
 bench=$1 lib=$2 work=$3
-max_syncs=10 max_launches=190
+max_syncs=10 max_launches=120
 mkdir -p "$work"
 out="$work/counters.txt"
 rm -f "$out"
