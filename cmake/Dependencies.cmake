@@ -69,13 +69,31 @@ endif()
 find_package(nlohmann_json 3.9 REQUIRED)
 find_package(CLI11 2.1 REQUIRED)
 
-# --- BLAS (OpenBLAS cblas) -----------------------------------------------------------------
-find_path(MOE_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas-pthread openblas REQUIRED)
-find_library(MOE_BLAS_LIB NAMES openblas blas REQUIRED)
+# --- BLAS (CBLAS): OpenBLAS by default, or BLIS ----------------------------------------------
+# The host gemm path calls CBLAS; MOE_BLAS picks the library (README, Performance: OpenBLAS was
+# the faster on the development machine). Debian: libopenblas-dev, or libblis-dev.
+set(MOE_BLAS "openblas" CACHE STRING "CBLAS library for the host gemm path: openblas or blis")
+set_property(CACHE MOE_BLAS PROPERTY STRINGS openblas blis)
+if(MOE_BLAS STREQUAL "openblas")
+  find_path(MOE_OPENBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas-pthread openblas REQUIRED)
+  find_library(MOE_OPENBLAS_LIB NAMES openblas blas REQUIRED)
+  set(_moe_cblas_include ${MOE_OPENBLAS_INCLUDE})
+  set(_moe_blas_lib ${MOE_OPENBLAS_LIB})
+elseif(MOE_BLAS STREQUAL "blis")
+  set(_moe_blis_dirs blis-openmp blis-pthread blis-serial blis)
+  find_path(MOE_BLIS_INCLUDE cblas.h PATH_SUFFIXES ${_moe_blis_dirs} REQUIRED)
+  find_library(MOE_BLIS_LIB NAMES blis PATH_SUFFIXES ${_moe_blis_dirs} REQUIRED)
+  set(_moe_cblas_include ${MOE_BLIS_INCLUDE})
+  set(_moe_blas_lib ${MOE_BLIS_LIB})
+else()
+  message(FATAL_ERROR "MOE_BLAS is '${MOE_BLAS}'; allowed: openblas, blis")
+endif()
+message(STATUS "moe-suite: BLAS ${MOE_BLAS} (${_moe_blas_lib})")
 add_library(moe_blas INTERFACE)
 add_library(moe::blas ALIAS moe_blas)
-target_include_directories(moe_blas SYSTEM INTERFACE ${MOE_CBLAS_INCLUDE})
-target_link_libraries(moe_blas INTERFACE ${MOE_BLAS_LIB})
+target_include_directories(moe_blas SYSTEM INTERFACE ${_moe_cblas_include})
+target_link_libraries(moe_blas INTERFACE ${_moe_blas_lib})
+target_compile_definitions(moe_blas INTERFACE MOE_BLAS_VENDOR="${MOE_BLAS}")
 
 # --- CUDA libraries (optional: only with a CUDA-enabled Kokkos) ----------------------------
 add_library(moe_cuda_libs INTERFACE)

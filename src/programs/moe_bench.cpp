@@ -138,9 +138,9 @@ double print_result(const moe::Config& cfg, moe::Trainer& trainer, const Timing&
   // ratio compares with the sgemm rate of all the ranks' cores together.
   std::printf(
       "tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
-      "ranks=%d comm_s_per_step=%.4f gemm=%s",
+      "ranks=%d comm_s_per_step=%.4f gemm=%s blas=%s",
       tokens / secs, model_gflops, sgemm, model_gflops / (sgemm * ranks), secs, ranks, t.comm_s,
-      moe::gemm_backend());
+      moe::gemm_backend(), MOE_BLAS_VENDOR);
   if (record) std::printf(" metrics_overhead=%.5f", t.record_s / secs);
   std::printf("\n");
   return sgemm;
