@@ -65,7 +65,8 @@ def step_seconds(cmd, env, pattern):
 
 
 def summary(xs):
-    return f"{statistics.median(xs):8.3f} ({min(xs):.3f}-{max(xs):.3f})"
+    """median (min-max) to 4 significant digits: 7.481 s and 0.01712 s alike."""
+    return f"{statistics.median(xs):8.4g} ({min(xs):.4g}-{max(xs):.4g})"
 
 
 def main():
@@ -148,6 +149,8 @@ def main():
                     (suite if side == "suite" else torch).append(
                         step_seconds(cmd, env, r"step_s=([0-9.eE+-]+)")
                     )
+            if min(suite + torch) <= 0:
+                sys.exit(f"vs_torch.py: {name}: a step time of 0 s; use more --steps or larger shapes")
             ratio = statistics.median(torch) / statistics.median(suite)
             print(
                 f"{name:18s} {n:5d} {summary(suite):>24s} {summary(torch):>24s} {ratio:21.2f}x",

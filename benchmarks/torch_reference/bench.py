@@ -96,7 +96,7 @@ def main():
         trainer.step(s, tokens, targets)
         elapsed += time.perf_counter() - t0
     n = sum(p.numel() for p in net.parameters())
-    print(f"step_s={elapsed / args.steps:.4f} threads={torch.get_num_threads()} params={n}")
+    print(f"step_s={elapsed / args.steps:.6f} threads={torch.get_num_threads()} params={n}")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ double print_result(const moe::Config& cfg, moe::Trainer& trainer, const Timing&
                                     cfg.model.d_ff, cfg.model.d_model, 5);
   // ratio compares with the sgemm rate of all the ranks' cores together.
   std::printf(
-      "tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.3f "
+      "tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.6f "
       "ranks=%d comm_s_per_step=%.4f gemm=%s blas=%s",
       tokens / secs, model_gflops, sgemm, model_gflops / (sgemm * ranks), secs, ranks, t.comm_s,
       moe::gemm_backend(), MOE_BLAS_VENDOR);
