@@ -33,9 +33,11 @@ void combine_forward(const ExecSpace& exec, View2<const Real> yg, View2<const in
       });
 }
 
-// dyg[slot,:] += gate[a] * dout[n,:] and dgate[a] += dot(dout[n,:], yg[slot,:]) for every
-// assignment a = n*K+j that has a row. Each row belongs to exactly one assignment, so the dyg
-// writes never collide; each dgate entry is one team's reduction over C. One team per token.
+// dyg[slot,:] = gate[a] * dout[n,:] and dgate[a] = dot(dout[n,:], yg[slot,:]) for every
+// assignment a = n*K+j that has a row; dgate[a] = 0 for those that have none. Written, not
+// accumulated: each grouped row belongs to one assignment and each gate to one combine, so the
+// caller needs no zero-fill (rows no assignment references are left as they are). One team per
+// token; each dgate entry is one team reduction over C, in a fixed order.
 // dout [N,C], yg and dyg [M,C], slot_of, gate and dgate [N,K].
 template <class Real>
 void combine_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Real> yg,
@@ -51,17 +53,20 @@ void combine_backward(const ExecSpace& exec, View2<const Real> dout, View2<const
         const Real* d = &dout(n, 0);
         for (int j = 0; j < K; ++j) {
           const int s = slot_of(n, j);
-          if (s < 0) continue;
+          if (s < 0) {
+            Kokkos::single(Kokkos::PerTeam(team), [&]() { dgate(n, j) = Real(0); });
+            continue;
+          }
           const Real g = gate(n, j);
           const Real* y = &yg(s, 0);
           Real* dy = &dyg(s, 0);
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
-                               [&](const int c) { dy[c] += g * d[c]; });
+                               [&](const int c) { dy[c] = g * d[c]; });
           Real acc = 0;
           Kokkos::parallel_reduce(
               Kokkos::TeamThreadRange(team, C), [&](const int c, Real& t) { t += d[c] * y[c]; },
               acc);
-          Kokkos::single(Kokkos::PerTeam(team), [&]() { dgate(n, j) += acc; });
+          Kokkos::single(Kokkos::PerTeam(team), [&]() { dgate(n, j) = acc; });
         }
       });
 }

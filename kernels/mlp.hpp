@@ -199,13 +199,14 @@ void mlp_forward(const ExecSpace& exec, View2<const Real> x, const MlpWeights<co
   grouped_bias_add<Real>(exec, w.b2, out, offsets);
 }
 
-// Backward of mlp_forward given dout [M,C]: accumulates into dx [M,C] and the gradients d (same
-// layout as the weights). dpre [M,F] is scratch, overwritten.
+// Backward of mlp_forward given dout [M,C]: accumulates into dx [M,C] (or writes it, with
+// DxMode::Overwrite: every row belongs to a group) and into the gradients d (same layout as the
+// weights). dpre [M,F] is scratch, overwritten.
 template <class Real>
 void mlp_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Real> x,
                   const MlpActivations<const Real>& a, const MlpWeights<const Real>& w,
                   View2<Real> dpre, View2<Real> dx, const MlpWeights<Real>& d,
-                  const std::vector<int>& offsets) {
+                  const std::vector<int>& offsets, DxMode dx_mode = DxMode::Accumulate) {
   const int G = mlp_detail::mlp_groups(offsets);
   const int C = int(x.extent(1)), F = int(a.pre.extent(1));
   for (int g = 0; g < G; ++g) {
@@ -235,7 +236,8 @@ void mlp_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Rea
     // dx_g += dpre w1_g^T, dw1_g += x^T dpre, db1_g += column sums of dpre.
     linear_backward<Real>(exec, row_block(View2<const Real>(dpre), offsets[g], n),
                           row_block(x, offsets[g], n), w.w1_of(g, C, F),
-                          row_block(dx, offsets[g], n), d.w1_of(g, C, F), d.b1_of(g, F));
+                          row_block(dx, offsets[g], n), d.w1_of(g, C, F), d.b1_of(g, F),
+                          dx_mode);
   }
 }
 

@@ -41,7 +41,7 @@ void GroupedExperts<Real>::backward(const FfnTensors<Real>& p, const FfnTensors<
   const FfnTensors<Real> mine = local(p, rows), mine_g = local(g, rows);
   mlp_backward<Real>(exec_, matrix(dy, R, C_), matrix(x_, R, C_),
                      {matrix(pre_, R, F_), matrix(act_, R, F_)}, weights(mine), matrix(dpre, R, F_),
-                     matrix(dx, R, C_), weights(mine_g), *rows.offsets);
+                     matrix(dx, R, C_), weights(mine_g), *rows.offsets, DxMode::Overwrite);
 }
 
 template class GroupedExperts<float>;

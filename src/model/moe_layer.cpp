@@ -50,8 +50,7 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout, V
                               const FfnTensors<Real>& p, const FfnTensors<Real>& g, View1<Real> dx,
                               int N) {
   const Index NE = Index(N) * E_, NK = Index(N) * router_->slots_per_token();
-  auto dgate = ensure(dgate_, NK, "moe::moe.dgate");
-  fill_zero<Real>(dgate, NK);
+  auto dgate = ensure(dgate_, NK, "moe::moe.dgate");  // combine_backward writes every entry
   lap(timer_, Phase::Rest);
   View1<const Real> dy = dispatcher_->combine_backward(state_, dout, dgate, N);
   experts_.backward(p, g, dispatcher_->expert_rows(), dy, dispatcher_->expert_input_grad());

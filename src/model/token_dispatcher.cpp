@@ -75,10 +75,10 @@ View1<Real> TokenDispatcher<Real>::ungroup_backward(const RoutingState<Real>& st
                                                     View1<const Real> dout, View1<Real> dgate,
                                                     int N) {
   const Index MC = kept() * C_;
+  // Neither needs zeroing: combine_backward writes every kept row of dyg, the experts' backward
+  // every row of dxg.
   auto dyg = ensure(dyg_, MC, "moe::moe.dyg");
-  auto dxg = ensure(dxg_, MC, "moe::moe.dxg");
-  fill_zero<Real>(dyg, MC);
-  fill_zero<Real>(dxg, MC);
+  ensure(dxg_, MC, "moe::moe.dxg");
   moe::combine_backward<Real>(exec_, matrix(dout, N, C_), matrix(yg_, kept(), C_),
                               matrix(plan_.slot_of, N, K_), matrix(st.gate, N, K_),
                               matrix(dyg, kept(), C_), matrix(dgate, N, K_));

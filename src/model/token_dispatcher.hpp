@@ -44,7 +44,7 @@ class TokenDispatcher {
   // experts' output rows, at the experts.
   virtual View1<const Real> combine_backward(const RoutingState<Real>& st, View1<const Real> dout,
                                              View1<Real> dgate, int N) = 0;
-  // Where the experts accumulate the gradient of their input rows (zeroed by combine_backward).
+  // Where the experts write the gradient of their input rows (every row: no zeroing needed).
   virtual View1<Real> expert_input_grad() = 0;
   // Backward of dispatch: dx [N,C] += the experts' input-row gradients at their tokens.
   virtual void dispatch_backward(View1<Real> dx, int N) = 0;
