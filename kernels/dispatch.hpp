@@ -318,7 +318,8 @@ void dispatch_forward(View1<const Real> x, const DispatchPlan& plan, View1<Real>
         const Index s = team.league_rank();
         const Real* src = &x(Index(assignment_of_slot(s) / K) * C);
         Real* dst = &xg(s * C);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) { dst[c] = src[c]; });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                             [&](const int c) { dst[c] = src[c]; });
       });
 }
 

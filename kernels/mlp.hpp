@@ -236,8 +236,7 @@ void mlp_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Rea
     // dx_g += dpre w1_g^T, dw1_g += x^T dpre, db1_g += column sums of dpre.
     linear_backward<Real>(exec, row_block(View2<const Real>(dpre), offsets[g], n),
                           row_block(x, offsets[g], n), w.w1_of(g, C, F),
-                          row_block(dx, offsets[g], n), d.w1_of(g, C, F), d.b1_of(g, F),
-                          dx_mode);
+                          row_block(dx, offsets[g], n), d.w1_of(g, C, F), d.b1_of(g, F), dx_mode);
   }
 }
 

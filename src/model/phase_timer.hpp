@@ -32,9 +32,9 @@ enum class Phase {
 };
 constexpr int kNumPhases = int(Phase::Count);
 inline const char* phase_name(int p) {
-  static const char* names[kNumPhases] = {
-      "embedding",   "attention_fwd", "attention_bwd", "router", "dispatch", "experts_fwd",
-      "experts_bwd", "combine",       "loss",          "rest",   "optimizer"};
+  static const char* names[kNumPhases] = {"embedding", "attention_fwd", "attention_bwd", "router",
+                                          "dispatch",  "experts_fwd",   "experts_bwd",   "combine",
+                                          "loss",      "rest",          "optimizer"};
   return names[p];
 }
 
