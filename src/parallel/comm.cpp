@@ -1,8 +1,16 @@
 #include "parallel/comm.hpp"
 
 #include <chrono>
+#include <cstdlib>
+#include <string>
 
 #include "fence.hpp"
+
+#if defined(OPEN_MPI) && defined(__has_include)
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // MPIX_CUDA_AWARE_SUPPORT, MPIX_Query_cuda_support
+#endif
+#endif
 
 namespace moe {
 
@@ -39,6 +47,18 @@ MpiTimer::~MpiTimer() {
 }
 
 namespace {
+// What the MPI library says about CUDA device buffers: 1 yes, 0 no, -1 it cannot be asked.
+// MPICH (>= 4) and Open MPI (built with CUDA, through mpi-ext.h) answer at run time.
+int mpi_cuda_support() {
+#if defined(MPICH_VERSION)
+  return MPIX_Query_cuda_support() ? 1 : 0;
+#elif defined(OPEN_MPI) && defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+  return MPIX_Query_cuda_support() ? 1 : 0;
+#else
+  return -1;
+#endif
+}
+
 // Ranks of `comm`; 1 for MPI_COMM_NULL (a one-rank Comm never initialises MPI).
 int comm_size(MPI_Comm comm) {
   int n = 1;
@@ -58,6 +78,21 @@ Comm::Comm(MPI_Comm world, int ep_size) : owns_(true) {
   MPI_Comm_split(world_, rank_ / ep_size_, rank_, &ep_);
   MPI_Comm_rank(ep_, &ep_rank_);
   MPI_Comm_split(world_, ep_rank_, rank_, &replica_);
+  constexpr bool host_accessible =
+      Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
+  device_mpi_ =
+      decide_device_mpi(host_accessible, std::getenv("MOE_GPU_AWARE_MPI"), mpi_cuda_support());
+}
+
+template <class Real>
+Kokkos::View<Real*, StagingSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> Comm::staging(
+    Index n) const {
+  const std::size_t bytes = std::size_t(n) * sizeof(Real);
+  if (staging_.extent(0) < bytes)
+    staging_ = Kokkos::View<char*, StagingSpace>(
+        Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string("moe::comm.staging")), bytes);
+  return Kokkos::View<Real*, StagingSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+      reinterpret_cast<Real*>(staging_.data()), n);
 }
 
 Comm::~Comm() {
@@ -93,10 +128,15 @@ void Comm::sum(View1<Real> v, Index n, MPI_Comm comm) const {
   if (comm_size(comm) <= 1 || n == 0) return;
   MpiTimer t;
   fence("moe::before_mpi");  // MPI reads and writes the memory directly
-  auto h = Kokkos::create_mirror_view(Kokkos::subview(v, std::make_pair(Index(0), n)));
-  Kokkos::deep_copy(h, Kokkos::subview(v, std::make_pair(Index(0), n)));
+  const auto mine = Kokkos::subview(v, std::make_pair(Index(0), n));
+  if (device_mpi_.mode == DeviceMpi::Direct) {
+    MPI_Allreduce(MPI_IN_PLACE, mine.data(), int(n), mpi_type<Real>(), MPI_SUM, comm);
+    return;
+  }
+  const auto h = staging<Real>(n);
+  Kokkos::deep_copy(h, mine);
   MPI_Allreduce(MPI_IN_PLACE, h.data(), int(n), mpi_type<Real>(), MPI_SUM, comm);
-  Kokkos::deep_copy(Kokkos::subview(v, std::make_pair(Index(0), n)), h);
+  Kokkos::deep_copy(mine, h);
 }
 
 template <class Real>
@@ -106,7 +146,12 @@ void Comm::allgather_blocks(View1<Real> v, Index block, MPI_Comm comm) const {
   MpiTimer t;
   fence("moe::before_mpi");  // MPI reads and writes the memory directly
   const auto all = Kokkos::subview(v, std::make_pair(Index(0), block * csize));
-  auto h = Kokkos::create_mirror_view(all);
+  if (device_mpi_.mode == DeviceMpi::Direct) {
+    MPI_Allgather(MPI_IN_PLACE, 0, mpi_type<Real>(), all.data(), int(block), mpi_type<Real>(),
+                  comm);
+    return;
+  }
+  const auto h = staging<Real>(block * csize);
   Kokkos::deep_copy(h, all);
   MPI_Allgather(MPI_IN_PLACE, 0, mpi_type<Real>(), h.data(), int(block), mpi_type<Real>(), comm);
   Kokkos::deep_copy(all, h);
@@ -114,18 +159,27 @@ void Comm::allgather_blocks(View1<Real> v, Index block, MPI_Comm comm) const {
 
 template <class Real>
 void Comm::allgather(View1<const Real> mine, Index n, View1<Real> all) const {
+  const auto in = Kokkos::subview(mine, std::make_pair(Index(0), n));
   const auto out = Kokkos::subview(all, std::make_pair(Index(0), n * size_));
   if (!distributed()) {
-    Kokkos::deep_copy(out, Kokkos::subview(mine, std::make_pair(Index(0), n)));
+    Kokkos::deep_copy(out, in);
     return;
   }
-  fence("moe::before_mpi");  // MPI reads and writes the memory directly
-  auto h = Kokkos::create_mirror_view(Kokkos::subview(mine, std::make_pair(Index(0), n)));
-  Kokkos::deep_copy(h, Kokkos::subview(mine, std::make_pair(Index(0), n)));
-  auto every = Kokkos::create_mirror_view(out);
   MpiTimer t;
-  MPI_Allgather(h.data(), int(n), mpi_type<Real>(), every.data(), int(n), mpi_type<Real>(), world_);
-  Kokkos::deep_copy(out, every);
+  fence("moe::before_mpi");  // MPI reads and writes the memory directly
+  if (device_mpi_.mode == DeviceMpi::Direct) {
+    MPI_Allgather(in.data(), int(n), mpi_type<Real>(), out.data(), int(n), mpi_type<Real>(),
+                  world_);
+    return;
+  }
+  // One staging region: this rank's n values, then everyone's.
+  const auto h = staging<Real>(n * (size_ + 1));
+  const auto h_in = Kokkos::subview(h, std::make_pair(Index(0), n));
+  const auto h_out = Kokkos::subview(h, std::make_pair(n, n * (size_ + 1)));
+  Kokkos::deep_copy(h_in, in);
+  MPI_Allgather(h_in.data(), int(n), mpi_type<Real>(), h_out.data(), int(n), mpi_type<Real>(),
+                world_);
+  Kokkos::deep_copy(out, h_out);
 }
 
 void Comm::exscan(const std::int64_t* in, std::int64_t* out, int n) const {

@@ -17,6 +17,15 @@
 
 namespace moe {
 
+// Host memory MPI can read while the device copies into it: pinned on GPU backends.
+#if defined(KOKKOS_ENABLE_CUDA)
+using StagingSpace = Kokkos::CudaHostPinnedSpace;
+#elif defined(KOKKOS_ENABLE_HIP) && KOKKOS_VERSION >= 40000
+using StagingSpace = Kokkos::HIPHostPinnedSpace;
+#else
+using StagingSpace = Kokkos::HostSpace;
+#endif
+
 class Comm {
  public:
   // A one-rank run (no MPI communication at all).
@@ -43,17 +52,19 @@ class Comm {
   double sum(double v) const;
   // The sum of v over the ranks of `comm` (MPI_COMM_NULL or one rank: v itself).
   double sum(double v, MPI_Comm comm) const;
-  // In-place sum of a device array over `comm` (fenced; staged through the host if the device
-  // memory is not host-accessible).
+  // How MPI reaches device arrays here (decided once, in the constructor; see decide_device_mpi).
+  const DeviceMpiDecision& device_mpi() const { return device_mpi_; }
+  // In-place sum of a device array over `comm` (fenced; staged through the pinned host buffer
+  // unless MPI takes the device pointer).
   template <class Real>
   void sum(View1<Real> v, Index n, MPI_Comm comm) const;
   // In-place all-gather over `comm` of a device array made of one block of `block` elements per
   // rank, in rank order: each rank holds its own block, afterwards every rank holds all of them
-  // (fenced; staged through the host if the device memory is not host-accessible).
+  // (fenced; staged as sum() is).
   template <class Real>
   void allgather_blocks(View1<Real> v, Index block, MPI_Comm comm) const;
   // Every rank's n device values `mine`, in rank order, into `all` [n * size()] on every rank
-  // (fenced; staged through the host if the device memory is not host-accessible).
+  // (fenced; staged as sum() is).
   template <class Real>
   void allgather(View1<const Real> mine, Index n, View1<Real> all) const;
   // Exclusive prefix sum over the ranks of `world` (rank 0 gets zeros).
@@ -78,6 +89,13 @@ class Comm {
   }
 
  private:
+  // The first n elements of the staging buffer (grown, never shrunk: steady-state steps
+  // allocate nothing).
+  template <class Real>
+  Kokkos::View<Real*, StagingSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> staging(Index n) const;
+
+  DeviceMpiDecision device_mpi_;
+  mutable Kokkos::View<char*, StagingSpace> staging_;
   mutable void* nccl_ep_ = nullptr;
   mutable NcclMode nccl_mode_ = NcclMode::Auto;
   mutable int nccl_state_ = -1;

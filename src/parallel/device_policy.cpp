@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "util/rng.hpp"
+#include "util/user_error.hpp"
 
 namespace moe {
 
@@ -115,6 +116,20 @@ NcclDecision decide_nccl(bool built_with_nccl, NcclMode mode, const std::vector<
   const bool ok = all_ok ? all_ok(error.empty()) : error.empty();
   if (ok) return nccl_after_init(mode, true, "");
   return nccl_after_init(mode, false, error.empty() ? "on another rank of the group" : error);
+}
+
+DeviceMpiDecision decide_device_mpi(bool host_accessible, const char* env, int mpi_cuda) {
+  const std::string e = env ? env : "";
+  if (e == "0") return {DeviceMpi::Staged, "MOE_GPU_AWARE_MPI=0"};
+  if (!e.empty() && e != "1")
+    throw UserError("MOE_GPU_AWARE_MPI is '" + e +
+                    "'; allowed: 0 (stage through host memory), "
+                    "1 (MPI takes device pointers), or unset (ask MPI)");
+  if (host_accessible) return {DeviceMpi::Direct, "device memory is host memory"};
+  if (e == "1") return {DeviceMpi::Direct, "MOE_GPU_AWARE_MPI=1"};
+  if (mpi_cuda == 1) return {DeviceMpi::Direct, "the MPI library takes CUDA buffers"};
+  return {DeviceMpi::Staged, mpi_cuda == 0 ? "the MPI library does not take CUDA buffers"
+                                           : "the MPI library cannot be asked about CUDA buffers"};
 }
 
 }  // namespace moe

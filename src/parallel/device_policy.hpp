@@ -55,4 +55,18 @@ NcclDecision decide_nccl(bool built_with_nccl, NcclMode mode, const std::vector<
                          const std::function<std::string()>& init,
                          const std::function<bool(bool)>& all_ok);
 
+// How MPI reaches device buffers (the gradient sums, the all-gathers): Direct hands MPI the
+// device pointer (host backends, whose device memory is host memory, or a GPU-aware MPI);
+// Staged copies through one pinned host buffer, reused across calls.
+enum class DeviceMpi { Direct, Staged };
+struct DeviceMpiDecision {
+  DeviceMpi mode = DeviceMpi::Direct;
+  std::string reason;  // one phrase, for logs and tests
+};
+// host_accessible: the execution space's memory is host memory. env: MOE_GPU_AWARE_MPI
+// (nullptr or "": ask MPI; "1": trust it to take device pointers; "0": always stage, also on host
+// backends, which is how CPU tests run the staged path). mpi_cuda: what the MPI library says
+// about CUDA buffers (1 yes, 0 no, -1 it cannot be asked). A bad env value throws UserError.
+DeviceMpiDecision decide_device_mpi(bool host_accessible, const char* env, int mpi_cuda);
+
 }  // namespace moe

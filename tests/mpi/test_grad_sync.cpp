@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "model/transformer.hpp"
@@ -68,6 +70,16 @@ TEST(GradSync, WholeWorldExpertGroup) {
 }
 TEST(GradSync, GroupsOfTwo) {
   check(2);
+}
+// The path MPI takes to the gradients: the pointer itself on host backends, or the pinned
+// staging buffer when MOE_GPU_AWARE_MPI=0 (CTest runs this file a second time with it set, so
+// the checks above also cover the staged copies).
+TEST(GradSync, DeviceMpiPathFollowsTheEnvironment) {
+  const moe::Comm comm(MPI_COMM_WORLD, 1);
+  const char* env = std::getenv("MOE_GPU_AWARE_MPI");
+  const bool staged = env && std::string(env) == "0";
+  EXPECT_EQ(comm.device_mpi().mode, staged ? moe::DeviceMpi::Staged : moe::DeviceMpi::Direct)
+      << comm.device_mpi().reason;
 }
 
 }  // namespace grad_sync_test

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "parallel/device_policy.hpp"
+#include "util/user_error.hpp"
 
 using namespace moe;
 
@@ -147,4 +148,32 @@ TEST(DevicePolicy, NcclModeParses) {
   EXPECT_EQ(parse_nccl_mode("auto"), NcclMode::Auto);
   EXPECT_EQ(parse_nccl_mode("on"), NcclMode::On);
   EXPECT_THROW(parse_nccl_mode("yes"), std::invalid_argument);
+}
+
+TEST(DevicePolicy, DeviceMpiDirectOnHostMemoryAndGpuAwareMpi) {
+  EXPECT_EQ(moe::decide_device_mpi(true, nullptr, -1).mode, moe::DeviceMpi::Direct);
+  EXPECT_EQ(moe::decide_device_mpi(true, "", 0).mode, moe::DeviceMpi::Direct);
+  EXPECT_EQ(moe::decide_device_mpi(false, nullptr, 1).mode, moe::DeviceMpi::Direct);
+  EXPECT_EQ(moe::decide_device_mpi(false, "1", 0).mode, moe::DeviceMpi::Direct);
+}
+
+TEST(DevicePolicy, DeviceMpiStagedWithoutGpuAwareMpiOrWhenAsked) {
+  const auto no = moe::decide_device_mpi(false, nullptr, 0);
+  EXPECT_EQ(no.mode, moe::DeviceMpi::Staged);
+  EXPECT_NE(no.reason.find("does not take"), std::string::npos) << no.reason;
+  EXPECT_EQ(moe::decide_device_mpi(false, nullptr, -1).mode, moe::DeviceMpi::Staged);
+  // "0" stages even on host memory: the way CPU tests exercise the staged copies.
+  EXPECT_EQ(moe::decide_device_mpi(true, "0", 1).mode, moe::DeviceMpi::Staged);
+}
+
+TEST(DevicePolicy, DeviceMpiBadEnvironmentIsOneLine) {
+  try {
+    moe::decide_device_mpi(false, "yes", 1);
+    FAIL() << "no error for MOE_GPU_AWARE_MPI=yes";
+  } catch (const moe::UserError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("MOE_GPU_AWARE_MPI is 'yes'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("allowed"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
 }
