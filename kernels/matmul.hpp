@@ -1,9 +1,12 @@
 // Dense matrix products: one interface, three paths. On host memory it calls CBLAS (OpenBLAS),
 // on CUDA memory cuBLAS (when built with it), otherwise a portable Kokkos kernel. All matrices
 // are row-major; op(X) is X or X^T. The linear layer (y = x W + b) and its backward sit on top.
+// Float products follow the process-wide matmul precision (fp32, tf32 or bf16:
+// kernels/precision.hpp, which says what each mode rounds); double products never round.
 #pragma once
 
 #include "common.hpp"
+#include "precision.hpp"
 
 namespace moe {
 
@@ -40,11 +43,17 @@ void gemm_batched(bool transA, bool transB, int M, int N, int K, Real alpha, con
 template <class Real>
 void add_column_sums(View2<const Real> dy, View1<Real> db);
 
+// In bf16 mode, rounds a fresh float activation [rows, cols] (row stride ld) to bf16 in place, as
+// a bf16 product's output is; otherwise (fp32, tf32, double) nothing.
+template <class Real>
+void round_activation(Real* C, int rows, int cols, int ld);
+
 // Name of the path gemm takes in this build ("cblas", "cublas" or "kokkos").
 const char* gemm_backend();
 
 // y [N,out] = x [N,in] * w [in,out] + b [out]  (b may be empty: no bias). The bias fill runs on
-// `exec`; the product on the gemm path's stream (the default instance's).
+// `exec`; the product on the gemm path's stream (the default instance's). In bf16 mode y is an
+// activation: rounded to bf16 with its bias added (the product accumulates onto the bias in FP32).
 template <class Real>
 void linear_forward(const ExecSpace& exec, View2<const Real> x, View2<const Real> w,
                     View1<const Real> b, View2<Real> y) {
@@ -64,6 +73,7 @@ void linear_forward(const ExecSpace& exec, View2<const Real> x, View2<const Real
   }
   gemm<Real>(false, false, N, out, in, Real(1), x.data(), in, w.data(), out,
              has_bias ? Real(1) : Real(0), y.data(), out);
+  if (has_bias) round_activation<Real>(y.data(), N, out, out);  // beta = 0 rounds in gemm
 }
 
 // Whether a backward adds its input gradient to dx or writes it (sparing the caller a zero-fill

@@ -3,10 +3,10 @@
 #   Kokkos_ROOT=/path/to/kokkos-cuda scripts/gpu_check.sh [BUILD_DIR]   (default build-gpu)
 # It builds the suite against that Kokkos (with NCCL when found), runs the kernel tests and
 # gradient checks on the device, a 2-rank run over NCCL and over MPI, and moe-bench at the
-# reference shape with the launch/sync counter, then prints step time, tokens/s and the model
-# FLOP utilisation against the device's peak (FP32 and the TF32 / bf16 tensor-core peaks, as a
-# yardstick: the model trains in FP32 today). Without a GPU or a CUDA Kokkos it stops at once
-# with one line and exit 2. Environment: Kokkos_ROOT (required), MPIEXEC (default mpiexec),
+# reference shape with the launch/sync counter in each train.matmul_precision (fp32, tf32, bf16),
+# then prints step time, tokens/s and the model FLOP utilisation against the device's peak for
+# that precision (FP32, or the TF32 / BF16 tensor-core peak). Without a GPU or a CUDA Kokkos it
+# stops at once with one line and exit 2. Environment: Kokkos_ROOT (required), MPIEXEC (default mpiexec),
 # JOBS (build parallelism, default nproc), CMAKE_ARGS (extra configure arguments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,18 +56,23 @@ mode=on; [[ "$ngpu" -ge 2 ]] || mode=auto
 step "2 ranks, token exchange over MPI"
 "$mpiexec" -n 2 "$build/src/moe-bench" "${small[@]}" --set parallel.nccl=off
 
-step "moe-bench at the reference shape (FP32)"
-out=$("$build/src/moe-bench" --steps 10 --counters)
-echo "$out"
-field() { sed -n "s/.* \{0,1\}$1=\([0-9.]*\).*/\1/p" <<<"$out" | head -1; }
-gflops=$(field model_gflops)
-echo
-echo "step_s=$(field step_s) tokens_per_s=$(field tokens_per_s) model_tflops=$(awk -v g="$gflops" 'BEGIN{printf "%.2f", g/1000}')"
-if [[ -n "${peak_fp32:-}" ]]; then
-  awk -v g="$gflops" -v f="$peak_fp32" -v t="$peak_tf32" -v b="$peak_bf16" 'BEGIN {
-    printf "MFU vs FP32 peak %.1f TFLOP/s: %.2f%%; vs TF32 %.1f: %.2f%%; vs BF16 %.1f: %.2f%%\n",
-           f, 100*g/1000/f, t, 100*g/1000/t, b, 100*g/1000/b }'
-else
-  echo "no peak table entry for '$gpu': MFU not computed"
-fi
+# The reference shape in each train.matmul_precision: FP32 against the FP32 peak, TF32 against
+# the TF32 tensor-core peak, bf16 against the BF16 one (and each against FP32 as a yardstick).
+for prec in fp32 tf32 bf16; do
+  step "moe-bench at the reference shape (train.matmul_precision = $prec)"
+  out=$("$build/src/moe-bench" --steps 10 --counters --set train.matmul_precision=$prec)
+  echo "$out"
+  field() { sed -n "s/.* \{0,1\}$1=\([0-9.]*\).*/\1/p" <<<"$out" | head -1; }
+  gflops=$(field model_gflops)
+  echo
+  echo "precision=$prec step_s=$(field step_s) tokens_per_s=$(field tokens_per_s) model_tflops=$(awk -v g="$gflops" 'BEGIN{printf "%.2f", g/1000}')"
+  if [[ -n "${peak_fp32:-}" ]]; then
+    case $prec in fp32) peak=$peak_fp32 ;; tf32) peak=$peak_tf32 ;; bf16) peak=$peak_bf16 ;; esac
+    awk -v g="$gflops" -v f="$peak_fp32" -v p="$peak" -v m="$prec" 'BEGIN {
+      printf "MFU (%s) vs its peak %.1f TFLOP/s: %.2f%%; vs the FP32 peak %.1f: %.2f%%\n",
+             m, p, 100*g/1000/p, f, 100*g/1000/f }'
+  else
+    echo "no peak table entry for '$gpu': MFU not computed"
+  fi
+done
 echo "gpu_check: done"

@@ -60,6 +60,8 @@ struct TrainConfig {
   std::uint64_t seed = 1234;
   int eval_every = 50;   // 0 = only at the end
   int eval_batches = 0;  // validation batches per evaluation; 0 = the whole validation split
+  std::string matmul_precision =
+      "fp32";  // gemm operands: fp32, tf32 or bf16 (kernels/precision.hpp)
 };
 
 struct DataConfig {

@@ -22,6 +22,7 @@ const std::vector<std::string> kClusterLossScales = {"share", "public_sum"};
 const std::vector<std::string> kBalanceCounts = {"first", "all"};
 const std::vector<std::string> kDropOrders = {"slot", "token"};
 const std::vector<std::string> kNcclModes = {"off", "auto", "on"};
+const std::vector<std::string> kMatmulPrecisions = {"fp32", "tf32", "bf16"};
 
 constexpr Range closed(double lo, double hi) {
   return {lo, hi, false, false};
@@ -100,6 +101,9 @@ const std::vector<Key> kSchema = {
     {MOE_FIELD(train, eval_every), at_least(0), nullptr, "steps between evaluations (0 = end)"},
     {MOE_FIELD(train, eval_batches), at_least(0), nullptr,
      "validation batches per evaluation (0 = the whole validation split)"},
+    {MOE_FIELD(train, matmul_precision), no_range(), &kMatmulPrecisions,
+     "dense products: fp32, tf32 (TF32 operands) or bf16 (bf16 operands and activations; FP32 "
+     "accumulation, weights, optimizer, softmax, layernorm and loss)"},
     {MOE_FIELD(data, source), no_range(), &kDataSources, "where the tokens come from"},
     {MOE_FIELD(data, path), no_range(), nullptr, "input file of file-based sources"},
     {MOE_FIELD(data, tokenizer), no_range(), &kTokenizers,

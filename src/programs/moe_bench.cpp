@@ -10,8 +10,9 @@
 // The reference model (overridable): d_model 512, d_ff 2048, 8 experts top-2, seq_len 256,
 // 4 layers, 8 heads, vocab 8192, 16 sequences = 4096 tokens per step. Both figures come from
 // the same process on the same core(s): sgemm through the suite's own gemm path, at the
-// expert-MLP shape. model_gflops = 3 x forward FLOPs (6 x active parameters x tokens plus the
-// attention score and mixing products) per second.
+// expert-MLP shape, in the run's train.matmul_precision (precision= on the line).
+// model_gflops = 3 x forward FLOPs (6 x active parameters x tokens plus the attention score and
+// mixing products) per second.
 #include <cblas.h>
 
 #include <algorithm>
@@ -138,9 +139,9 @@ double print_result(const moe::Config& cfg, moe::Trainer& trainer, const Timing&
   // ratio compares with the sgemm rate of all the ranks' cores together.
   std::printf(
       "tokens_per_s=%.1f model_gflops=%.2f sgemm_gflops=%.2f ratio=%.3f step_s=%.6f "
-      "ranks=%d comm_s_per_step=%.4f gemm=%s blas=%s",
+      "ranks=%d comm_s_per_step=%.4f gemm=%s blas=%s precision=%s",
       tokens / secs, model_gflops, sgemm, model_gflops / (sgemm * ranks), secs, ranks, t.comm_s,
-      moe::gemm_backend(), MOE_BLAS_VENDOR);
+      moe::gemm_backend(), MOE_BLAS_VENDOR, cfg.train.matmul_precision.c_str());
   if (record) std::printf(" metrics_overhead=%.5f", t.record_s / secs);
   std::printf("\n");
   return sgemm;

@@ -46,6 +46,9 @@ void Router<Real>::score(const RouteContext& ctx, View1<const Real> x, View1<con
                          View1<Real> logits, int N, int C) {
   const int E = int(w.extent(0)) / C;
   const ExecSpace exec;
+  // The router multiplies in FP32 whatever train.matmul_precision says (Switch Transformer's
+  // selective precision: its softmax exponentiates the logits, where bf16 errors grow).
+  const MatmulPrecisionScope fp32_router(MatmulPrecision::fp32);
   linear_forward<Real>(exec, matrix(jitter_.apply(ctx.training, ctx.step, x, Index(N) * C), N, C),
                        matrix(w, C, E), View1<const Real>(), matrix(logits, N, E));
 }
@@ -56,6 +59,7 @@ void Router<Real>::score_backward(View1<const Real> dlogits, View1<const Real> x
                                   int C) {
   const int E = int(w.extent(0)) / C;
   const ExecSpace exec;
+  const MatmulPrecisionScope fp32_router(MatmulPrecision::fp32);  // as in score()
   if (!jitter_.applied()) {
     linear_backward<Real>(exec, matrix(dlogits, N, E), matrix(x, N, C), matrix(w, C, E),
                           matrix(dx, N, C), matrix(dw, C, E), View1<Real>());

@@ -70,6 +70,7 @@ void write_identity(RunFile& f, const Config& cfg, const Corpus& corpus, int ran
   f.set_attr("/kokkos_version", std::int64_t(KOKKOS_VERSION));
   f.set_attr("/kokkos_backend", std::string(Runtime::backend_name()));
   f.set_attr("/gemm_backend", std::string(gemm_backend()));
+  f.set_attr("/matmul_precision", cfg.train.matmul_precision);
   f.set_attr("/mpi_ranks", std::int64_t(ranks));
   f.set_attr("/device", host_name() + " " + Runtime::backend_name());
   f.set_attr("/seed", std::int64_t(cfg.train.seed));

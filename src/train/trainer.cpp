@@ -10,6 +10,7 @@
 #include <string>
 
 #include "parallel/expert_exchange.hpp"
+#include "precision.hpp"
 #include "train/run_schema.hpp"
 #include "util/user_error.hpp"
 
@@ -46,6 +47,13 @@ Trainer::Trainer(const Config& cfg, const Corpus& corpus, RunFile* run, std::ost
       evaluator_(cfg, corpus, model_, batch_, comm_),
       recorder_(run, model_, batch_, comm_),
       checkpointer_(cfg, run, model_, optimizer_, evaluator_) {
+  // train.matmul_precision holds for every float product of the process from here on (training
+  // and evaluation), as torch.set_float32_matmul_precision does.
+  MatmulPrecision precision = MatmulPrecision::fp32;
+  if (!parse_matmul_precision(cfg.train.matmul_precision.c_str(), &precision))
+    throw UserError("train.matmul_precision = \"" + cfg.train.matmul_precision +
+                    "\" is not supported (allowed: fp32, tf32, bf16)");
+  set_matmul_precision(precision);
   // parallel.nccl is decided now, by every rank of each expert group together: a refusal
   // stops the run before training (exit 2), a fallback to MPI says so once.
   comm_.set_nccl_mode(parse_nccl_mode(cfg.parallel.nccl));

@@ -42,6 +42,7 @@ expect negative_cf     "router.capacity_factor" --set router.capacity_factor=-1
 expect heads           "model.n_heads"          --set model.d_model=30 --set model.n_heads=4
 expect zero_layers     "model.n_layers"         --set model.n_layers=0
 expect bad_router      "router.type"            --set router.type=sinkhorn
+expect bad_precision   "train.matmul_precision" --set train.matmul_precision=fp16
 expect missing_file    "nope.toml"              --config "$dir/nope.toml"
 expect broken_toml     "broken.toml"            --config "$dir/broken.toml"
 expect bad_option      "--frobnicate"           --frobnicate

@@ -201,6 +201,14 @@ TEST(Config, UnreadableOrUnparsableFileNamesTheFile) {
   std::filesystem::remove(huge);
 }
 
+TEST(Config, MatmulPrecisionIsOneOfThreeModes) {
+  EXPECT_EQ(load_config("", {}).train.matmul_precision, "fp32");
+  EXPECT_EQ(load_config("", {"train.matmul_precision=bf16"}).train.matmul_precision, "bf16");
+  EXPECT_EQ(load_config("", {"train.matmul_precision=\"tf32\""}).train.matmul_precision, "tf32");
+  set_error({"train.matmul_precision=fp16"},
+            {"train.matmul_precision", "fp16", "allowed: fp32, tf32, bf16"});
+}
+
 TEST(Config, ValuesQuotedInMessagesStayOnOneLine) {
   set_error({"model.d_model=\"a\\nb\""}, {"model.d_model", "\"a\\u000Ab\""});
 }
