@@ -57,30 +57,40 @@ bool parse_matmul_precision(const char* name, MatmulPrecision* out) {
   return false;
 }
 
+// One team per matrix row, its threads over the row's columns: one index division per row, a
+// contiguous (vectorizable, coalesced) inner loop.
+using RowPolicy = Kokkos::TeamPolicy<ExecSpace>;
+
 const float* round_operand_copy(MatmulPrecision mode, const float* X, int rows, int cols, int ld,
                                 const MatrixBatch& batch, int slot) {
   const Index per = Index(rows) * cols, n = per * batch.outer * batch.inner;
   const View1<float> out = operand_workspace(slot, n);
-  const int m = int(mode), inner = batch.inner;
+  const int m = int(mode), inner = batch.inner, nrows = rows * batch.outer * inner;
   const Index is = batch.inner_stride, os = batch.outer_stride;
+  if (nrows == 0 || cols == 0) return out.data();
   Kokkos::parallel_for(
-      "moe::gemm_round_operand", range(n), KOKKOS_LAMBDA(const Index idx) {
-        const Index p = idx / per, e = idx % per;
-        const Index r = e / cols, c = e % cols;
-        out(idx) = round_operand(X[(p / inner) * os + (p % inner) * is + r * ld + c], m);
+      "moe::gemm_round_operand", RowPolicy(nrows, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const RowPolicy::member_type& team) {
+        const int row = team.league_rank(), p = row / rows, r = row % rows;
+        const float* src = X + (p / inner) * os + (p % inner) * is + Index(r) * ld;
+        float* dst = out.data() + Index(row) * cols;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, cols),
+                             [&](const int c) { dst[c] = round_operand(src[c], m); });
       });
   return out.data();
 }
 
 void round_output_bf16(float* C, int rows, int cols, int ld, const MatrixBatch& batch) {
-  const Index per = Index(rows) * cols, n = per * batch.outer * batch.inner;
-  const int inner = batch.inner;
+  const int inner = batch.inner, nrows = rows * batch.outer * inner;
   const Index is = batch.inner_stride, os = batch.outer_stride;
+  if (nrows == 0 || cols == 0) return;
   Kokkos::parallel_for(
-      "moe::gemm_round_output", range(n), KOKKOS_LAMBDA(const Index idx) {
-        const Index p = idx / per, e = idx % per;
-        float* c = C + (p / inner) * os + (p % inner) * is + (e / cols) * ld + e % cols;
-        *c = round_to_bf16(*c);
+      "moe::gemm_round_output", RowPolicy(nrows, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const RowPolicy::member_type& team) {
+        const int row = team.league_rank(), p = row / rows, r = row % rows;
+        float* c = C + (p / inner) * os + (p % inner) * is + Index(r) * ld;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, cols),
+                             [&](const int j) { c[j] = round_to_bf16(c[j]); });
       });
 }
 

@@ -40,21 +40,19 @@ class MatmulPrecisionScope {
 };
 
 namespace precision_detail {
-// Keeps the top 32 - drop bits of x, rounded to nearest even on the dropped ones.
+// Keeps the top 32 - drop bits of x, rounded to nearest even on the dropped ones. Branch-free
+// (selects only), so that loops over it vectorize.
 KOKKOS_INLINE_FUNCTION float round_mantissa(float x, int drop) {
   union {
     float f;
     std::uint32_t u;
   } v{x};
   const std::uint32_t keep = ~((std::uint32_t(1) << drop) - 1u);
-  if ((v.u & 0x7f800000u) == 0x7f800000u) {     // inf or NaN: no carry into the exponent
-    if (v.u & 0x007fffffu) v.u |= 0x00400000u;  // a NaN stays NaN (quiet) once truncated
-    v.u &= keep;
-    return v.f;
-  }
-  const std::uint32_t half = (std::uint32_t(1) << (drop - 1)) - 1u;  // just under half an ulp
-  v.u += half + ((v.u >> drop) & 1u);  // odd kept part: the tie goes up, to even
-  v.u &= keep;
+  const bool special = (v.u & 0x7f800000u) == 0x7f800000u;  // inf or NaN: no carry
+  const std::uint32_t quiet = special && (v.u & 0x007fffffu) ? 0x00400000u : 0u;  // NaN stays NaN
+  const std::uint32_t half = (std::uint32_t(1) << (drop - 1)) - 1u;      // just under half an ulp
+  const std::uint32_t add = special ? 0u : half + ((v.u >> drop) & 1u);  // odd: the tie goes up
+  v.u = ((v.u | quiet) + add) & keep;
   return v.f;
 }
 }  // namespace precision_detail
