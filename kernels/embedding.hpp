@@ -53,11 +53,14 @@ void embedding_backward(const ExecSpace& exec, View1<const int> tokens, View2<co
       KOKKOS_LAMBDA(const Policy::member_type& team) {
         const Index n = team.league_rank();
         Real* row = &dwte(tokens(n), 0);
+        // dout is read through a row pointer taken here: nvcc rejects an extended lambda whose
+        // first use of a captured View is inside an if-constexpr branch.
+        const Real* d = &dout(n, 0);
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const Index c) {
           if constexpr (embedding_detail::kSerial)
-            row[c] += dout(n, c);
+            row[c] += d[c];
           else
-            Kokkos::atomic_add(&row[c], dout(n, c));
+            Kokkos::atomic_add(&row[c], d[c]);
         });
       });
   // Position s receives rows s, s+S, s+2S, ...: one team per position adds them in order, its
