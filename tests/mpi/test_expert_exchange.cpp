@@ -15,7 +15,6 @@
 
 #include "parallel/comm.hpp"
 #include "parallel/expert_exchange.hpp"
-#include "parallel/runtime.hpp"
 #include "support.hpp"
 
 // A named namespace rather than an anonymous one: CUDA's extended lambdas want enclosing
@@ -164,19 +163,3 @@ TEST(ExpertExchange, GroupsOfTwoStayWithinTheirGroup) {
 }
 
 }  // namespace exchange_test
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  int rc = 0;
-  {
-    moe::Runtime rt(argc, argv);  // MPI, then Kokkos on this rank's device
-    // Only rank 0 prints results; every rank's failures still count in the exit code.
-    if (rt.rank() != 0) {
-      auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-      delete listeners.Release(listeners.default_result_printer());
-    }
-    rc = RUN_ALL_TESTS();
-    MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  }
-  return rc;
-}

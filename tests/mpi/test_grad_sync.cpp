@@ -12,7 +12,6 @@
 
 #include "model/transformer.hpp"
 #include "parallel/comm.hpp"
-#include "parallel/runtime.hpp"
 #include "support.hpp"
 #include "tiny_config.hpp"
 #include "train/optimizer.hpp"
@@ -83,18 +82,3 @@ TEST(GradSync, DeviceMpiPathFollowsTheEnvironment) {
 }
 
 }  // namespace grad_sync_test
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  int rc = 0;
-  {
-    moe::Runtime rt(argc, argv);
-    if (rt.rank() != 0) {
-      auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-      delete listeners.Release(listeners.default_result_printer());
-    }
-    rc = RUN_ALL_TESTS();
-    MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  }
-  return rc;
-}
