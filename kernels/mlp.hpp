@@ -93,47 +93,34 @@ void for_group_chunks(const std::vector<int>& offsets, F&& f) {
 }
 }  // namespace mlp_detail
 
-// For every row r of group g: pre[r,:] += b1[g,:], then act[r,:] = gelu(pre[r,:]): the first
-// linear layer's bias and the activation in one pass, for all groups in one launch. One team per
-// row, threads over columns (coalesced; a plain loop that vectorizes on a CPU).
-// b1 [G,F] group-major; pre, act [M,F].
+// For every row r of group g: out[r,:] += b[g,:], and with a non-empty act also
+// act[r,:] = gelu(out[r,:]) in the same pass (the first linear layer's bias and activation; the
+// second layer's bias alone). All groups in one launch; one team per row, threads over columns
+// (coalesced; a plain loop that vectorizes on a CPU). b [G,W] group-major; out, act [M,W].
 template <class Real>
-void grouped_bias_gelu_forward(const ExecSpace& exec, View1<const Real> b1, View2<Real> pre,
-                               View2<Real> act, const std::vector<int>& offsets) {
+void grouped_bias_forward(const ExecSpace& exec, View1<const Real> b, View2<Real> out,
+                          View2<Real> act, const std::vector<int>& offsets) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
-  const int F = int(pre.extent(1));
+  const int W = int(out.extent(1));
+  const bool with_gelu = act.extent(0) > 0;
   mlp_detail::for_group_chunks(offsets, [&](const GroupRows& rows) {
     Kokkos::parallel_for(
-        "moe::bias_gelu_forward", Policy(exec, rows.off[rows.count] - rows.off[0], Kokkos::AUTO),
+        "moe::grouped_bias", Policy(exec, rows.off[rows.count] - rows.off[0], Kokkos::AUTO),
         KOKKOS_LAMBDA(const Policy::member_type& team) {
           const int r = rows.off[0] + team.league_rank();
-          const Real* b = &b1(Index(rows.group_of(r)) * F);
-          Real* p = &pre(r, 0);
-          Real* o = &act(r, 0);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, F), [&](const int f) {
-            const Real v = p[f] + b[f];
-            p[f] = v;
-            o[f] = mlp_detail::gelu(v);
-          });
-        });
-  });
-}
-
-// out[r,:] += b2[g,:] for every row r of group g, all groups in one launch. b2 [G,C].
-template <class Real>
-void grouped_bias_add(const ExecSpace& exec, View1<const Real> b2, View2<Real> out,
-                      const std::vector<int>& offsets) {
-  using Policy = Kokkos::TeamPolicy<ExecSpace>;
-  const int C = int(out.extent(1));
-  mlp_detail::for_group_chunks(offsets, [&](const GroupRows& rows) {
-    Kokkos::parallel_for(
-        "moe::grouped_bias_add", Policy(exec, rows.off[rows.count] - rows.off[0], Kokkos::AUTO),
-        KOKKOS_LAMBDA(const Policy::member_type& team) {
-          const int r = rows.off[0] + team.league_rank();
-          const Real* b = &b2(Index(rows.group_of(r)) * C);
+          const Real* bias = &b(Index(rows.group_of(r)) * W);
           Real* o = &out(r, 0);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
-                               [&](const int c) { o[c] += b[c]; });
+          if (with_gelu) {
+            Real* a = &act(r, 0);
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, W), [&](const int c) {
+              const Real v = o[c] + bias[c];
+              o[c] = v;
+              a[c] = mlp_detail::gelu(v);
+            });
+          } else {
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, W),
+                                 [&](const int c) { o[c] += bias[c]; });
+          }
         });
   });
 }
@@ -189,14 +176,14 @@ void mlp_forward(const ExecSpace& exec, View2<const Real> x, const MlpWeights<co
     gemm<Real>(false, false, n, F, C, Real(1), row_block(x, offsets[g], n).data(), C,
                w.w1_of(g, C, F).data(), F, Real(0), row_block(a.pre, offsets[g], n).data(), F);
   }
-  grouped_bias_gelu_forward<Real>(exec, w.b1, a.pre, a.act, offsets);
+  grouped_bias_forward<Real>(exec, w.b1, a.pre, a.act, offsets);
   for (int g = 0; g < G; ++g) {
     const int n = offsets[g + 1] - offsets[g];
     if (n == 0) continue;
     gemm<Real>(false, false, n, C, F, Real(1), row_block(a.act, offsets[g], n).data(), F,
                w.w2_of(g, C, F).data(), C, Real(0), row_block(out, offsets[g], n).data(), C);
   }
-  grouped_bias_add<Real>(exec, w.b2, out, offsets);
+  grouped_bias_forward<Real>(exec, w.b2, out, View2<Real>(), offsets);
 }
 
 // Backward of mlp_forward given dout [M,C]: accumulates into dx [M,C] (or writes it, with

@@ -20,15 +20,12 @@ struct Segments {
   Buffer<Index> chunk_begin;  // [chunks]: first element of the chunk in the flat buffer
   Buffer<int> chunk_size;     // [chunks]: 1..kChunk
   Buffer<float> chunk_flag;   // [chunks]: its segment's flag
-  int count = 0;              // segments
   int chunks = 0;
-  Index total = 0;  // elements over all segments
 
   Segments() = default;
   // begins[s], sizes[s], flags[s] on the host; the chunk table is copied to the device once.
   Segments(const std::vector<Index>& begins, const std::vector<Index>& sizes,
-           const std::vector<float>& flags)
-      : count(int(begins.size())) {
+           const std::vector<float>& flags) {
     MOE_CHECK(sizes.size() == begins.size() && flags.size() == begins.size(),
               "segments: begins, sizes and flags differ in length");
     std::vector<Index> cb;
@@ -36,7 +33,6 @@ struct Segments {
     std::vector<float> cf;
     for (std::size_t s = 0; s < begins.size(); ++s) {
       MOE_CHECK(sizes[s] >= 0, "segments: negative size");
-      total += sizes[s];
       for (Index off = 0; off < sizes[s]; off += kChunk) {
         cb.push_back(begins[s] + off);
         cs.push_back(int(sizes[s] - off < kChunk ? sizes[s] - off : kChunk));
