@@ -181,45 +181,152 @@ inline void slot_expert_counts(View1<const int> expert_of, Index A, int E, int s
       });
 }
 
+namespace dispatch_detail {
+// The position-drop plan in two launches, optionally gathering the kept rows in the second
+// (x non-empty: xg[s,:] = x[assignment_of_slot[s] / K, :]).
+//  1. One team per expert e ranks e's copies in ranking order (assignment order, or with
+//     slots = S > 1 slot-major: slot j's copies a = n S + j in token order, slot by slot): per
+//     slot a team reduction counts them and a team scan gives each its rank within the slot,
+//     which decides the capacity cut (kept iff capacity <= 0 or first_j + rank < capacity,
+//     first_j = rank_offset[j E + e] or the copies of e in lower slots). slot_of[a] = rank
+//     among e's copies (the kept ones are a prefix of that ranking, see dispatch_plan), or -1
+//     when dropped. requested[e], counts[e] and the per-slot counts come out of the same team.
+//     Team 0 also marks the copies that name no expert (-1).
+//  2. One team per assignment turns a kept rank into its row, offsets[e] + rank, with
+//     offsets[e] = sum of counts of lower experts (a team reduction: E is small), writes the
+//     inverse map (rows >= total kept map to -1), copies the token's row when gathering, and
+//     team 0 writes offsets[0..E] and the dropped count for the host.
+// Same plan as the scan-based formulation (kernel_test_dispatch checks it against a plain
+// reference); every step is integer arithmetic and fixed-order scans, so it is reproducible.
+template <class Real>
+void plan_by_position(View1<const int> expert_of, Index A, int E, int capacity, DispatchPlan& plan,
+                      View1<const int> rank_offset, int slots, View1<const Real> x, View1<Real> xg,
+                      int K, int C) {
+  MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
+  MOE_CHECK(slots >= 1 && A % slots == 0, "dispatch_plan: A must be a multiple of the slots");
+  ensure_size(plan.requested, E, "moe::dispatch_requested");
+  ensure_size(plan.counts, E, "moe::dispatch_counts");
+  ensure_size(plan.offsets, Index(E) + 2, "moe::dispatch_offsets");
+  ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
+  ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
+  ensure_size(plan.slot_requested, Index(slots) * E, "moe::dispatch_slot_requested");
+  const Buffer<int> requested = plan.requested, counts = plan.counts, offsets = plan.offsets;
+  const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
+  const Buffer<int> slot_req = plan.slot_requested;
+  const Index N = A / slots;
+  const bool shifted = rank_offset.extent(0) > 0;
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  using Member = Policy::member_type;
+
+  Kokkos::parallel_for(
+      "moe::dispatch_rank_experts", Policy(E, Kokkos::AUTO), KOKKOS_LAMBDA(const Member& team) {
+        const int e = team.league_rank();
+        int before = 0, kept = 0;  // e's copies in lower slots, and how many of them were kept
+        for (int j = 0; j < slots; ++j) {
+          int r = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, N),
+              [&](const Index n, int& c) { c += expert_of(n * slots + j) == e ? 1 : 0; }, r);
+          const int first = shifted ? rank_offset(Index(j) * E + e) : before;
+          Kokkos::parallel_scan(
+              Kokkos::TeamThreadRange(team, N), [&](const Index n, int& rank, const bool final) {
+                const Index a = n * slots + j;
+                const int ea = expert_of(a);
+                if (ea == e) {
+                  if (final)
+                    slot_of(a) = capacity <= 0 || first + rank < capacity ? before + rank : -1;
+                  rank += 1;
+                } else if (final && e == 0 && (ea < 0 || ea >= E)) {
+                  slot_of(a) = -1;
+                }
+              });
+          const int room = capacity - first;
+          kept += capacity <= 0 ? r : (room <= 0 ? 0 : (r > room ? room : r));
+          before += r;
+          Kokkos::single(Kokkos::PerTeam(team), [&]() { slot_req(Index(j) * E + e) = r; });
+        }
+        Kokkos::single(Kokkos::PerTeam(team), [&]() {
+          requested(e) = before;
+          counts(e) = kept;
+        });
+      });
+
+  const bool gather = x.extent(0) > 0;
+  Kokkos::parallel_for(
+      "moe::dispatch_slots_gather", Policy(A, Kokkos::AUTO), KOKKOS_LAMBDA(const Member& team) {
+        const Index a = team.league_rank();
+        const int rank = slot_of(a);
+        const int e = rank >= 0 ? expert_of(a) : E;  // E: only the total is needed
+        int below = 0, total = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, E),
+            [&](const int i, int& b) { b += i < e ? counts(i) : 0; }, below);
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, E), [&](const int i, int& t) { t += counts(i); }, total);
+        if (a == 0) {
+          Kokkos::single(Kokkos::PerTeam(team), [&]() {
+            int off = 0, dropped = 0;
+            for (int i = 0; i < E; ++i) {
+              offsets(i) = off;
+              off += counts(i);
+              dropped += requested(i) - counts(i);
+            }
+            offsets(E) = off;
+            offsets(E + 1) = dropped;
+          });
+        }
+        // Team-wide barrier before slot_of(a) is overwritten: every thread has read it above.
+        team.team_barrier();
+        if (a >= total)
+          Kokkos::single(Kokkos::PerTeam(team), [&]() { assignment_of_slot(a) = -1; });
+        if (rank < 0) return;
+        const Index s = below + rank;
+        Kokkos::single(Kokkos::PerTeam(team), [&]() {
+          slot_of(a) = int(s);
+          assignment_of_slot(s) = int(a);
+        });
+        if (gather) {
+          const Real* src = &x((a / K) * C);
+          Real* dst = &xg(s * C);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                               [&](const int c) { dst[c] = src[c]; });
+        }
+      });
+
+  plan.host_offsets.resize(std::size_t(E) + 2);  // the offsets and the dropped count
+  Kokkos::deep_copy(Kokkos::View<int*, HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+                        plan.host_offsets.data(), std::size_t(E) + 2),
+                    View1<const int>(plan.offsets.data(), std::size_t(E) + 2));
+  plan.dropped = plan.host_offsets[std::size_t(E) + 1];
+  plan.host_offsets.pop_back();
+  plan.total_kept = plan.host_offsets[std::size_t(E)];
+}
+}  // namespace dispatch_detail
+
 // Builds the plan from expert_of[0..A) (entries in [0,E) or -1). capacity <= 0: keep all.
 // Drop by position: an overfull expert keeps its first `capacity` copies in assignment order,
 // or with slots = K > 1 in slot-major order (GShard: first choices before second choices).
-// Only the E+1 offsets and the dropped count come back to the host.
+// Only the E+1 offsets and the dropped count come back to the host. Two launches
+// (dispatch_detail::plan_by_position).
 // rank_offset (optional, [E], or [K*E] with slots = K): where this batch's copies start in the
-// global order (see requested_and_rank).
+// global order: [j*E + e] is the global rank of this batch's first slot-j copy of e (global
+// order: slot 0 of every rank, then slot 1, ...).
 inline void dispatch_plan(View1<const int> expert_of, Index A, int E, int capacity,
                           DispatchPlan& plan, View1<const int> rank_offset = {}, int slots = 1) {
-  dispatch_detail::requested_and_rank(expert_of, A, E, capacity, plan, rank_offset, slots);
-  const bool shifted = rank_offset.extent(0) > 0;
-  const Buffer<int> offsets = plan.offsets, counts = plan.counts, slot_req = plan.slot_requested;
-  const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
-  dispatch_detail::exclusive_scan_experts(counts, offsets, E, "moe::dispatch_offsets");
+  dispatch_detail::plan_by_position<float>(expert_of, A, E, capacity, plan, rank_offset, slots, {},
+                                           {}, 1, 0);
+}
 
-  // Rank -> row; copies past the capacity are dropped. The kept copies of an expert are a
-  // prefix of its ranking (a slot's copies can only be kept if the lower slots' all were), so
-  // rows are unique and the inverse map is written without conflicts.
-  Kokkos::parallel_for(
-      "moe::dispatch_slots", range(A), KOKKOS_LAMBDA(const Index a) {
-        const int rank = slot_of(a);
-        if (rank < 0) return;
-        const int e = expert_of(a);
-        int global_rank = rank;
-        if (shifted || slots > 1) {
-          // rank - (this batch's copies of e in lower slots) = rank within slot j.
-          const int j = int(a % slots);
-          int lower = 0;
-          for (int i = 0; i < j; ++i) lower += slot_req(Index(i) * E + e);
-          global_rank = (shifted ? rank_offset(Index(j) * E + e) : lower) + rank - lower;
-        }
-        if (capacity > 0 && global_rank >= capacity) {
-          slot_of(a) = -1;
-          return;
-        }
-        const int s = offsets(e) + rank;
-        slot_of(a) = s;
-        assignment_of_slot(s) = int(a);
-      });
-  dispatch_detail::finish(plan, A, E);
+// dispatch_plan and dispatch_forward in the same two launches: the kept rows of x [N,C] are
+// copied into xg (at least A*C long: the kept count is not known before) as their rows are
+// assigned. K is the assignments per token (a = token * K + slot).
+template <class Real>
+void dispatch_plan_gather(View1<const int> expert_of, Index A, int E, int capacity,
+                          DispatchPlan& plan, View1<const int> rank_offset, int slots,
+                          View1<const Real> x, View1<Real> xg, int K, int C) {
+  MOE_CHECK(Index(xg.extent(0)) >= A * C, "dispatch_plan_gather: xg shorter than A*C");
+  dispatch_detail::plan_by_position<Real>(expert_of, A, E, capacity, plan, rank_offset, slots, x,
+                                          xg, K, C);
 }
 
 // Drop by priority: as above, but an overfull expert (requested > capacity > 0) keeps the
@@ -323,8 +430,10 @@ void dispatch_forward(View1<const Real> x, const DispatchPlan& plan, View1<Real>
       });
 }
 
-// dx[n,:] += sum over the token's slots j = 0..K-1 (in that order) that kept a row of dxg[row,:].
-// One team per token owns its output row: no atomics, fixed order.
+// dx[n,:] = sum over the token's slots j = 0..K-1 (in that order) that kept a row of dxg[row,:];
+// 0 for a token with no kept copy. Written, not accumulated, so the caller needs no zero-fill
+// (the router's input gradient is added after). One team per token owns its output row: no
+// atomics, fixed order.
 template <class Real>
 void dispatch_backward(View1<const Real> dxg, const DispatchPlan& plan, View1<Real> dx, int N,
                        int K, int C) {
@@ -336,13 +445,22 @@ void dispatch_backward(View1<const Real> dxg, const DispatchPlan& plan, View1<Re
       KOKKOS_LAMBDA(const Policy::member_type& team) {
         const Index n = team.league_rank();
         Real* out = &dx(n * C);
+        bool written = false;  // the same for every thread of the team
         for (int j = 0; j < K; ++j) {
           const int s = slot_of(n * K + j);
           if (s < 0) continue;
           const Real* src = &dxg(Index(s) * C);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
-                               [&](const int c) { out[c] += src[c]; });
+          if (written)
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                                 [&](const int c) { out[c] += src[c]; });
+          else
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                                 [&](const int c) { out[c] = src[c]; });
+          written = true;
         }
+        if (!written)
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
+                               [&](const int c) { out[c] = Real(0); });
       });
 }
 

@@ -198,4 +198,168 @@ void balance_loss_backward(View1<const int> counts, Real weight, View1<Real> dpr
       });
 }
 
+// ---- Fused top-k routing: the kernels above, fewer launches -----------------------------------
+// A top-k router's forward is softmax_rows_forward + topk_rows + router_zloss_forward over the
+// same rows and count_assignments + balance_loss_forward over the same experts; its backward is
+// topk_backward + balance_loss_backward + softmax_rows_backward + router_zloss_backward, row by
+// row. Fused: two launches forward, one backward (each launch costs a few microseconds on a GPU,
+// as much as the work at these sizes). Same arithmetic in the same order as the separate
+// kernels; kernel_test_router checks them against each other.
+
+// Per row n: probs = softmax(logits), the top k (as topk_rows), and lse^2 for the z-loss.
+// Returns mean_n lse_n^2 (a reduction into a host value: the one host read of the forward). An
+// entirely masked row gets all-zero probabilities, the picks topk_rows gives those, and adds 0.
+template <class Real>
+Real topk_route_forward(View1<const Real> logits, View1<Real> probs, View1<int> idx,
+                        View1<Real> val, int N, int E, int k) {
+  MOE_CHECK(k >= 1 && k <= E, "topk_route_forward needs 1 <= k <= E");
+  const Real lowest = std::numeric_limits<Real>::lowest();  // on the host: no constexpr on device
+  Real total = 0;
+  Kokkos::parallel_reduce(
+      "moe::topk_route_forward", range(N),
+      KOKKOS_LAMBDA(const Index n, Real& acc) {
+        const Index row = n * E;
+        Real m = logits(row);
+        for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
+        if (!(m >= lowest)) {
+          for (int e = 0; e < E; ++e) probs(row + e) = Real(0);
+        } else {
+          Real s = 0;
+          for (int e = 0; e < E; ++e) {
+            const Real v = math::exp(logits(row + e) - m);
+            probs(row + e) = v;
+            s += v;
+          }
+          const Real lse = m + math::log(s);
+          acc += lse * lse;
+          const Real inv = Real(1) / s;
+          for (int e = 0; e < E; ++e) probs(row + e) *= inv;
+        }
+        int prev_i = -1;
+        Real prev_v = 0;
+        for (int j = 0; j < k; ++j) {
+          int best = -1;
+          Real best_v = 0;
+          for (int e = 0; e < E; ++e) {
+            const Real v = probs(row + e);
+            const bool after_prev = j == 0 || v < prev_v || (v == prev_v && e > prev_i);
+            if (after_prev && (best < 0 || v > best_v)) {
+              best = e;
+              best_v = v;
+            }
+          }
+          idx(n * k + j) = best;
+          val(n * k + j) = best_v;
+          prev_i = best;
+          prev_v = best_v;
+        }
+      },
+      total);
+  return N > 0 ? total / Real(N) : Real(0);
+}
+
+// What the balance loss needs of one expert: its counted copies and its probability column sum.
+struct BalanceSums {
+  double weighted = 0;  // sum_e f_counts[e] * P_sum[e] / assigned
+  KOKKOS_INLINE_FUNCTION BalanceSums& operator+=(const BalanceSums& o) {
+    weighted += o.weighted;
+    return *this;
+  }
+};
+
+// One team per expert e: f_counts[e] = entries a < A with a % stride == 0 naming e,
+// all_counts[e] (when given) = every entry naming e, col_sums[e] (when given) = sum_n p[n,e];
+// returns balance_loss_forward's value, E * sum_e f_e P_e, computed the same way (each team
+// also counts the assigned entries: E is small and a host read would block).
+template <class Real>
+Real balance_stats_forward(View1<const Real> probs, View1<const int> expert_of, View1<int> f_counts,
+                           View1<int> all_counts, View1<double> col_sums, int N, int E, Index A,
+                           int stride) {
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const bool want_all = all_counts.extent(0) > 0, want_sums = col_sums.extent(0) > 0;
+  Real weighted = 0;
+  Kokkos::parallel_reduce(
+      "moe::balance_stats_forward", Policy(E, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team, Real& acc) {
+        const int e = team.league_rank();
+        Index f = 0, all = 0, assigned = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, A),
+            [&](const Index a, Index& c) {
+              const int x = expert_of(a);
+              c += a % stride == 0 && x == e ? 1 : 0;
+            },
+            f);
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, A),
+            [&](const Index a, Index& c) {
+              const int x = expert_of(a);
+              c += a % stride == 0 && x >= 0 && x < E ? 1 : 0;
+            },
+            assigned);
+        if (want_all)
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, A),
+              [&](const Index a, Index& c) { c += expert_of(a) == e ? 1 : 0; }, all);
+        Real col = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, N),
+            [&](const Index n, Real& c) { c += probs(n * E + e); }, col);
+        Kokkos::single(Kokkos::PerTeam(team), [&]() {
+          f_counts(e) = int(f);
+          if (want_all) all_counts(e) = int(all);
+          if (want_sums) col_sums(e) = double(col);
+          if (assigned > 0) acc += Real(f) * col / Real(assigned);
+        });
+      },
+      weighted);
+  return N > 0 ? Real(E) * weighted / Real(N) : Real(0);
+}
+
+// Per row n, dlogits[n,:] = (or +=, with accumulate) the softmax backward of
+//   dp[e] = dprobs_in[n,e] (when given) or the row's top-k gate gradients (dgate[n,j] at
+//           expert idx[n,j], unused slots -1 skipped)
+//         + balance_scale * f_counts[e] / sum(f_counts)          (balance_scale = w E / N)
+// plus the z-loss gradient z_scale * lse_n / sum_n * exp(logit - max)  (z_scale = w 2 / N).
+// A zero scale skips its term.
+template <class Real>
+void topk_route_backward(View1<const Real> probs, View1<const int> idx, View1<const Real> dgate,
+                         View1<const Real> dprobs_in, View1<const int> f_counts, Real balance_scale,
+                         View1<const Real> logits, Real z_scale, View1<Real> dlogits, int N, int E,
+                         int k, bool accumulate) {
+  const bool given = dprobs_in.extent(0) > 0;
+  Kokkos::parallel_for(
+      "moe::topk_route_backward", range(N), KOKKOS_LAMBDA(const Index n) {
+        const Index row = n * E;
+        Index assigned = 0;
+        if (balance_scale != Real(0))
+          for (int j = 0; j < E; ++j) assigned += f_counts(j);
+        // dp[e], recomputed where needed: E and k are small, and no per-row scratch is needed.
+        auto dp = [&](const int e) {
+          Real v = 0;
+          if (given) {
+            v = dprobs_in(row + e);
+          } else {
+            for (int j = 0; j < k; ++j)
+              if (idx(n * k + j) == e) v += dgate(n * k + j);
+          }
+          if (assigned > 0) v += balance_scale * Real(f_counts(e)) / Real(assigned);
+          return v;
+        };
+        Real d = 0;
+        for (int e = 0; e < E; ++e) d += dp(e) * probs(row + e);
+        Real zs = 0, zmax = 0;
+        if (z_scale != Real(0)) {
+          const RowLogSumExp<Real> r(logits, row, E);
+          zs = z_scale * r.lse / r.sum;
+          zmax = r.max;
+        }
+        for (int e = 0; e < E; ++e) {
+          Real g = probs(row + e) * (dp(e) - d);
+          if (z_scale != Real(0)) g += zs * math::exp(logits(row + e) - zmax);
+          dlogits(row + e) = accumulate ? dlogits(row + e) + g : g;
+        }
+      });
+}
+
 }  // namespace moe

@@ -59,7 +59,7 @@ void MoeLayer<Real>::backward(const RouteContext& ctx, View1<const Real> dout, V
 
   // The router learns only through the gates (and its auxiliary losses).
   auto dlogits = ensure(dlogits_, NE, "moe::moe.dlogits");
-  fill_zero<Real>(dlogits, NE);
+  if (!router_->backward_writes_dlogits()) fill_zero<Real>(dlogits, NE);
   router_->backward(ctx, slice(logits_, 0, NE), state_, dgate, dlogits, N);
   if (router_->uses_logits())
     router_->score_backward(dlogits, x, p.router_w, dx, g.router_w, N, C_);

@@ -29,7 +29,8 @@ class MoeLayer {
   // x [N,C] (the normalised block input) -> out [N,C].
   void forward(const RouteContext& ctx, View1<const Real> x, const FfnTensors<Real>& p,
                View1<Real> out, int N);
-  // dx += d(loss)/dx and parameter gradients += into g, for the last forward.
+  // dx = d(loss)/dx (written, not accumulated) and parameter gradients += into g, for the last
+  // forward.
   void backward(const RouteContext& ctx, View1<const Real> dout, View1<const Real> x,
                 const FfnTensors<Real>& p, const FfnTensors<Real>& g, View1<Real> dx, int N);
 

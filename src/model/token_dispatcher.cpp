@@ -6,8 +6,8 @@
 namespace moe {
 
 template <class Real>
-void TokenDispatcher<Real>::make_plan(const Router<Real>& router, const RoutingState<Real>& st,
-                                      int N) {
+bool TokenDispatcher<Real>::make_plan(const Router<Real>& router, const RoutingState<Real>& st,
+                                      int N, View1<const Real> x, View1<Real> xg) {
   // With data parallelism the capacity is per expert over the global batch, cut by position in
   // the global token order (rank 0's tokens first): a copy is kept iff the copies of its expert
   // on earlier ranks plus its rank here are below the capacity, exactly as on one rank.
@@ -18,7 +18,7 @@ void TokenDispatcher<Real>::make_plan(const Router<Real>& router, const RoutingS
   if (priority.extent(0) > 0) {
     MOE_CHECK(!dp, "drop by probability is refused with several ranks before training");
     dispatch_plan<Real>(st.expert_of, priority, NK, E_, capacity, plan_);
-    return;
+    return false;
   }
   // Slot-major ranking (GShard, router.drop_order = "slot"): the global order is slot 0 of
   // every rank, then slot 1 of every rank, ...; rank_offset[j*E + e] is where this rank's
@@ -46,7 +46,8 @@ void TokenDispatcher<Real>::make_plan(const Router<Real>& router, const RoutingS
     Kokkos::deep_copy(Kokkos::subview(off, std::make_pair(0, SE)), h);
     offsets = off;
   }
-  dispatch_plan(st.expert_of, NK, E_, capacity, plan_, offsets, slots);
+  dispatch_plan_gather<Real>(st.expert_of, NK, E_, capacity, plan_, offsets, slots, x, xg, K_, C_);
+  return true;
 }
 
 template <class Real>
@@ -54,12 +55,11 @@ View1<const Real> TokenDispatcher<Real>::group(const Router<Real>& router,
                                                const RoutingState<Real>& st, View1<const Real> x,
                                                int N) {
   K_ = router.slots_per_token();
-  make_plan(router, st, N);
-  const Index MC = kept() * C_;
-  auto xg = ensure(xg_, MC, "moe::moe.xg");
-  ensure(yg_, MC, "moe::moe.yg");
-  dispatch_forward<Real>(x, plan_, xg, K_, C_);
-  return xg;
+  // Sized for every copy kept: the kept count is known only once the plan is made.
+  auto xg = ensure(xg_, Index(N) * K_ * C_, "moe::moe.xg");
+  if (!make_plan(router, st, N, x, xg)) dispatch_forward<Real>(x, plan_, xg, K_, C_);
+  ensure(yg_, kept() * C_, "moe::moe.yg");
+  return slice(xg_, 0, kept() * C_);
 }
 
 template <class Real>

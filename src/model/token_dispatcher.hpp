@@ -62,7 +62,8 @@ class TokenDispatcher {
   // Backward of ungroup: returns d(yg) [total_kept, C], zeroes d(xg), dgate += .
   View1<Real> ungroup_backward(const RoutingState<Real>& st, View1<const Real> dout,
                                View1<Real> dgate, int N);
-  // Backward of group: dx += d(xg) scattered to the tokens.
+  // Backward of group: dx = d(xg) summed back to the tokens (written: a token with no kept copy
+  // gets 0).
   void group_backward(View1<Real> dx, int N);
 
   int slots() const { return K_; }
@@ -76,7 +77,10 @@ class TokenDispatcher {
   Buffer<Real> xg_, yg_, dyg_, dxg_;  // rows grouped by expert on this rank [total_kept, C]
 
  private:
-  void make_plan(const Router<Real>& router, const RoutingState<Real>& st, int N);
+  // The plan, with x's kept copies gathered into xg [N*K, C] on the way where the plan allows it
+  // (drop by position); returns whether they were.
+  bool make_plan(const Router<Real>& router, const RoutingState<Real>& st, int N,
+                 View1<const Real> x, View1<Real> xg);
   Buffer<int> rank_offset_;  // [slots*E] where this rank's copies start in the global order
 };
 

@@ -195,14 +195,16 @@ void Transformer<Real>::backward() {
   for (int l = L_ - 1; l >= 0; --l) {
     Acts& a = acts_[l];
     const BlockLayout& b = layout_.blocks[l];
-    fill_zero<Real>(slice(dln_, 0, NC), NC);
+    // Both branches write dln_ (the MoE layer's dispatch backward, the dense MLP in Overwrite
+    // mode); no zero-fill.
     if (b.moe) {
       moe_[moe_of_block_[l]].layer->backward(ctx_, dres_, a.ln2, ffn(params_, b), ffn(grads_, b),
                                              dln_, N);
     } else {
       lap(timer_, Phase::Rest);
       mlp_backward<Real>(exec_, rows(dres_, C), rows(a.ln2, C), {rows(a.pre, F_), rows(a.act, F_)},
-                         mlp(params_, b), rows(dpre_, F_), rows(dln_, C), mlp(grads_, b), {0, N});
+                         mlp(params_, b), rows(dpre_, F_), rows(dln_, C), mlp(grads_, b), {0, N},
+                         DxMode::Overwrite);
       lap(timer_, Phase::ExpertsBwd);
     }
     layernorm_backward<Real>(exec_, rows(dln_, C), rows(a.res_mid, C), p(b.ln2_g), a.ln2_mean,

@@ -15,13 +15,17 @@ void GlobalRouterStats<Real>::set_tokens(int N) {
 template <class Real>
 double GlobalRouterStats<Real>::balance_loss(View1<const Real> probs, View1<const int> expert_of,
                                              View1<int> local_counts, int N, int E, Index A,
-                                             int stride) {
+                                             int stride, View1<int> all_counts) {
   set_tokens(N);
+  const bool distributed = comm_ && comm_->distributed();
   if (Index(global_counts_.extent(0)) < E)
     global_counts_ = Buffer<int>(std::string("moe::router.global_counts"), std::size_t(E));
-  const double local =
-      double(balance_loss_forward<Real>(probs, expert_of, local_counts, N, E, A, stride));
-  if (!comm_ || !comm_->distributed()) {
+  if (distributed && Index(col_sums_.extent(0)) < E)
+    col_sums_ = Buffer<double>(std::string("moe::router.prob_sums"), std::size_t(E));
+  const View1<double> sums = distributed ? slice(col_sums_, 0, E) : View1<double>();
+  const double local = double(balance_stats_forward<Real>(probs, expert_of, local_counts,
+                                                          all_counts, sums, N, E, A, stride));
+  if (!distributed) {
     backward_counts_ = View1<const int>(local_counts.data(), std::size_t(E));
     return local;
   }
@@ -33,13 +37,6 @@ double GlobalRouterStats<Real>::balance_loss(View1<const Real> probs, View1<cons
     auto hc = Kokkos::create_mirror_view(Kokkos::subview(local_counts, std::make_pair(0, E)));
     Kokkos::deep_copy(hc, Kokkos::subview(local_counts, std::make_pair(0, E)));
     for (int e = 0; e < E; ++e) counts[e] = hc(e);
-    Buffer<double> sums(std::string("moe::router.prob_sums"), std::size_t(E));
-    Kokkos::parallel_for(
-        "moe::router_prob_sums", range(E), KOKKOS_LAMBDA(const Index e) {
-          double s = 0;
-          for (Index n = 0; n < N; ++n) s += double(probs(n * E + e));
-          sums(e) = s;
-        });
     auto hs = Kokkos::create_mirror_view(sums);
     Kokkos::deep_copy(hs, sums);
     for (int e = 0; e < E; ++e) psum[e] = hs(e);
@@ -70,6 +67,13 @@ double GlobalRouterStats<Real>::zloss(View1<const Real> logits, int N, int E) {
   const double local = double(router_zloss_forward<Real>(logits, N, E));
   if (!comm_ || !comm_->distributed()) return local;
   return comm_->sum(local * double(share_));
+}
+
+template <class Real>
+double GlobalRouterStats<Real>::zloss_from_local(double local_mean, int N) {
+  set_tokens(N);
+  if (!comm_ || !comm_->distributed()) return local_mean;
+  return comm_->sum(local_mean * double(share_));
 }
 
 template <class Real>

@@ -19,17 +19,23 @@ class GlobalRouterStats {
   // expert_of with a % stride == 0 (stride = k: first choices only). `local_counts` receives
   // this rank's counted assignments per expert; the global counts are kept for
   // balance_backward.
+  // all_counts (optional) receives every assignment per expert (with stride = k, the counts the
+  // dispatch reads); one launch computes everything (balance_stats_forward).
   double balance_loss(View1<const Real> probs, View1<const int> expert_of, View1<int> local_counts,
-                      int N, int E, Index A, int stride = 1);
+                      int N, int E, Index A, int stride = 1, View1<int> all_counts = {});
   // dprobs += weight * E * f_e / N_global for this rank's N tokens.
   void balance_backward(Real weight, View1<Real> dprobs, int N, int E) const;
   // z-loss mean over the global batch of logsumexp^2, and its gradient for this rank's tokens.
   double zloss(View1<const Real> logits, int N, int E);
+  // The same from this rank's mean lse^2, computed elsewhere (topk_route_forward).
+  double zloss_from_local(double local_mean, int N);
   void zloss_backward(View1<const Real> logits, Real weight, View1<Real> dlogits, int N,
                       int E) const;
   // N_local / N_global of the last forward: the factor that turns a per-rank mean into the
   // rank's share of the global mean.
   Real local_share() const { return share_; }
+  // The counts balance_backward uses (this rank's, or the global ones across ranks).
+  View1<const int> backward_counts() const { return backward_counts_; }
   const Comm* comm() const { return comm_; }
 
  private:
@@ -37,6 +43,7 @@ class GlobalRouterStats {
   const Comm* comm_;
   Real share_ = 1;
   Buffer<int> global_counts_;
+  Buffer<double> col_sums_;  // [E] this rank's probability column sums (data parallel only)
   // What balance_backward reads: local_counts itself on one rank (no copy: a deep_copy fences),
   // global_counts_ across ranks.
   View1<const int> backward_counts_;

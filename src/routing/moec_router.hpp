@@ -38,6 +38,7 @@ class MoECRouter : public TopKRouter<Real> {
   // The cluster loss.
   double extra_losses_forward(const RouteContext& ctx, View1<const Real> logits,
                               RoutingState<Real>& st, int N) override;
+  bool has_extra_losses() const override { return true; }
   void extra_losses_backward(const RouteContext& ctx, View1<const Real> logits,
                              const RoutingState<Real>& st, View1<Real> dprobs, View1<Real> dlogits,
                              int N) override;

@@ -68,7 +68,9 @@ class Router {
   // Fills st.probs, st.expert_of, st.gate, st.counts and st.losses from logits [N,E].
   virtual void forward(const RouteContext& ctx, View1<const Real> logits, RoutingState<Real>& st,
                        int N) = 0;
-  // dlogits += d(loss)/d(logits) given d(loss)/d(gate), aux-loss gradients included.
+  // dlogits += d(loss)/d(logits) given d(loss)/d(gate), aux-loss gradients included; or, where
+  // backward_writes_dlogits(), dlogits = (every entry written, the caller skips the zero-fill).
+  virtual bool backward_writes_dlogits() const { return false; }
   virtual void backward(const RouteContext& ctx, View1<const Real> logits,
                         const RoutingState<Real>& st, View1<const Real> dgate, View1<Real> dlogits,
                         int N) = 0;

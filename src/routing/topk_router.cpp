@@ -38,23 +38,23 @@ void TopKRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits
                                RoutingState<Real>& st, int N) {
   routed_ = routing_logits(ctx, logits, N);
   routed_masked_ = routed_.data() != logits.data();
-  softmax_rows_forward<Real>(routed_, st.probs, N, E_);
-  // The top-k values are the gates; their indices the experts.
-  topk_rows<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
+  // Softmax, the top-k picks (values = gates, indices = experts) and the z-loss's lse^2 in one
+  // launch; the balance statistics in a second.
+  const double z_local =
+      double(topk_route_forward<Real>(routed_, st.probs, st.expert_of, st.gate, N, E_, k_));
   after_topk(st, N);
   if (normalize_gates_) gate_normalize_forward<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
   st.losses = AuxLosses{};
   const Index A = Index(N) * k_;
   if (first_choice_balance_ && k_ > 1) {
-    // f counts first choices (GShard/Switch); st.counts still holds every assignment (the
+    // f counts first choices (GShard/Switch); st.counts still gets every assignment (the
     // dispatch and the routing metrics read it).
     View1<int> first = scratch(first_counts_, E_, "moe::topk.first_counts");
-    st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, first, N, E_, A, k_);
-    count_assignments(st.expert_of, st.counts, E_, A);
+    st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, first, N, E_, A, k_, st.counts);
   } else {
     st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, A);
   }
-  st.losses.z = z_weight_ > 0 ? stats_.zloss(routed_, N, E_) : 0.0;
+  st.losses.z = z_weight_ > 0 ? stats_.zloss_from_local(z_local, N) : 0.0;
   const double extra = extra_losses_forward(ctx, logits, st, N);
   st.losses.weighted = aux_weight_ * st.losses.balance + z_weight_ * st.losses.z + extra;
 }
@@ -67,19 +67,27 @@ void TopKRouter<Real>::backward(const RouteContext& ctx, View1<const Real> logit
   MOE_CHECK(!routed_masked_ || Index(routed_.extent(0)) >= NE,
             "router backward without a matching forward");
   const View1<const Real> routed = routed_masked_ ? routed_ : logits;
-  View1<Real> dprobs = scratch(dprobs_, NE, "moe::topk.dprobs");
-  fill_zero<Real>(dprobs, NE);
-  // Empty slots (expert -1) are skipped by both.
-  if (normalize_gates_)
-    gate_normalize_backward<Real>(st.probs, st.expert_of, dgate, dprobs, N, E_, k_);
-  else
-    topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
-  if (aux_weight_ > 0) stats_.balance_backward(Real(aux_weight_), dprobs, N, E_);
-  extra_losses_backward(ctx, logits, st, dprobs, dlogits, N);
-  // Masked experts have probability exactly 0, so the softmax backward gives them exactly 0;
-  // the z-loss on the masked logits gives them exp(-inf) = 0.
-  softmax_rows_backward<Real>(st.probs, dprobs, dlogits, N, E_);
-  if (z_weight_ > 0) stats_.zloss_backward(routed, Real(z_weight_), dlogits, N, E_);
+  const Real share = stats_.local_share();
+  const Real balance_scale = aux_weight_ > 0 ? Real(aux_weight_) * share * Real(E_) / Real(N) : 0;
+  const Real z_scale = z_weight_ > 0 ? Real(z_weight_) * share * Real(2) / Real(N) : 0;
+  View1<const Real> dprobs_in;  // empty: the kernel takes the gate gradients itself
+  if (normalize_gates_ || has_extra_losses()) {
+    View1<Real> dprobs = scratch(dprobs_, NE, "moe::topk.dprobs");
+    fill_zero<Real>(dprobs, NE);
+    // Empty slots (expert -1) are skipped by both.
+    if (normalize_gates_)
+      gate_normalize_backward<Real>(st.probs, st.expert_of, dgate, dprobs, N, E_, k_);
+    else
+      topk_backward<Real>(st.expert_of, dgate, dprobs, N, E_, k_);
+    extra_losses_backward(ctx, logits, st, dprobs, dlogits, N);
+    dprobs_in = dprobs;
+  }
+  // Balance, softmax and z-loss backward in one launch. Masked experts have probability exactly
+  // 0, so the softmax backward gives them exactly 0; the z-loss on the masked logits gives them
+  // exp(-inf) = 0. Extra losses may have added to dlogits already: then it accumulates.
+  topk_route_backward<Real>(st.probs, st.expert_of, dgate, dprobs_in, stats_.backward_counts(),
+                            balance_scale, routed, z_scale, dlogits, N, E_, k_,
+                            /*accumulate=*/has_extra_losses());
 }
 
 template class TopKRouter<float>;

@@ -37,6 +37,8 @@ class TopKRouter : public Router<Real> {
   // Position drops rank every first choice before any second choice (GShard), for k > 1.
   bool capacity_slot_major() const override { return slot_major_drops_ && k_ > 1; }
   bool normalizes_gates() const { return normalize_gates_; }
+  // Without extra losses the backward writes every entry of dlogits (no zero-fill needed).
+  bool backward_writes_dlogits() const override { return !has_extra_losses(); }
 
  protected:
   // Hooks of the top-k variants (host-side virtual calls, never inside a kernel).
@@ -56,6 +58,8 @@ class TopKRouter : public Router<Real> {
   }
   // Their gradients, before the routing softmax backward: into dprobs (w.r.t. st.probs) or
   // straight into dlogits (w.r.t. the unmasked logits).
+  // Whether the two hooks below add losses (their backward may write into dlogits).
+  virtual bool has_extra_losses() const { return false; }
   virtual void extra_losses_backward(const RouteContext&, View1<const Real>,
                                      const RoutingState<Real>&, View1<Real>, View1<Real>, int) {}
 

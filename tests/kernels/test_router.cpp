@@ -263,3 +263,84 @@ TEST(Router, BalanceLossMatchesReferenceAndFiniteDifferences) {
   for (std::size_t i = 0; i < got.size(); ++i) got[i] -= g0[i];
   EXPECT_LT(rel_error(got, numeric_gradient(p, forward)), 1e-6);
 }
+
+// The fused top-k routing kernels do what the separate ones do: same probabilities, picks and
+// gates (bit for bit: same arithmetic), same z-loss, same balance statistics.
+TEST(Router, FusedForwardMatchesSeparateKernels) {
+  const int N = 37, E = 7, k = 2;
+  const Index A = Index(N) * k;
+  auto x = to_device(masked_logits(N, E, 61));
+  Buffer<double> p1("p1", N * E), v1("v1", A), p2("p2", N * E), v2("v2", A);
+  Buffer<int> i1("i1", A), i2("i2", A);
+  softmax_rows_forward<double>(x, p1, N, E);
+  topk_rows<double>(p1, i1, v1, N, E, k);
+  const double z = topk_route_forward<double>(x, p2, i2, v2, N, E, k);
+  EXPECT_EQ(to_host(p2), to_host(p1));
+  EXPECT_EQ(to_host(i2), to_host(i1));
+  EXPECT_EQ(to_host(v2), to_host(v1));
+  EXPECT_NEAR(z, router_zloss_forward<double>(x, N, E), 1e-12);
+
+  // Balance statistics over first choices (stride k), with every assignment counted too; some
+  // slots unused (-1).
+  auto idx = to_host(i1);
+  for (Index a = 3; a < A; a += 5) idx[a] = -1;
+  auto de = to_device(idx);
+  Buffer<int> f_want("f", E), all_want("all", E), f_got("f", E), all_got("all", E);
+  Buffer<double> sums("sums", E);
+  const double want = balance_loss_forward<double>(p1, de, f_want, N, E, A, k);
+  count_assignments(de, all_want, E, A);
+  const double got = balance_stats_forward<double>(p1, de, f_got, all_got, sums, N, E, A, k);
+  EXPECT_NEAR(got, want, 1e-14);
+  EXPECT_EQ(to_host(f_got), to_host(f_want));
+  EXPECT_EQ(to_host(all_got), to_host(all_want));
+  auto p = to_host(p1);
+  for (int e = 0; e < E; ++e) {
+    double col = 0;
+    for (int n = 0; n < N; ++n) col += p[n * E + e];
+    EXPECT_NEAR(to_host(sums)[e], col, 1e-14);
+  }
+}
+
+// Loss = sum_a r[a] * gate[a] + wb * balance + wz * zloss as a function of the logits, with the
+// picks (and so the balance counts) held fixed: the fused backward against finite differences.
+TEST(Router, FusedBackwardMatchesFiniteDifferences) {
+  const int N = 9, E = 5, k = 2;
+  const Index A = Index(N) * k;
+  const double wb = 0.7, wz = 0.4;
+  auto x = random_vector(N * E, 62, -2.0, 2.0);
+  auto r = random_vector(A, 63);
+  Buffer<double> probs("p", N * E), gate("g", A);
+  Buffer<int> idx("i", A), counts("c", E);
+  topk_route_forward<double>(to_device(x), probs, idx, gate, N, E, k);
+  const auto picks = to_host(idx);
+  balance_stats_forward<double>(probs, idx, counts, {}, {}, N, E, A, k);
+  auto loss = [&]() {
+    auto xd = to_device(x);
+    Buffer<double> p("p", N * E);
+    softmax_rows_forward<double>(xd, p, N, E);
+    const auto ph = to_host(p);
+    double l = 0;
+    for (Index a = 0; a < A; ++a) l += r[a] * ph[(a / k) * E + picks[a]];
+    Buffer<int> c("c", E);
+    l += wb * balance_loss_forward<double>(p, to_device(picks), c, N, E, A, k);
+    return l + wz * router_zloss_forward<double>(xd, N, E);
+  };
+  // dlogits is written: what it held before must not matter.
+  auto dl = to_device(random_vector(N * E, 64));
+  topk_route_backward<double>(probs, idx, to_device(r), {}, counts, wb * E / N, to_device(x),
+                              wz * 2 / N, dl, N, E, k, /*accumulate=*/false);
+  EXPECT_LT(rel_error(to_host(dl), numeric_gradient(x, loss)), 1e-6);
+
+  // With the gate gradients already turned into dprobs, and accumulating: the separate kernels.
+  auto dp = to_device(random_vector(N * E, 65));
+  auto start = random_vector(N * E, 66);
+  auto want = to_device(start), got = to_device(start);
+  Buffer<double> dp_total("dp", N * E);
+  Kokkos::deep_copy(dp_total, dp);
+  balance_loss_backward<double>(counts, wb, dp_total, N, E);
+  softmax_rows_backward<double>(probs, dp_total, want, N, E);
+  router_zloss_backward<double>(to_device(x), wz, want, N, E);
+  topk_route_backward<double>(probs, idx, to_device(r), dp, counts, wb * E / N, to_device(x),
+                              wz * 2 / N, got, N, E, k, /*accumulate=*/true);
+  EXPECT_LT(rel_error(to_host(got), to_host(want)), 1e-12);
+}
