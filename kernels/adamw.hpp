@@ -61,10 +61,12 @@ void adamw_update(const ExecSpace& exec, View1<Real> param, View1<const Real> gr
 
 // The same update over every segment of the flat buffers in one launch (one team per chunk);
 // segment s decays with h.weight_decay * its flag (1: decayed matrices, 0: biases and gains).
+// The update sees grad * grad_scale (gradient clipping's factor, applied here rather than by a
+// launch of its own; grad itself is left as it is).
 template <class Real>
 void adamw_update_segments(const ExecSpace& exec, View1<Real> param, View1<const Real> grad,
-                           View1<Real> m, View1<Real> v, const AdamW<Real>& h,
-                           const Segments& segs) {
+                           View1<Real> m, View1<Real> v, const AdamW<Real>& h, const Segments& segs,
+                           Real grad_scale = Real(1)) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
   if (segs.chunks == 0) return;
   const AdamWStep<Real> step(h);
@@ -82,8 +84,9 @@ void adamw_update_segments(const ExecSpace& exec, View1<Real> param, View1<const
         Real* mm = &m(b);
         Real* vv = &v(b);
         const Real decay = weight_decay * Real(flag(c));
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, size(c)),
-                             [&](const int i) { step.apply(p[i], mm[i], vv[i], g[i], decay); });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, size(c)), [&](const int i) {
+          step.apply(p[i], mm[i], vv[i], g[i] * grad_scale, decay);
+        });
       });
 }
 

@@ -45,34 +45,36 @@ void embedding_backward(const ExecSpace& exec, View1<const int> tokens, View2<co
                         View2<Real> dwte, View2<Real> dwpe) {
   const Index N = Index(dout.extent(0)), C = Index(dout.extent(1)), S = Index(dwpe.extent(0));
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
-  // One team per row, its threads over channels (coalesced). On Serial the rows run in order
-  // and the channel loop is a plain add (deterministic, vectorizable); elsewhere rows of the
-  // same token may run at once, so the adds are atomic.
+  // One launch for both tables: teams [0, N) take a token row each, teams [N, N + S) a position.
+  // A token row's team has its threads over channels (coalesced). On Serial the rows run in
+  // order and the channel loop is a plain add (deterministic, vectorizable); elsewhere rows of
+  // the same token may run at once, so the adds are atomic.
+  // Position s receives rows s, s+S, s+2S, ...: its team adds them in order, its threads over
+  // channels (each thread owns its channels, so no atomics).
   Kokkos::parallel_for(
-      "moe::embedding_backward_wte", Policy(exec, N, Kokkos::AUTO),
+      "moe::embedding_backward", Policy(exec, N + S, Kokkos::AUTO),
       KOKKOS_LAMBDA(const Policy::member_type& team) {
-        const Index n = team.league_rank();
-        Real* row = &dwte(tokens(n), 0);
-        // dout is read through a row pointer taken here: nvcc rejects an extended lambda whose
-        // first use of a captured View is inside an if-constexpr branch.
-        const Real* d = &dout(n, 0);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const Index c) {
-          if constexpr (embedding_detail::kSerial)
-            row[c] += d[c];
-          else
-            Kokkos::atomic_add(&row[c], d[c]);
-        });
-      });
-  // Position s receives rows s, s+S, s+2S, ...: one team per position adds them in order, its
-  // threads over channels (each thread owns its channels, so no atomics).
-  Kokkos::parallel_for(
-      "moe::embedding_backward_wpe", Policy(exec, S, Kokkos::AUTO),
-      KOKKOS_LAMBDA(const Policy::member_type& team) {
-        const Index s = team.league_rank();
+        const Index r = team.league_rank();
+        if (r < N) {
+          Real* row = &dwte(tokens(r), 0);
+          // dout is read through a row pointer taken here: nvcc rejects an extended lambda whose
+          // first use of a captured View is inside an if-constexpr branch.
+          const Real* d = &dout(r, 0);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const Index c) {
+            if constexpr (embedding_detail::kSerial)
+              row[c] += d[c];
+            else
+              Kokkos::atomic_add(&row[c], d[c]);
+          });
+          return;
+        }
+        const Index s = r - N;
         Real* row = &dwpe(s, 0);
-        for (Index n = s; n < N; n += S)
+        for (Index n = s; n < N; n += S) {
+          const Real* d = &dout(n, 0);
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
-                               [&](const Index c) { row[c] += dout(n, c); });
+                               [&](const Index c) { row[c] += d[c]; });
+        }
       });
 }
 

@@ -50,17 +50,19 @@ Optimizer::Optimizer(const TrainConfig& train, Transformer<float>& model, const 
 OptimizerStep Optimizer::apply(std::int64_t step) {
   sync_gradients();
   OptimizerStep out;
-  out.grad_norm = clip_gradients();
+  out.grad_norm = gradient_norm();
   if (!std::isfinite(out.grad_norm))
     throw std::runtime_error("non-finite gradient norm at step " + std::to_string(step));
   out.clipped = train_.grad_clip > 0 && out.grad_norm > train_.grad_clip;  // clip_to_norm's test
+  // Clipping scales the gradients by grad_clip / norm; the AdamW launch applies the factor.
+  const float clip_scale = out.clipped ? float(train_.grad_clip / out.grad_norm) : 1.0f;
   out.lr = learning_rate(train_, step);
   const int t = int(step + 1);  // AdamW bias correction counts steps from 1
   // Each rank updates the dense tensors and its own experts, all in one launch.
   const Index n = model_.num_params();
   const AdamW<float> h{t, float(out.lr), 0.9f, 0.95f, 1e-8f, float(train_.weight_decay)};
   adamw_update_segments<float>(exec_, slice(model_.params(), 0, n), slice(model_.grads(), 0, n),
-                               slice(m_, 0, n), slice(v_, 0, n), h, owned_);
+                               slice(m_, 0, n), slice(v_, 0, n), h, owned_, clip_scale);
   return out;
 }
 
@@ -101,7 +103,7 @@ void Optimizer::sync_gradients_per_tensor() {
   }
 }
 
-double Optimizer::clip_gradients() {
+double Optimizer::gradient_norm() const {
   // Global norm: dense tensors are identical on every rank after the sum; each expert is
   // counted once, on its owner, and the owners' parts are summed over the expert group.
   // With one expert group every rank owns everything: one reduction over all of it.
@@ -114,9 +116,7 @@ double Optimizer::clip_gradients() {
     dense = grad_norm_squared_segments<float>(exec_, grads, dense_);
     experts = comm_.sum(grad_norm_squared_segments<float>(exec_, grads, experts_), comm_.ep());
   }
-  const double norm = std::sqrt(dense + experts);
-  clip_to_norm<float>(exec_, slice(model_.grads(), 0, n), norm, train_.grad_clip);
-  return norm;
+  return std::sqrt(dense + experts);
 }
 
 void Optimizer::gather_state() {

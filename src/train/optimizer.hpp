@@ -29,7 +29,8 @@ class Optimizer {
   Optimizer(const TrainConfig& train, Transformer<float>& model, const Comm& comm);
 
   // One update of the model's parameters from its gradients for training step `step`: sums the
-  // gradients over the ranks, clips them to train.grad_clip and applies AdamW. Throws
+  // gradients over the ranks, clips them to train.grad_clip and applies AdamW (the clipping
+  // factor is applied inside the AdamW launch; the gradient buffer keeps the unclipped sum). Throws
   // std::runtime_error when the gradient norm is not finite (nothing is updated then).
   OptimizerStep apply(std::int64_t step);
 
@@ -48,7 +49,8 @@ class Optimizer {
   Buffer<float>& second_moment() { return v_; }
 
  private:
-  double clip_gradients();
+  // The global gradient norm (after the sum over the ranks).
+  double gradient_norm() const;
   void gather_experts(Buffer<float>& buf);
 
   ExecSpace exec_;  // where the optimizer's kernels run

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "adamw.hpp"
+#include "grad_clip.hpp"
 #include "support.hpp"
 
 using namespace moe;
@@ -90,4 +91,25 @@ TEST(AdamW, SegmentsMatchPerSegmentUpdates) {
   const auto a = to_host(pa), b = to_host(pb);
   for (int i = 0; i < n; ++i) EXPECT_EQ(a[i], b[i]) << i;
   for (int i = 7; i < 10; ++i) EXPECT_EQ(a[i], p0[i]) << "gap " << i;
+}
+
+// The clipping factor passed to the update is the same as scaling the gradients first (which is
+// what clip_to_norm does), bit for bit, and leaves the gradients themselves as they were.
+TEST(AdamW, GradScaleEqualsScalingTheGradientsFirst) {
+  const int n = 64;
+  const Segments segs(std::vector<Index>{0, 20}, std::vector<Index>{20, 44},
+                      std::vector<float>{1.0f, 0.0f});
+  auto p0 = random_vector(n, 5), g = random_vector(n, 6);
+  std::vector<float> p0f(p0.begin(), p0.end()), gf(g.begin(), g.end()), zeros(n, 0.0f);
+  const float scale = 0.37f;
+  auto pa = to_device(p0f), ma = to_device(zeros), va = to_device(zeros), ga = to_device(gf);
+  auto pb = to_device(p0f), mb = to_device(zeros), vb = to_device(zeros), gb = to_device(gf);
+  const AdamW<float> h{3, float(kLr), float(kB1), float(kB2), float(kEps), float(kWd)};
+  adamw_update_segments<float>(ExecSpace(), pa, ga, ma, va, h, segs, scale);
+  scale_inplace<float>(ExecSpace(), gb, scale);
+  adamw_update_segments<float>(ExecSpace(), pb, gb, mb, vb, h, segs);
+  EXPECT_EQ(to_host(pa), to_host(pb));
+  EXPECT_EQ(to_host(ma), to_host(mb));
+  EXPECT_EQ(to_host(va), to_host(vb));
+  EXPECT_EQ(to_host(ga), gf);
 }
