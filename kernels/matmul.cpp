@@ -166,10 +166,19 @@ void reduced_products(MatmulPrecision mode, bool tA, bool tB, int M, int N, int 
 
 }  // namespace
 
+namespace {
+std::int64_t g_gemm_calls = 0;
+}  // namespace
+
+std::int64_t gemm_call_count() {
+  return g_gemm_calls;
+}
+
 template <class Real>
 void gemm_batched(bool tA, bool tB, int M, int N, int K, Real alpha, const Real* A, int lda,
                   const Real* B, int ldb, Real beta, Real* C, int ldc, const GemmBatch& g) {
   if (M == 0 || N == 0 || g.inner == 0 || g.outer == 0) return;
+  g_gemm_calls += std::min(g.inner, g.outer);  // run_products' cuBLAS calls
   if constexpr (std::is_same_v<Real, float>) {
     const MatmulPrecision mode = matmul_precision();
     if (mode != MatmulPrecision::fp32) {

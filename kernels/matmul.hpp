@@ -5,6 +5,8 @@
 // kernels/precision.hpp, which says what each mode rounds); double products never round.
 #pragma once
 
+#include <cstdint>
+
 #include "common.hpp"
 #include "precision.hpp"
 
@@ -50,6 +52,12 @@ void round_activation(Real* C, int rows, int cols, int ld);
 
 // Name of the path gemm takes in this build ("cblas", "cublas" or "kokkos").
 const char* gemm_backend();
+
+// Library calls this process's products have made so far, counted as a cuBLAS build makes them
+// (one per gemm; min(outer, inner) strided-batched calls per gemm_batched), whatever the path
+// of this build: each is at least one kernel launch on a GPU, beside the Kokkos launches the
+// Kokkos Tools counter sees. Host code, not thread-safe (the products are issued by one thread).
+std::int64_t gemm_call_count();
 
 // y [N,out] = x [N,in] * w [in,out] + b [out]  (b may be empty: no bias). The bias fill runs on
 // `exec`; the product on the gemm path's stream (the default instance's). In bf16 mode y is an

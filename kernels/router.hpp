@@ -258,15 +258,6 @@ Real topk_route_forward(View1<const Real> logits, View1<Real> probs, View1<int> 
   return N > 0 ? total / Real(N) : Real(0);
 }
 
-// What the balance loss needs of one expert: its counted copies and its probability column sum.
-struct BalanceSums {
-  double weighted = 0;  // sum_e f_counts[e] * P_sum[e] / assigned
-  KOKKOS_INLINE_FUNCTION BalanceSums& operator+=(const BalanceSums& o) {
-    weighted += o.weighted;
-    return *this;
-  }
-};
-
 // One team per expert e: f_counts[e] = entries a < A with a % stride == 0 naming e,
 // all_counts[e] (when given) = every entry naming e, col_sums[e] (when given) = sum_n p[n,e];
 // returns balance_loss_forward's value, E * sum_e f_e P_e, computed the same way (each team
