@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "matmul.hpp"  // DxMode
 #include "workspace.hpp"
 
 namespace moe {
@@ -48,14 +49,16 @@ void layernorm_forward(const ExecSpace& exec, View2<const Real> x, View1<const R
       });
 }
 
-// Accumulates dx, dgamma, dbeta. With xhat = (x - mean) * rstd and g = dout * gamma:
+// Accumulates dx (or writes it: DxMode::Overwrite, sparing the caller a zero-fill), dgamma,
+// dbeta. With xhat = (x - mean) * rstd and g = dout * gamma:
 //   dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
 //   dgamma[c] = sum_n dout * xhat,  dbeta[c] = sum_n dout.
 // dout, x, dx [N,C]; gamma, dgamma, dbeta [C]; mean, rstd [N] from the forward.
 template <class Real>
 void layernorm_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Real> x,
                         View1<const Real> gamma, View1<const Real> mean, View1<const Real> rstd,
-                        View2<Real> dx, View1<Real> dgamma, View1<Real> dbeta) {
+                        View2<Real> dx, View1<Real> dgamma, View1<Real> dbeta,
+                        DxMode dx_mode = DxMode::Accumulate) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
   const int N = int(x.extent(0)), C = int(x.extent(1));
   // One team per chunk of kChunk rows does each row's dx (two team reductions, then the
@@ -69,6 +72,7 @@ void layernorm_backward(const ExecSpace& exec, View2<const Real> dout, View2<con
   constexpr int kChunk = 64;
 #endif
   const int chunks = (N + kChunk - 1) / kChunk;
+  const bool overwrite = dx_mode == DxMode::Overwrite;
   View1<Real> part = workspace<Real, WorkspaceTag::LayernormPartials>(Index(chunks) * 2 * C);
   Kokkos::parallel_for(
       "moe::layernorm_backward_rows", Policy(exec, chunks, Kokkos::AUTO),
@@ -96,7 +100,8 @@ void layernorm_backward(const ExecSpace& exec, View2<const Real> dout, View2<con
           Real* dxr = &dx(n, 0);
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](const int c) {
             const Real xhat = (xr[c] - mu) * rs;
-            dxr[c] += rs * (d[c] * gamma(c) - mg - xhat * mgx);
+            const Real g = rs * (d[c] * gamma(c) - mg - xhat * mgx);
+            dxr[c] = overwrite ? g : dxr[c] + g;  // overwrite never reads dx (may be garbage)
             pg[c] += d[c] * xhat;
             pb[c] += d[c];
           });

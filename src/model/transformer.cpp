@@ -187,9 +187,10 @@ void Transformer<Real>::backward() {
   gemm<Real>(true, false, V_, C, N, Real(1), dlogits_.data(), V_, lnf_.data(), C, Real(1),
              g(layout_.wte).data(), C);
   lap(timer_, Phase::Loss);
-  fill_zero<Real>(slice(dres_, 0, NC), NC);
+  // The final layernorm starts the residual-stream gradient dres_: it writes it.
   layernorm_backward<Real>(exec_, rows(dln_, C), rows(res_final_, C), p(layout_.lnf_g), lnf_mean_,
-                           lnf_rstd_, rows(dres_, C), g(layout_.lnf_g), g(layout_.lnf_b));
+                           lnf_rstd_, rows(dres_, C), g(layout_.lnf_g), g(layout_.lnf_b),
+                           DxMode::Overwrite);
 
   // dres_ is the gradient of the residual stream; each branch adds its input gradient to it.
   for (int l = L_ - 1; l >= 0; --l) {
@@ -212,7 +213,6 @@ void Transformer<Real>::backward() {
     linear_backward<Real>(exec_, rows(dres_, C), rows(a.atty, C), matrix(p(b.proj_w), C, C),
                           rows(datty_, C), matrix(g(b.proj_w), C, C), g(b.proj_b),
                           DxMode::Overwrite);
-    fill_zero<Real>(slice(dqkv_, 0, 3 * NC), 3 * NC);
     attention_backward<Real>(exec_, rows(datty_, C), rows(a.qkv, 3 * C), scores(a.att),
                              scores(datt_), rows(dqkv_, 3 * C));
     linear_backward<Real>(exec_, rows(dqkv_, 3 * C), rows(a.ln1, C), matrix(p(b.qkv_w), C, 3 * C),

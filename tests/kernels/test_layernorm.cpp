@@ -94,3 +94,27 @@ TEST(LayerNorm, ParameterGradientsOverManyRowChunks) {
   EXPECT_LT(rel_error(to_host(gg), want_g), 1e-13);
   EXPECT_LT(rel_error(to_host(gb), want_b), 1e-13);
 }
+
+TEST(LayerNorm, BackwardOverwriteWritesDx) {
+  // DxMode::Overwrite: dx starts as garbage (the model no longer zeroes it) and must come out as
+  // the plain gradient; dgamma and dbeta still accumulate.
+  auto x = random_vector(kN * kC, 15), g = random_vector(kC, 16), b = random_vector(kC, 17);
+  auto r = random_vector(kN * kC, 18);
+  auto forward = [&]() {
+    auto dx = to_device(x), dg = to_device(g), db = to_device(b);
+    Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
+    layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
+                              rstd);
+    return dot(to_host(out), r);
+  };
+  auto dx = to_device(x), dg = to_device(g), db = to_device(b), dr = to_device(r);
+  Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
+  layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
+                            rstd);
+  auto gx = to_device(random_vector(kN * kC, 19, 1e3, 2e3));
+  Buffer<double> gg("gg", kC), gb("gb", kC);
+  layernorm_backward<double>(ExecSpace(), matrix(dr, kN, kC), matrix(dx, kN, kC), dg, mean, rstd,
+                             matrix(gx, kN, kC), gg, gb, DxMode::Overwrite);
+  EXPECT_LT(rel_error(to_host(gx), numeric_gradient(x, forward)), 1e-6);
+  EXPECT_LT(rel_error(to_host(gg), numeric_gradient(g, forward)), 1e-6);
+}
