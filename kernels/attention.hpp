@@ -120,9 +120,10 @@ void attention_forward(const ExecSpace& exec, View2<const Real> qkv, ScoreView<R
   }
 }
 
-// Accumulates into dqkv [B*S, 3C] the gradient of the loss given dout [B*S, C]. att is the
-// forward's saved softmax; datt [B,H,S,S] is scratch (overwritten; holds dpre on return, zero
-// above the diagonal). block_rows as in the forward.
+// Writes dqkv [B*S, 3C], the gradient of the loss given dout [B*S, C]: every entry, so the
+// caller need not zero it (in bf16 mode it is then a fresh, bf16-rounded activation gradient,
+// like datt). att is the forward's saved softmax; datt [B,H,S,S] is scratch (overwritten; holds
+// dpre on return, zero above the diagonal). block_rows as in the forward.
 template <class Real>
 void attention_backward(const ExecSpace& exec, View2<const Real> dout, View2<const Real> qkv,
                         ScoreView<const Real> att, ScoreView<Real> datt, View2<Real> dqkv,
@@ -145,9 +146,12 @@ void attention_backward(const ExecSpace& exec, View2<const Real> dout, View2<con
     gemm_batched<Real>(false, true, blk.rows, blk.end(), hd, Real(1), dO + Index(blk.r0) * C, C,
                        q + 2 * C, 3 * C, Real(0), dP + Index(blk.r0) * S, S,
                        heads(B, H, seq_o, hd, seq, hd, H * SS, SS));
-    // dV_i += att[r0.., cols of i]^T dout[r0..]: only queries from r0 on see keys of block i.
+    // dV_i = att[r0.., cols of i]^T dout[r0..]: only queries from r0 on see keys of block i.
+    // Every product here and below writes the rows of its own block i once, each a full
+    // product over all the queries (dV, dK) or keys (dQ) involved, so beta = 0: together the
+    // blocks write every entry of dqkv exactly once and nothing is accumulated across blocks.
     gemm_batched<Real>(true, false, blk.rows, hd, S - blk.r0, Real(1),
-                       P + Index(blk.r0) * S + blk.r0, S, dO + Index(blk.r0) * C, C, Real(1),
+                       P + Index(blk.r0) * S + blk.r0, S, dO + Index(blk.r0) * C, C, Real(0),
                        dq + Index(blk.r0) * 3 * C + 2 * C, 3 * C,
                        heads(B, H, H * SS, SS, seq_o, hd, seq, hd));
   }
@@ -177,14 +181,14 @@ void attention_backward(const ExecSpace& exec, View2<const Real> dout, View2<con
   const Real* dpre = dP;
   for (int i = 0; i < nb; ++i) {
     const Block blk(i, T, S);
-    // dQ_i += dpre[rows of i, 0..end(i)] K_{0..end(i)}
+    // dQ_i = dpre[rows of i, 0..end(i)] K_{0..end(i)}
     gemm_batched<Real>(false, false, blk.rows, hd, blk.end(), Real(1), dpre + Index(blk.r0) * S, S,
-                       q + C, 3 * C, Real(1), dq + Index(blk.r0) * 3 * C, 3 * C,
+                       q + C, 3 * C, Real(0), dq + Index(blk.r0) * 3 * C, 3 * C,
                        heads(B, H, H * SS, SS, seq, hd, seq, hd));
-    // dK_i += dpre[r0.., cols of i]^T Q[r0..]
+    // dK_i = dpre[r0.., cols of i]^T Q[r0..]
     gemm_batched<Real>(true, false, blk.rows, hd, S - blk.r0, Real(1),
                        dpre + Index(blk.r0) * S + blk.r0, S, q + Index(blk.r0) * 3 * C, 3 * C,
-                       Real(1), dq + Index(blk.r0) * 3 * C + C, 3 * C,
+                       Real(0), dq + Index(blk.r0) * 3 * C + C, 3 * C,
                        heads(B, H, H * SS, SS, seq, hd, seq, hd));
   }
 }

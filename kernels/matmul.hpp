@@ -59,16 +59,21 @@ const char* gemm_backend();
 // Kokkos Tools counter sees. Host code, not thread-safe (the products are issued by one thread).
 std::int64_t gemm_call_count();
 
+// Where linear_forward's bias comes from. Fill: it writes b into every row of y first (one
+// launch). Preset: the caller already did (e.g. the layernorm before the layer, through its
+// RowBias output, in a launch it makes anyway), so only the product runs.
+enum class BiasMode { Fill, Preset };
+
 // y [N,out] = x [N,in] * w [in,out] + b [out]  (b may be empty: no bias). The bias fill runs on
 // `exec`; the product on the gemm path's stream (the default instance's). In bf16 mode y is an
 // activation: rounded to bf16 with its bias added (the product accumulates onto the bias in FP32).
 template <class Real>
 void linear_forward(const ExecSpace& exec, View2<const Real> x, View2<const Real> w,
-                    View1<const Real> b, View2<Real> y) {
+                    View1<const Real> b, View2<Real> y, BiasMode bias_mode = BiasMode::Fill) {
   const int N = int(x.extent(0)), in = int(x.extent(1)), out = int(w.extent(1));
   MOE_CHECK(Index(w.extent(0)) == in && Index(y.extent(1)) == out, "linear: shapes disagree");
   const bool has_bias = b.extent(0) > 0;
-  if (has_bias) {
+  if (has_bias && bias_mode == BiasMode::Fill) {
     // One team per row, threads over columns: no index division, a vectorizable row copy.
     using Policy = Kokkos::TeamPolicy<ExecSpace>;
     Kokkos::parallel_for(

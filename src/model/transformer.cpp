@@ -1,12 +1,13 @@
 #include "model/transformer.hpp"
 
+#include <type_traits>
+
 #include "attention.hpp"
 #include "cross_entropy.hpp"
 #include "embedding.hpp"
 #include "layernorm.hpp"
 #include "matmul.hpp"
 #include "mlp.hpp"
-#include "residual.hpp"
 
 namespace moe {
 namespace {
@@ -108,6 +109,25 @@ MlpWeights<Real> Transformer<Real>::mlp(Buffer<Real>& buf, const BlockLayout& b)
   return {view(b.w1), view(b.b1), view(b.w2), view(b.b2)};
 }
 
+// Block l's output res_mid + tmp_, fused with the layernorm that reads it next: block l+1's ln1
+// (which also writes that block's qkv bias rows) or, after the last block, the final layernorm.
+template <class Real>
+void Transformer<Real>::finish_block(int l) {
+  const int C = C_;
+  const Acts& a = acts_[l];
+  if (l + 1 < L_) {
+    const Acts& an = acts_[l + 1];
+    const BlockLayout& bn = layout_.blocks[l + 1];
+    residual_layernorm_forward<Real>(exec_, rows(a.res_mid, C), {rows(tmp_, C)}, rows(an.res, C),
+                                     p(bn.ln1_g), p(bn.ln1_b), rows(an.ln1, C), an.ln1_mean,
+                                     an.ln1_rstd, {rows(an.qkv, 3 * C), p(bn.qkv_b)});
+  } else {
+    residual_layernorm_forward<Real>(exec_, rows(a.res_mid, C), {rows(tmp_, C)},
+                                     rows(res_final_, C), p(layout_.lnf_g), p(layout_.lnf_b),
+                                     rows(lnf_, C), lnf_mean_, lnf_rstd_);
+  }
+}
+
 template <class Real>
 ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int> targets,
                                         bool training, std::int64_t step) {
@@ -129,24 +149,34 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
   embedding_forward<Real>(exec_, tokens_copy_, matrix(p(layout_.wte), V_, C),
                           matrix(p(layout_.wpe), S_, C), rows(acts_[0].res, C));
   lap(timer_, Phase::Embedding);
+  // Every residual sum is normalised at once (pre-LN), so each residual add runs fused with the
+  // layernorm after it, and each ln1 pass also writes the qkv bias rows that its qkv product
+  // accumulates onto: no residual, bias or standalone layernorm launches inside the blocks.
+  {
+    Acts& a = acts_[0];
+    const BlockLayout& b = layout_.blocks[0];
+    layernorm_forward<Real>(exec_, rows(a.res, C), p(b.ln1_g), p(b.ln1_b), rows(a.ln1, C),
+                            a.ln1_mean, a.ln1_rstd, {rows(a.qkv, 3 * C), p(b.qkv_b)});
+  }
+  // In bf16 mode the projection's output, bias included, is a bf16 activation (linear_forward).
+  const bool bf16 = std::is_same_v<Real, float> && matmul_precision() == MatmulPrecision::bf16;
   for (int l = 0; l < L_; ++l) {
     Acts& a = acts_[l];
     const BlockLayout& b = layout_.blocks[l];
-    // Attention branch.
-    layernorm_forward<Real>(exec_, rows(a.res, C), p(b.ln1_g), p(b.ln1_b), rows(a.ln1, C),
-                            a.ln1_mean, a.ln1_rstd);
     lap(timer_, Phase::Rest);
+    // Attention branch; ln1 and the qkv bias rows come from the layernorm before the block.
     linear_forward<Real>(exec_, rows(a.ln1, C), matrix(p(b.qkv_w), C, 3 * C), p(b.qkv_b),
-                         rows(a.qkv, 3 * C));
+                         rows(a.qkv, 3 * C), BiasMode::Preset);
     attention_forward<Real>(exec_, rows(a.qkv, 3 * C), scores(a.att), rows(a.atty, C));
-    linear_forward<Real>(exec_, rows(a.atty, C), matrix(p(b.proj_w), C, C), p(b.proj_b),
+    // The projection's bias is added by the residual kernel below.
+    linear_forward<Real>(exec_, rows(a.atty, C), matrix(p(b.proj_w), C, C), View1<const Real>(),
                          rows(tmp_, C));
     lap(timer_, Phase::AttentionFwd);
-    residual_forward<Real>(exec_, rows(a.res, C), rows(tmp_, C), rows(a.res_mid, C));
-    // FFN branch: dense GELU MLP (one group) or the MoE layer.
-    layernorm_forward<Real>(exec_, rows(a.res_mid, C), p(b.ln2_g), p(b.ln2_b), rows(a.ln2, C),
-                            a.ln2_mean, a.ln2_rstd);
+    residual_layernorm_forward<Real>(exec_, rows(a.res, C), {rows(tmp_, C), p(b.proj_b), bf16},
+                                     rows(a.res_mid, C), p(b.ln2_g), p(b.ln2_b), rows(a.ln2, C),
+                                     a.ln2_mean, a.ln2_rstd);
     lap(timer_, Phase::Rest);
+    // FFN branch: dense GELU MLP (one group) or the MoE layer.
     if (b.moe) {
       auto& layer = *moe_[moe_of_block_[l]].layer;
       layer.forward(ctx_, a.ln2, ffn(params_, b), tmp_, N);
@@ -160,11 +190,8 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
                         rows(tmp_, C), {0, N});
       lap(timer_, Phase::ExpertsFwd);
     }
-    Buffer<Real>& next = (l + 1 < L_) ? acts_[l + 1].res : res_final_;
-    residual_forward<Real>(exec_, rows(a.res_mid, C), rows(tmp_, C), rows(next, C));
+    finish_block(l);
   }
-  layernorm_forward<Real>(exec_, rows(res_final_, C), p(layout_.lnf_g), p(layout_.lnf_b),
-                          rows(lnf_, C), lnf_mean_, lnf_rstd_);
   lap(timer_, Phase::Rest);
   // LM head tied to the token embedding: logits = lnf wte^T.
   gemm<Real>(false, true, N, V_, C, Real(1), lnf_.data(), C, p(layout_.wte).data(), C, Real(0),
@@ -178,7 +205,6 @@ ForwardStats Transformer<Real>::forward(View1<const int> tokens, View1<const int
 template <class Real>
 void Transformer<Real>::backward() {
   const int N = int(N_), C = C_;
-  const Index NC = N_ * C;
   // Loss head: d(mean CE)/dlogits, then through the tied embedding.
   cross_entropy_backward<Real>(exec_, rows(logits_, V_), targets_copy_, lse_,
                                Real(1.0 / global_tokens_), rows(dlogits_, V_));
@@ -187,9 +213,10 @@ void Transformer<Real>::backward() {
   gemm<Real>(true, false, V_, C, N, Real(1), dlogits_.data(), V_, lnf_.data(), C, Real(1),
              g(layout_.wte).data(), C);
   lap(timer_, Phase::Loss);
-  fill_zero<Real>(slice(dres_, 0, NC), NC);
+  // The final layernorm starts the residual-stream gradient dres_: it writes it.
   layernorm_backward<Real>(exec_, rows(dln_, C), rows(res_final_, C), p(layout_.lnf_g), lnf_mean_,
-                           lnf_rstd_, rows(dres_, C), g(layout_.lnf_g), g(layout_.lnf_b));
+                           lnf_rstd_, rows(dres_, C), g(layout_.lnf_g), g(layout_.lnf_b),
+                           DxMode::Overwrite);
 
   // dres_ is the gradient of the residual stream; each branch adds its input gradient to it.
   for (int l = L_ - 1; l >= 0; --l) {
@@ -214,7 +241,6 @@ void Transformer<Real>::backward() {
     linear_backward<Real>(exec_, rows(dres_, C), rows(a.atty, C), matrix(p(b.proj_w), C, C),
                           rows(datty_, C), matrix(g(b.proj_w), C, C), g(b.proj_b),
                           DxMode::Overwrite);
-    fill_zero<Real>(slice(dqkv_, 0, 3 * NC), 3 * NC);
     attention_backward<Real>(exec_, rows(datty_, C), rows(a.qkv, 3 * C), scores(a.att),
                              scores(datt_), rows(dqkv_, 3 * C));
     linear_backward<Real>(exec_, rows(dqkv_, 3 * C), rows(a.ln1, C), matrix(p(b.qkv_w), C, 3 * C),

@@ -77,6 +77,8 @@ class Transformer {
   FfnTensors<Real> ffn(Buffer<Real>& buf, const BlockLayout& b);
   // A dense block's FFN tensors as the mlp kernels take them.
   MlpWeights<Real> mlp(Buffer<Real>& buf, const BlockLayout& b);
+  // The residual add that ends block l, fused with the layernorm after it (forward).
+  void finish_block(int l);
   // An activation buffer as the batch's [N, cols] matrix.
   View2<Real> rows(const Buffer<Real>& buf, int cols) const { return matrix(buf, N_, cols); }
   // An attention score buffer as [B, H, S, S].

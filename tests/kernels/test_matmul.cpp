@@ -100,3 +100,21 @@ TEST(Matmul, LinearBackwardMatchesFiniteDifferences) {
   EXPECT_LT(rel_error(to_host(gw), numeric_gradient(w, forward)), 1e-6);
   EXPECT_LT(rel_error(to_host(gb), numeric_gradient(b, forward)), 1e-6);
 }
+
+TEST(Matmul, LinearForwardPresetBiasEqualsFill) {
+  // BiasMode::Preset: the caller wrote the bias rows (the layernorm before the qkv product does);
+  // the product accumulates onto them exactly as onto linear_forward's own fill.
+  const int N = 6, in = 5, out = 4;
+  auto x = random_vector(N * in, 9), w = random_vector(in * out, 10), b = random_vector(out, 11);
+  auto dx = to_device(x), dw = to_device(w), db = to_device(b);
+  Buffer<double> filled("filled", N * out);
+  linear_forward<double>(ExecSpace(), matrix(dx, N, in), matrix(dw, in, out), db,
+                         matrix(filled, N, out));
+  std::vector<double> rows(N * out);
+  for (int n = 0; n < N; ++n)
+    for (int o = 0; o < out; ++o) rows[n * out + o] = b[o];
+  auto preset = to_device(rows);
+  linear_forward<double>(ExecSpace(), matrix(dx, N, in), matrix(dw, in, out), db,
+                         matrix(preset, N, out), BiasMode::Preset);
+  EXPECT_EQ(to_host(preset), to_host(filled));
+}
