@@ -76,7 +76,7 @@ TEST(Attention, ForwardMatchesReference) {
     // The training precision agrees to float rounding.
     EXPECT_LT(rel_error(run_forward<float>(qkv, B, S, C, H), ref.out), 1e-5);
     // Row blocks of any height (the last one shorter or not) give the same result.
-    for (int T : {1, 2, 3, 4}) {
+    for (int T : {1, 2, 3, 4, kAttentionBlockRowsHost, kAttentionBlockRowsDevice}) {
       EXPECT_LT(rel_error(run_forward<double>(qkv, B, S, C, H, &att, T), ref.out), 1e-13) << T;
       EXPECT_LT(rel_error(att, ref.att), 1e-13) << T;
     }
@@ -123,7 +123,7 @@ void check_backward(int T) {
 }  // namespace
 
 TEST(Attention, BackwardMatchesFiniteDifferences) {
-  for (int T : {1, 2, 3, kAttentionBlockRows}) check_backward(T);
+  for (int T : {1, 2, 3, kAttentionBlockRowsHost, kAttentionBlockRowsDevice}) check_backward(T);
 }
 
 TEST(Attention, OutputDoesNotDependOnLaterTokens) {
