@@ -6,21 +6,27 @@
 #    * host-blocking syncs (fences + deep copies + reductions into host values) <= 10. Today 9:
 #      the batch upload (1 copy), the loss (1 reduce), the gradient norm (1 reduce), and per MoE
 #      layer the balance loss and the z-loss (2 reduces) and the dispatch offsets (1 copy);
-#    * kernel launches <= 110. Today 105 (254.5 two rounds ago, 148 before grouped biases and
-#      the written-not-accumulated backward buffers):
-#      per MoE layer ~26 for routing, dispatch and combine (top-k, softmax, z-loss, balance
-#      counts, the dispatch plan's scans and fills) and 2 for the expert biases (one launch
-#      each over every expert's rows: first bias + GELU, second bias) plus the GELU backward;
-#      10 zero-fills of accumulated buffers; 15 for layernorm (forward, and backward as one
-#      row pass plus one per-channel sum); residuals, attention biases and softmax, embedding,
-#      cross-entropy, the batch copy and the optimizer (AdamW and the gradient norm: one launch
-#      each over every tensor) make the rest.
+#    * kernel launches <= 55. Today 50 (105 at the start of this round, 254.5 when issue 18 was
+#      filed). Per MoE layer 11: routing 3 (softmax + top-k + the z-loss's lse^2; the balance
+#      statistics, one team per expert; one fused backward), dispatch 3 (rank the copies, one
+#      team per expert; place them and gather their rows; the backward), combine 2, experts 3
+#      (first bias + GELU, second bias, GELU backward; the products are library calls). Per block
+#      8 more: residual add + layernorm twice (fused), layernorm backward twice (a row pass and
+#      the per-channel sums), the attention softmax and its backward. Once per step 12: the first
+#      layernorm, the final layernorm's backward (2), embedding forward and backward,
+#      cross-entropy forward and backward, the loss sum, the batch copy, zeroing the gradients,
+#      the gradient norm and AdamW (with clipping's factor). The budget leaves 5 for the
+#      occasional workspace fill (moe::ones, when an expert gets more rows than ever before).
+#    * library products (gemm_calls_per_step, counted as a cuBLAS build issues them) <= 210.
+#      Today 201: per block 24 for attention (6 products, each split into min(B, H) = 4 calls
+#      over sequences and heads), 8 for the projections, 3 for the router and 8 per expert (2
+#      forward; 6 backward, the bias sums included), i.e. 64 for 8 experts; 3 for the LM head.
 #  - a normal run fences 0 times per step; MOE_PROFILE=1 (phase timing) fences at each phase,
 #    and the counter sees those fences (moe::fence reports them on Kokkos 3.4).
 # Usage: kokkos_counters.sh MOE_BENCH LIBMOE_KOKKOS_COUNTERS WORK_DIR
 set -euo pipefail
 bench=$1 lib=$2 work=$3
-max_syncs=10 max_launches=110
+max_syncs=10 max_launches=55 max_gemm_calls=210
 mkdir -p "$work"
 out="$work/counters.txt"
 rm -f "$out"
@@ -43,6 +49,9 @@ awk -v s="$syncs" -v m="$max_syncs" 'BEGIN { exit !(s <= m) }' ||
   { echo "FAIL: $syncs host-blocking syncs per step > budget $max_syncs"; exit 1; }
 awk -v l="$launches" -v m="$max_launches" 'BEGIN { exit !(l > 10 && l <= m) }' ||
   { echo "FAIL: $launches launches per step, budget (10, $max_launches]"; exit 1; }
+gemm_calls=$(field gemm_calls_per_step "$counters")
+awk -v g="$gemm_calls" -v m="$max_gemm_calls" 'BEGIN { exit !(g > 0 && g <= m) }' ||
+  { echo "FAIL: $gemm_calls library calls per step, budget (0, $max_gemm_calls]"; exit 1; }
 [[ "$fences" == 0.0 ]] || { echo "FAIL: a normal run fenced $fences times per step"; exit 1; }
 
 # --counters finds the library beside moe-bench by itself; phase timing fences and is counted.
