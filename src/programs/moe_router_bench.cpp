@@ -1,4 +1,5 @@
-// moe-router-bench: time of the routing kernels for one batch of router probabilities.
+// moe-router-bench: time of the routing kernels for one batch of router probabilities (softmax,
+// top-k, z-loss, the three fused as a top-k router runs them, and expert choice).
 //   moe-router-bench [--tokens N] [--experts E] [--top-k K] [--capacity-factor F] [--reps R]
 // Prints, for float probabilities drawn uniformly (then row-normalised by the softmax), the best
 // of R timed calls (after one warm-up) of: the row softmax over E experts, top-k selection, and
@@ -92,6 +93,13 @@ int run(const Options& o) {
   row("softmax",
       best_seconds(o.reps, [&] { moe::softmax_rows_forward<float>(logits, probs, N, E); }));
   row("topk", best_seconds(o.reps, [&] { moe::topk_rows<float>(probs, idx, val, N, E, K); }));
+  volatile float sink = 0;  // the reductions' results are used: not optimised away
+  row("zloss",
+      best_seconds(o.reps, [&] { sink = moe::router_zloss_forward<float>(logits, N, E); }));
+  // What a top-k router's forward runs: the three above in one row pass.
+  row("topk_route", best_seconds(o.reps, [&] {
+        sink = moe::topk_route_forward<float>(logits, probs, idx, val, N, E, K);
+      }));
   row("expert_choice", best_seconds(o.reps, [&] {
         moe::expert_choice_forward<float>(probs, expert_of, gate, counts, N, E, C);
       }));
