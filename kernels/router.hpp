@@ -4,6 +4,7 @@
 // sequential loop per row is cheap and gives a fixed summation order (bit-reproducible).
 #pragma once
 
+#include <Kokkos_Complex.hpp>
 #include <cmath>
 #include <limits>
 
@@ -202,27 +203,26 @@ void balance_loss_backward(View1<const int> counts, Real weight, View1<Real> dpr
 // A top-k router's forward is softmax_rows_forward + topk_rows + router_zloss_forward over the
 // same rows and count_assignments + balance_loss_forward over the same experts; its backward is
 // topk_backward + balance_loss_backward + softmax_rows_backward + router_zloss_backward, row by
-// row. Fused: two launches forward, one backward (each launch costs a few microseconds on a GPU,
-// as much as the work at these sizes). Same arithmetic in the same order as the separate
-// kernels; kernel_test_router checks them against each other.
+// row. Fused: two launches forward (one host read), one backward (each launch costs a few
+// microseconds on a GPU, as much as the work at these sizes). Same arithmetic in the same order as
+// the separate kernels; kernel_test_router checks them against each other.
 
-// Per row n: probs = softmax(logits), the top k (as topk_rows), and lse^2 for the z-loss.
-// Returns mean_n lse_n^2 (a reduction into a host value: the one host read of the forward). An
-// entirely masked row gets all-zero probabilities, the picks topk_rows gives those, and adds 0.
+// Per row n: probs = softmax(logits), the top k (as topk_rows), and lse2[n] = lse_n^2 for the
+// z-loss (summed by balance_stats_forward, so that the forward reads the host once). An entirely
+// masked row gets all-zero probabilities, the picks topk_rows gives those, and lse2 = 0.
 template <class Real>
-Real topk_route_forward(View1<const Real> logits, View1<Real> probs, View1<int> idx,
-                        View1<Real> val, int N, int E, int k) {
+void topk_route_forward(View1<const Real> logits, View1<Real> probs, View1<int> idx,
+                        View1<Real> val, View1<Real> lse2, int N, int E, int k) {
   MOE_CHECK(k >= 1 && k <= E, "topk_route_forward needs 1 <= k <= E");
   const Real lowest = std::numeric_limits<Real>::lowest();  // on the host: no constexpr on device
-  Real total = 0;
-  Kokkos::parallel_reduce(
-      "moe::topk_route_forward", range(N),
-      KOKKOS_LAMBDA(const Index n, Real& acc) {
+  Kokkos::parallel_for(
+      "moe::topk_route_forward", range(N), KOKKOS_LAMBDA(const Index n) {
         const Index row = n * E;
         Real m = logits(row);
         for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
         if (!(m >= lowest)) {
           for (int e = 0; e < E; ++e) probs(row + e) = Real(0);
+          lse2(n) = Real(0);
         } else {
           Real s = 0;
           for (int e = 0; e < E; ++e) {
@@ -231,7 +231,7 @@ Real topk_route_forward(View1<const Real> logits, View1<Real> probs, View1<int> 
             s += v;
           }
           const Real lse = m + math::log(s);
-          acc += lse * lse;
+          lse2(n) = lse * lse;
           const Real inv = Real(1) / s;
           for (int e = 0; e < E; ++e) probs(row + e) *= inv;
         }
@@ -253,26 +253,44 @@ Real topk_route_forward(View1<const Real> logits, View1<Real> probs, View1<int> 
           prev_i = best;
           prev_v = best_v;
         }
-      },
-      total);
-  return N > 0 ? total / Real(N) : Real(0);
+      });
 }
+
+// What balance_stats_forward returns: the Switch balance loss E * sum_e f_e P_e, and the mean of
+// lse2 (the z-loss) when lse2 was given (else 0).
+template <class Real>
+struct BalanceAndZ {
+  Real balance = 0, z = 0;
+};
 
 // One team per expert e: f_counts[e] = entries a < A with a % stride == 0 naming e,
 // all_counts[e] (when given) = every entry naming e, col_sums[e] (when given) = sum_n p[n,e];
-// returns balance_loss_forward's value, E * sum_e f_e P_e, computed the same way (each team
-// also counts the assigned entries: E is small and a host read would block).
+// the balance loss as balance_loss_forward computes it (each team also counts the assigned
+// entries: E is small and a host read would block). With lse2 [N] given, one more team sums it
+// for the z-loss. Both sums leave in one reduction, as the real and imaginary parts of a
+// Kokkos::complex (Kokkos reduces those on every backend and version), so the router's forward
+// reads the host once.
 template <class Real>
-Real balance_stats_forward(View1<const Real> probs, View1<const int> expert_of, View1<int> f_counts,
-                           View1<int> all_counts, View1<double> col_sums, int N, int E, Index A,
-                           int stride) {
+BalanceAndZ<Real> balance_stats_forward(View1<const Real> probs, View1<const int> expert_of,
+                                        View1<int> f_counts, View1<int> all_counts,
+                                        View1<double> col_sums, int N, int E, Index A, int stride,
+                                        View1<const Real> lse2 = {}) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  using Sums = Kokkos::complex<Real>;  // (balance's weighted sum, sum of lse^2)
   const bool want_all = all_counts.extent(0) > 0, want_sums = col_sums.extent(0) > 0;
-  Real weighted = 0;
+  const bool want_z = lse2.extent(0) > 0;
+  Sums sums(0, 0);
   Kokkos::parallel_reduce(
-      "moe::balance_stats_forward", Policy(E, Kokkos::AUTO),
-      KOKKOS_LAMBDA(const Policy::member_type& team, Real& acc) {
+      "moe::balance_stats_forward", Policy(E + (want_z ? 1 : 0), Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Policy::member_type& team, Sums& acc) {
         const int e = team.league_rank();
+        if (e == E) {  // the z-loss team
+          Real z = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, N), [&](const Index n, Real& t) { t += lse2(n); }, z);
+          Kokkos::single(Kokkos::PerTeam(team), [&]() { acc += Sums(0, z); });
+          return;
+        }
         Index f = 0, all = 0, assigned = 0;
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, A),
@@ -300,11 +318,16 @@ Real balance_stats_forward(View1<const Real> probs, View1<const int> expert_of, 
           f_counts(e) = int(f);
           if (want_all) all_counts(e) = int(all);
           if (want_sums) col_sums(e) = double(col);
-          if (assigned > 0) acc += Real(f) * col / Real(assigned);
+          if (assigned > 0) acc += Sums(Real(f) * col / Real(assigned), 0);
         });
       },
-      weighted);
-  return N > 0 ? Real(E) * weighted / Real(N) : Real(0);
+      sums);
+  BalanceAndZ<Real> out;
+  if (N > 0) {
+    out.balance = Real(E) * sums.real() / Real(N);
+    out.z = sums.imag() / Real(N);
+  }
+  return out;
 }
 
 // Per row n, dlogits[n,:] = (or +=, with accumulate) the softmax backward of

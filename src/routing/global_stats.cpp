@@ -15,7 +15,8 @@ void GlobalRouterStats<Real>::set_tokens(int N) {
 template <class Real>
 double GlobalRouterStats<Real>::balance_loss(View1<const Real> probs, View1<const int> expert_of,
                                              View1<int> local_counts, int N, int E, Index A,
-                                             int stride, View1<int> all_counts) {
+                                             int stride, View1<int> all_counts,
+                                             View1<const Real> lse2, double* z_local) {
   set_tokens(N);
   const bool distributed = comm_ && comm_->distributed();
   if (Index(global_counts_.extent(0)) < E)
@@ -23,8 +24,10 @@ double GlobalRouterStats<Real>::balance_loss(View1<const Real> probs, View1<cons
   if (distributed && Index(col_sums_.extent(0)) < E)
     col_sums_ = Buffer<double>(std::string("moe::router.prob_sums"), std::size_t(E));
   const View1<double> sums = distributed ? slice(col_sums_, 0, E) : View1<double>();
-  const double local = double(balance_stats_forward<Real>(probs, expert_of, local_counts,
-                                                          all_counts, sums, N, E, A, stride));
+  const BalanceAndZ<Real> stats = balance_stats_forward<Real>(
+      probs, expert_of, local_counts, all_counts, sums, N, E, A, stride, lse2);
+  if (z_local) *z_local = double(stats.z);
+  const double local = double(stats.balance);
   if (!distributed) {
     backward_counts_ = View1<const int>(local_counts.data(), std::size_t(E));
     return local;

@@ -20,14 +20,17 @@ class GlobalRouterStats {
   // this rank's counted assignments per expert; the global counts are kept for
   // balance_backward.
   // all_counts (optional) receives every assignment per expert (with stride = k, the counts the
-  // dispatch reads); one launch computes everything (balance_stats_forward).
+  // dispatch reads); with lse2 [N] (each token's logsumexp squared) given, *z_local receives
+  // this rank's mean of it (for zloss_from_local). One launch computes everything
+  // (balance_stats_forward), read by the host once.
   double balance_loss(View1<const Real> probs, View1<const int> expert_of, View1<int> local_counts,
-                      int N, int E, Index A, int stride = 1, View1<int> all_counts = {});
+                      int N, int E, Index A, int stride = 1, View1<int> all_counts = {},
+                      View1<const Real> lse2 = {}, double* z_local = nullptr);
   // dprobs += weight * E * f_e / N_global for this rank's N tokens.
   void balance_backward(Real weight, View1<Real> dprobs, int N, int E) const;
   // z-loss mean over the global batch of logsumexp^2, and its gradient for this rank's tokens.
   double zloss(View1<const Real> logits, int N, int E);
-  // The same from this rank's mean lse^2, computed elsewhere (topk_route_forward).
+  // The same from this rank's mean lse^2, computed elsewhere (balance_loss with lse2).
   double zloss_from_local(double local_mean, int N);
   void zloss_backward(View1<const Real> logits, Real weight, View1<Real> dlogits, int N,
                       int E) const;

@@ -38,21 +38,24 @@ void TopKRouter<Real>::forward(const RouteContext& ctx, View1<const Real> logits
                                RoutingState<Real>& st, int N) {
   routed_ = routing_logits(ctx, logits, N);
   routed_masked_ = routed_.data() != logits.data();
-  // Softmax, the top-k picks (values = gates, indices = experts) and the z-loss's lse^2 in one
-  // launch; the balance statistics in a second.
-  const double z_local =
-      double(topk_route_forward<Real>(routed_, st.probs, st.expert_of, st.gate, N, E_, k_));
+  // Softmax, the top-k picks (values = gates, indices = experts) and each token's lse^2 in one
+  // launch; the balance statistics and the z-loss's sum in a second, with one host read.
+  View1<Real> lse2 = scratch(lse2_, N, "moe::topk.lse2");
+  topk_route_forward<Real>(routed_, st.probs, st.expert_of, st.gate, lse2, N, E_, k_);
   after_topk(st, N);
   if (normalize_gates_) gate_normalize_forward<Real>(st.probs, st.expert_of, st.gate, N, E_, k_);
   st.losses = AuxLosses{};
   const Index A = Index(N) * k_;
+  double z_local = 0;
   if (first_choice_balance_ && k_ > 1) {
     // f counts first choices (GShard/Switch); st.counts still gets every assignment (the
     // dispatch and the routing metrics read it).
     View1<int> first = scratch(first_counts_, E_, "moe::topk.first_counts");
-    st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, first, N, E_, A, k_, st.counts);
+    st.losses.balance =
+        stats_.balance_loss(st.probs, st.expert_of, first, N, E_, A, k_, st.counts, lse2, &z_local);
   } else {
-    st.losses.balance = stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, A);
+    st.losses.balance =
+        stats_.balance_loss(st.probs, st.expert_of, st.counts, N, E_, A, 1, {}, lse2, &z_local);
   }
   st.losses.z = z_weight_ > 0 ? stats_.zloss_from_local(z_local, N) : 0.0;
   const double extra = extra_losses_forward(ctx, logits, st, N);

@@ -89,6 +89,7 @@ class TopKRouter : public Router<Real> {
   bool routed_masked_ = false;  // routed_ is a view of masked_
   Buffer<Real> dprobs_;         // scratch [N,E]
   Buffer<int> first_counts_;    // [E] first choices per expert (balance_count = "first")
+  Buffer<Real> lse2_;           // [N] each token's logsumexp squared (the z-loss's terms)
 };
 
 }  // namespace moe

@@ -270,15 +270,14 @@ TEST(Router, FusedForwardMatchesSeparateKernels) {
   const int N = 37, E = 7, k = 2;
   const Index A = Index(N) * k;
   auto x = to_device(masked_logits(N, E, 61));
-  Buffer<double> p1("p1", N * E), v1("v1", A), p2("p2", N * E), v2("v2", A);
+  Buffer<double> p1("p1", N * E), v1("v1", A), p2("p2", N * E), v2("v2", A), lse2("lse2", N);
   Buffer<int> i1("i1", A), i2("i2", A);
   softmax_rows_forward<double>(x, p1, N, E);
   topk_rows<double>(p1, i1, v1, N, E, k);
-  const double z = topk_route_forward<double>(x, p2, i2, v2, N, E, k);
+  topk_route_forward<double>(x, p2, i2, v2, lse2, N, E, k);
   EXPECT_EQ(to_host(p2), to_host(p1));
   EXPECT_EQ(to_host(i2), to_host(i1));
   EXPECT_EQ(to_host(v2), to_host(v1));
-  EXPECT_NEAR(z, router_zloss_forward<double>(x, N, E), 1e-12);
 
   // Balance statistics over first choices (stride k), with every assignment counted too; some
   // slots unused (-1).
@@ -289,8 +288,10 @@ TEST(Router, FusedForwardMatchesSeparateKernels) {
   Buffer<double> sums("sums", E);
   const double want = balance_loss_forward<double>(p1, de, f_want, N, E, A, k);
   count_assignments(de, all_want, E, A);
-  const double got = balance_stats_forward<double>(p1, de, f_got, all_got, sums, N, E, A, k);
-  EXPECT_NEAR(got, want, 1e-14);
+  const auto got = balance_stats_forward<double>(p1, de, f_got, all_got, sums, N, E, A, k, lse2);
+  EXPECT_NEAR(got.balance, want, 1e-14);
+  EXPECT_NEAR(got.z, router_zloss_forward<double>(x, N, E), 1e-12);  // the z-loss, summed here
+  EXPECT_EQ(balance_stats_forward<double>(p1, de, f_got, {}, {}, N, E, A, k).z, 0.0);  // no lse2
   EXPECT_EQ(to_host(f_got), to_host(f_want));
   EXPECT_EQ(to_host(all_got), to_host(all_want));
   auto p = to_host(p1);
@@ -309,9 +310,9 @@ TEST(Router, FusedBackwardMatchesFiniteDifferences) {
   const double wb = 0.7, wz = 0.4;
   auto x = random_vector(N * E, 62, -2.0, 2.0);
   auto r = random_vector(A, 63);
-  Buffer<double> probs("p", N * E), gate("g", A);
+  Buffer<double> probs("p", N * E), gate("g", A), lse2("lse2", N);
   Buffer<int> idx("i", A), counts("c", E);
-  topk_route_forward<double>(to_device(x), probs, idx, gate, N, E, k);
+  topk_route_forward<double>(to_device(x), probs, idx, gate, lse2, N, E, k);
   const auto picks = to_host(idx);
   balance_stats_forward<double>(probs, idx, counts, {}, {}, N, E, A, k);
   auto loss = [&]() {

@@ -3,12 +3,13 @@
 # GPU-readiness budgets of a fixed config (2 blocks, both MoE, 8 experts top-2, d_model 64):
 #  - the library's own line: every timed step and the warm-up step are one "moe::step" region;
 #  - moe-bench --counters prints the figures per timed step, and they stay within budget:
-#    * host-blocking syncs (fences + deep copies + reductions into host values) <= 10. Today 9:
-#      the batch upload (1 copy), the loss (1 reduce), the gradient norm (1 reduce), and per MoE
-#      layer the balance loss and the z-loss (2 reduces) and the dispatch offsets (1 copy);
+#    * host-blocking syncs (fences + deep copies + reductions into host values) <= 10. Today 7
+#      (9 at the start of this round, 49 when issue 18 was filed): the batch upload (1 copy), the
+#      loss (1 reduce), the gradient norm (1 reduce), and per MoE layer the router's balance and
+#      z-loss (1 reduce) and the dispatch offsets (1 copy);
 #    * kernel launches <= 55. Today 50 (105 at the start of this round, 254.5 when issue 18 was
-#      filed). Per MoE layer 11: routing 3 (softmax + top-k + the z-loss's lse^2; the balance
-#      statistics, one team per expert; one fused backward), dispatch 3 (rank the copies, one
+#      filed). Per MoE layer 11: routing 3 (softmax + top-k + each token's lse^2; the balance
+#      statistics, one team per expert, and the z-loss's sum; one fused backward), dispatch 3 (rank the copies, one
 #      team per expert; place them and gather their rows; the backward), combine 2, experts 3
 #      (first bias + GELU, second bias, GELU backward; the products are library calls). Per block
 #      8 more: residual add + layernorm twice (fused), layernorm backward twice (a row pass and
