@@ -54,6 +54,30 @@ inline void ensure_size(Buffer<int>& b, Index n, const char* label) {
     b = Buffer<int>(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)), n);
 }
 
+// Checks the shape and sizes the buffers every plan uses.
+inline void size_plan(DispatchPlan& plan, Index A, int E, int slots) {
+  MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
+  MOE_CHECK(slots >= 1 && A % slots == 0, "dispatch_plan: A must be a multiple of the slots");
+  ensure_size(plan.requested, E, "moe::dispatch_requested");
+  ensure_size(plan.counts, E, "moe::dispatch_counts");
+  ensure_size(plan.offsets, Index(E) + 2, "moe::dispatch_offsets");
+  ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
+  ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
+  ensure_size(plan.slot_requested, Index(slots) * E, "moe::dispatch_slot_requested");
+}
+
+// Brings offsets[0..E] and the dropped count (offsets[E+1]) to the host (one copy) and records
+// the totals.
+inline void read_offsets(DispatchPlan& plan, int E) {
+  plan.host_offsets.resize(std::size_t(E) + 2);
+  Kokkos::deep_copy(Kokkos::View<int*, HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+                        plan.host_offsets.data(), std::size_t(E) + 2),
+                    View1<const int>(plan.offsets.data(), std::size_t(E) + 2));
+  plan.dropped = plan.host_offsets[std::size_t(E) + 1];
+  plan.host_offsets.pop_back();
+  plan.total_kept = plan.host_offsets[std::size_t(E)];
+}
+
 // out[0..E] = exclusive scan of in[0..E), out[E] = total.
 inline void exclusive_scan_experts(const Buffer<int>& in, const Buffer<int>& out, int E,
                                    const char* label) {
@@ -83,14 +107,7 @@ inline void exclusive_scan_experts(const Buffer<int>& in, const Buffer<int>& out
 inline void requested_and_rank(View1<const int> expert_of, Index A, int E, int capacity,
                                DispatchPlan& plan, View1<const int> rank_offset = {},
                                int slots = 1) {
-  MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
-  MOE_CHECK(slots >= 1 && A % slots == 0, "dispatch_plan: A must be a multiple of the slots");
-  ensure_size(plan.requested, E, "moe::dispatch_requested");
-  ensure_size(plan.counts, E, "moe::dispatch_counts");
-  ensure_size(plan.offsets, Index(E) + 2, "moe::dispatch_offsets");
-  ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
-  ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
-  ensure_size(plan.slot_requested, Index(slots) * E, "moe::dispatch_slot_requested");
+  size_plan(plan, A, E, slots);
   const Buffer<int> requested = plan.requested, counts = plan.counts, offsets = plan.offsets;
   const Buffer<int> slot_of = plan.slot_of, slot_req = plan.slot_requested;
   const Index N = A / slots;
@@ -152,13 +169,7 @@ inline void requested_and_rank(View1<const int> expert_of, Index A, int E, int c
 // Brings the offsets to the host, records the totals, and marks rows past the kept ones as
 // mapping to no assignment (tidy for anyone reading the whole buffer).
 inline void finish(DispatchPlan& plan, Index A, int E) {
-  plan.host_offsets.resize(std::size_t(E) + 2);  // the offsets and the dropped count
-  Kokkos::deep_copy(Kokkos::View<int*, HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-                        plan.host_offsets.data(), std::size_t(E) + 2),
-                    View1<const int>(plan.offsets.data(), std::size_t(E) + 2));
-  plan.dropped = plan.host_offsets[std::size_t(E) + 1];
-  plan.host_offsets.pop_back();
-  plan.total_kept = plan.host_offsets[std::size_t(E)];
+  read_offsets(plan, E);
   const Buffer<int> assignment_of_slot = plan.assignment_of_slot;
   const Index kept = plan.total_kept;
   Kokkos::parallel_for(
@@ -202,14 +213,7 @@ template <class Real>
 void plan_by_position(View1<const int> expert_of, Index A, int E, int capacity, DispatchPlan& plan,
                       View1<const int> rank_offset, int slots, View1<const Real> x, View1<Real> xg,
                       int K, int C) {
-  MOE_CHECK(E > 0, "dispatch_plan needs E > 0");
-  MOE_CHECK(slots >= 1 && A % slots == 0, "dispatch_plan: A must be a multiple of the slots");
-  ensure_size(plan.requested, E, "moe::dispatch_requested");
-  ensure_size(plan.counts, E, "moe::dispatch_counts");
-  ensure_size(plan.offsets, Index(E) + 2, "moe::dispatch_offsets");
-  ensure_size(plan.slot_of, A, "moe::dispatch_slot_of");
-  ensure_size(plan.assignment_of_slot, A, "moe::dispatch_assignment_of_slot");
-  ensure_size(plan.slot_requested, Index(slots) * E, "moe::dispatch_slot_requested");
+  size_plan(plan, A, E, slots);
   const Buffer<int> requested = plan.requested, counts = plan.counts, offsets = plan.offsets;
   const Buffer<int> slot_of = plan.slot_of, assignment_of_slot = plan.assignment_of_slot;
   const Buffer<int> slot_req = plan.slot_requested;
@@ -293,13 +297,7 @@ void plan_by_position(View1<const int> expert_of, Index A, int E, int capacity, 
         }
       });
 
-  plan.host_offsets.resize(std::size_t(E) + 2);  // the offsets and the dropped count
-  Kokkos::deep_copy(Kokkos::View<int*, HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-                        plan.host_offsets.data(), std::size_t(E) + 2),
-                    View1<const int>(plan.offsets.data(), std::size_t(E) + 2));
-  plan.dropped = plan.host_offsets[std::size_t(E) + 1];
-  plan.host_offsets.pop_back();
-  plan.total_kept = plan.host_offsets[std::size_t(E)];
+  read_offsets(plan, E);
 }
 }  // namespace dispatch_detail
 

@@ -52,6 +52,22 @@ KOKKOS_INLINE_FUNCTION double maybe_bf16(double x, bool) {
   return x;
 }
 
+// The end of a forward row, for a team: the bias rows (W > 0, see RowBias) and the saved mean
+// and rstd.
+template <class Real, class Fill>
+KOKKOS_INLINE_FUNCTION void finish_row(const Kokkos::TeamPolicy<ExecSpace>::member_type& team,
+                                       int n, const Fill& fill, int W, const View1<Real>& mean,
+                                       const View1<Real>& rstd, Real mu, Real rs) {
+  if (W > 0) {
+    Real* y = &fill.y(n, 0);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, W), [&](const int j) { y[j] = fill.b(j); });
+  }
+  Kokkos::single(Kokkos::PerTeam(team), [&]() {
+    mean(n) = mu;
+    rstd(n) = rs;
+  });
+}
+
 }  // namespace layernorm_detail
 
 // An optional second output of a layernorm forward: y(n, :) = b for every row n it normalises.
@@ -80,15 +96,7 @@ void layernorm_forward(const ExecSpace& exec, View2<const Real> x, View1<const R
         const int n = team.league_rank();
         Real mu, rs;
         layernorm_detail::normalize_row(team, &x(n, 0), C, gamma, beta, &out(n, 0), eps, mu, rs);
-        if (W > 0) {
-          Real* y = &fill.y(n, 0);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, W),
-                               [&](const int j) { y[j] = fill.b(j); });
-        }
-        Kokkos::single(Kokkos::PerTeam(team), [&]() {
-          mean(n) = mu;
-          rstd(n) = rs;
-        });
+        layernorm_detail::finish_row(team, n, fill, W, mean, rstd, mu, rs);
       });
 }
 
@@ -137,15 +145,7 @@ void residual_layernorm_forward(const ExecSpace& exec, View2<const Real> res,
         Real mu, rs;
         layernorm_detail::normalize_row(team, static_cast<const Real*>(s), C, gamma, beta,
                                         &out(n, 0), eps, mu, rs);
-        if (W > 0) {
-          Real* f = &fill.y(n, 0);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, W),
-                               [&](const int j) { f[j] = fill.b(j); });
-        }
-        Kokkos::single(Kokkos::PerTeam(team), [&]() {
-          mean(n) = mu;
-          rstd(n) = rs;
-        });
+        layernorm_detail::finish_row(team, n, fill, W, mean, rstd, mu, rs);
       });
 }
 

@@ -12,6 +12,55 @@
 
 namespace moe {
 
+namespace router_detail {
+// probs[row..row+E) = softmax of logits there; returns false (and zero probabilities) when every
+// logit is -inf (or NaN), else true with the row's max m and sum s of exp(logit - m).
+template <class Real>
+KOKKOS_INLINE_FUNCTION bool softmax_row(const View1<const Real>& logits, const View1<Real>& probs,
+                                        Index row, int E, Real lowest, Real& m, Real& s) {
+  m = logits(row);
+  for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
+  if (!(m >= lowest)) {
+    for (int e = 0; e < E; ++e) probs(row + e) = Real(0);
+    return false;
+  }
+  s = 0;
+  for (int e = 0; e < E; ++e) {
+    const Real v = math::exp(logits(row + e) - m);
+    probs(row + e) = v;
+    s += v;
+  }
+  const Real inv = Real(1) / s;
+  for (int e = 0; e < E; ++e) probs(row + e) *= inv;
+  return true;
+}
+
+// The k largest of probs[row..row+E) into idx/val[out..out+k), as topk_rows describes.
+template <class Real, class Probs>
+KOKKOS_INLINE_FUNCTION void topk_row(const Probs& probs, Index row, const View1<int>& idx,
+                                     const View1<Real>& val, Index out, int E, int k) {
+  int prev_i = -1;
+  Real prev_v = 0;
+  for (int j = 0; j < k; ++j) {
+    int best = -1;
+    Real best_v = 0;
+    for (int e = 0; e < E; ++e) {
+      const Real v = probs(row + e);
+      const bool after_prev = j == 0 || v < prev_v || (v == prev_v && e > prev_i);
+      // Strict '>' while scanning e upward keeps the lower index on ties.
+      if (after_prev && (best < 0 || v > best_v)) {
+        best = e;
+        best_v = v;
+      }
+    }
+    idx(out + j) = best;
+    val(out + j) = best_v;
+    prev_i = best;
+    prev_v = best_v;
+  }
+}
+}  // namespace router_detail
+
 // probs[n,:] = softmax(logits[n,:]), max-subtracted for stability. A masked expert has logit
 // -inf: exp(-inf - max) is exactly 0, so its probability is exactly 0 without a special case,
 // provided the row has one finite logit (the caller's guarantee). A row that is masked
@@ -21,21 +70,8 @@ void softmax_rows_forward(View1<const Real> logits, View1<Real> probs, int N, in
   const Real lowest = std::numeric_limits<Real>::lowest();  // on the host: no constexpr on device
   Kokkos::parallel_for(
       "moe::softmax_rows_forward", range(N), KOKKOS_LAMBDA(const Index n) {
-        const Index row = n * E;
-        Real m = logits(row);
-        for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
-        if (!(m >= lowest)) {  // every logit is -inf (or NaN)
-          for (int e = 0; e < E; ++e) probs(row + e) = Real(0);
-          return;
-        }
-        Real s = 0;
-        for (int e = 0; e < E; ++e) {
-          const Real v = math::exp(logits(row + e) - m);
-          probs(row + e) = v;
-          s += v;
-        }
-        const Real inv = Real(1) / s;
-        for (int e = 0; e < E; ++e) probs(row + e) *= inv;
+        Real m, s;
+        router_detail::softmax_row(logits, probs, n * E, E, lowest, m, s);
       });
 }
 
@@ -62,26 +98,7 @@ void topk_rows(View1<const Real> probs, View1<int> idx, View1<Real> val, int N, 
   MOE_CHECK(k >= 1 && k <= E, "topk_rows needs 1 <= k <= E");
   Kokkos::parallel_for(
       "moe::topk_rows", range(N), KOKKOS_LAMBDA(const Index n) {
-        const Index row = n * E;
-        int prev_i = -1;
-        Real prev_v = 0;
-        for (int j = 0; j < k; ++j) {
-          int best = -1;
-          Real best_v = 0;
-          for (int e = 0; e < E; ++e) {
-            const Real v = probs(row + e);
-            const bool after_prev = j == 0 || v < prev_v || (v == prev_v && e > prev_i);
-            // Strict '>' while scanning e upward keeps the lower index on ties.
-            if (after_prev && (best < 0 || v > best_v)) {
-              best = e;
-              best_v = v;
-            }
-          }
-          idx(n * k + j) = best;
-          val(n * k + j) = best_v;
-          prev_i = best;
-          prev_v = best_v;
-        }
+        router_detail::topk_row<Real>(probs, n * E, idx, val, n * k, E, k);
       });
 }
 
@@ -217,42 +234,11 @@ void topk_route_forward(View1<const Real> logits, View1<Real> probs, View1<int> 
   const Real lowest = std::numeric_limits<Real>::lowest();  // on the host: no constexpr on device
   Kokkos::parallel_for(
       "moe::topk_route_forward", range(N), KOKKOS_LAMBDA(const Index n) {
-        const Index row = n * E;
-        Real m = logits(row);
-        for (int e = 1; e < E; ++e) m = logits(row + e) > m ? logits(row + e) : m;
-        if (!(m >= lowest)) {
-          for (int e = 0; e < E; ++e) probs(row + e) = Real(0);
-          lse2(n) = Real(0);
-        } else {
-          Real s = 0;
-          for (int e = 0; e < E; ++e) {
-            const Real v = math::exp(logits(row + e) - m);
-            probs(row + e) = v;
-            s += v;
-          }
-          const Real lse = m + math::log(s);
-          lse2(n) = lse * lse;
-          const Real inv = Real(1) / s;
-          for (int e = 0; e < E; ++e) probs(row + e) *= inv;
-        }
-        int prev_i = -1;
-        Real prev_v = 0;
-        for (int j = 0; j < k; ++j) {
-          int best = -1;
-          Real best_v = 0;
-          for (int e = 0; e < E; ++e) {
-            const Real v = probs(row + e);
-            const bool after_prev = j == 0 || v < prev_v || (v == prev_v && e > prev_i);
-            if (after_prev && (best < 0 || v > best_v)) {
-              best = e;
-              best_v = v;
-            }
-          }
-          idx(n * k + j) = best;
-          val(n * k + j) = best_v;
-          prev_i = best;
-          prev_v = best_v;
-        }
+        Real m = 0, s = 1;
+        const bool finite = router_detail::softmax_row(logits, probs, n * E, E, lowest, m, s);
+        const Real lse = m + math::log(s);
+        lse2(n) = finite ? lse * lse : Real(0);
+        router_detail::topk_row<Real>(probs, n * E, idx, val, n * k, E, k);
       });
 }
 

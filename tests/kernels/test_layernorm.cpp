@@ -33,6 +33,16 @@ RefLN ref_layernorm(const std::vector<double>& x, const std::vector<double>& g,
   }
   return r;
 }
+
+// sum(layernorm(x) * r): the loss the backward checks differentiate.
+double loss_of_layernorm(const std::vector<double>& x, const std::vector<double>& g,
+                         const std::vector<double>& b, const std::vector<double>& r) {
+  auto dx = to_device(x), dg = to_device(g), db = to_device(b);
+  Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
+  layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
+                            rstd);
+  return dot(to_host(out), r);
+}
 }  // namespace
 
 TEST(LayerNorm, ForwardMatchesReference) {
@@ -50,13 +60,7 @@ TEST(LayerNorm, ForwardMatchesReference) {
 TEST(LayerNorm, BackwardMatchesFiniteDifferences) {
   auto x = random_vector(kN * kC, 4), g = random_vector(kC, 5), b = random_vector(kC, 6);
   auto r = random_vector(kN * kC, 7);  // loss = sum(out * r)
-  auto forward = [&]() {
-    auto dx = to_device(x), dg = to_device(g), db = to_device(b);
-    Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
-    layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
-                              rstd);
-    return dot(to_host(out), r);
-  };
+  auto forward = [&]() { return loss_of_layernorm(x, g, b, r); };
   auto dx = to_device(x), dg = to_device(g), db = to_device(b), dr = to_device(r);
   Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
   layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
@@ -102,13 +106,7 @@ TEST(LayerNorm, BackwardOverwriteWritesDx) {
   // the plain gradient; dgamma and dbeta still accumulate.
   auto x = random_vector(kN * kC, 15), g = random_vector(kC, 16), b = random_vector(kC, 17);
   auto r = random_vector(kN * kC, 18);
-  auto forward = [&]() {
-    auto dx = to_device(x), dg = to_device(g), db = to_device(b);
-    Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
-    layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
-                              rstd);
-    return dot(to_host(out), r);
-  };
+  auto forward = [&]() { return loss_of_layernorm(x, g, b, r); };
   auto dx = to_device(x), dg = to_device(g), db = to_device(b), dr = to_device(r);
   Buffer<double> out("out", kN * kC), mean("mean", kN), rstd("rstd", kN);
   layernorm_forward<double>(ExecSpace(), matrix(dx, kN, kC), dg, db, matrix(out, kN, kC), mean,
