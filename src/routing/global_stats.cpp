@@ -58,13 +58,6 @@ double GlobalRouterStats<Real>::balance_loss(View1<const Real> probs, View1<cons
 }
 
 template <class Real>
-void GlobalRouterStats<Real>::balance_backward(Real weight, View1<Real> dprobs, int N,
-                                               int E) const {
-  // The kernel's 1/N with N local, times N_local/N_global, is 1/N_global.
-  balance_loss_backward<Real>(backward_counts_, weight * share_, dprobs, N, E);
-}
-
-template <class Real>
 double GlobalRouterStats<Real>::zloss(View1<const Real> logits, int N, int E) {
   set_tokens(N);
   const double local = double(router_zloss_forward<Real>(logits, N, E));

@@ -17,8 +17,8 @@ class GlobalRouterStats {
 
   // Switch balance loss E * sum_e f_e P_e of the global batch, f counting the entries a of
   // expert_of with a % stride == 0 (stride = k: first choices only). `local_counts` receives
-  // this rank's counted assignments per expert; the global counts are kept for
-  // balance_backward.
+  // this rank's counted assignments per expert; the global counts are kept for the backward
+  // (backward_counts()).
   // all_counts (optional) receives every assignment per expert (with stride = k, the counts the
   // dispatch reads); with lse2 [N] (each token's logsumexp squared) given, *z_local receives
   // this rank's mean of it (for zloss_from_local). One launch computes everything
@@ -26,8 +26,6 @@ class GlobalRouterStats {
   double balance_loss(View1<const Real> probs, View1<const int> expert_of, View1<int> local_counts,
                       int N, int E, Index A, int stride = 1, View1<int> all_counts = {},
                       View1<const Real> lse2 = {}, double* z_local = nullptr);
-  // dprobs += weight * E * f_e / N_global for this rank's N tokens.
-  void balance_backward(Real weight, View1<Real> dprobs, int N, int E) const;
   // z-loss mean over the global batch of logsumexp^2, and its gradient for this rank's tokens.
   double zloss(View1<const Real> logits, int N, int E);
   // The same from this rank's mean lse^2, computed elsewhere (balance_loss with lse2).
@@ -37,7 +35,8 @@ class GlobalRouterStats {
   // N_local / N_global of the last forward: the factor that turns a per-rank mean into the
   // rank's share of the global mean.
   Real local_share() const { return share_; }
-  // The counts balance_backward uses (this rank's, or the global ones across ranks).
+  // The counts the balance gradient uses, weight * E * f_e / N_global for this rank's tokens
+  // (topk_route_backward): this rank's, or the global ones across ranks.
   View1<const int> backward_counts() const { return backward_counts_; }
   const Comm* comm() const { return comm_; }
 
@@ -47,7 +46,7 @@ class GlobalRouterStats {
   Real share_ = 1;
   Buffer<int> global_counts_;
   Buffer<double> col_sums_;  // [E] this rank's probability column sums (data parallel only)
-  // What balance_backward reads: local_counts itself on one rank (no copy: a deep_copy fences),
+  // What backward_counts() returns: local_counts itself on one rank (no copy: a deep_copy fences),
   // global_counts_ across ranks.
   View1<const int> backward_counts_;
 };
