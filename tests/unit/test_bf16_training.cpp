@@ -11,6 +11,7 @@
 #include "data/corpus.hpp"
 #include "precision.hpp"
 #include "support.hpp"
+#include "tiny_config.hpp"
 #include "train/trainer.hpp"
 
 using namespace moe;
@@ -21,17 +22,9 @@ namespace {
 constexpr int kSteps = 60;
 
 Config small_moe(const std::string& precision) {
-  Config cfg;  // 8 experts top-2 (the defaults), like Training.SameSeedSameLossSequenceBitForBit
-  cfg.model.vocab_size = 128;
-  cfg.model.d_model = 32;
-  cfg.model.n_heads = 2;
-  cfg.model.d_ff = 32;
-  cfg.model.seq_len = 16;
-  cfg.train.batch_size = 4;
-  cfg.train.steps = kSteps;
+  // The model of Training.SameSeedSameLossSequenceBitForBit, trained longer.
+  Config cfg = small_training_config(kSteps);
   cfg.train.warmup_steps = 10;
-  cfg.data.train_tokens = 20000;
-  cfg.data.val_tokens = 2000;
   cfg.train.matmul_precision = precision;
   return cfg;
 }

@@ -172,16 +172,7 @@ TEST(Transformer, OneExpertTop1MoeEqualsDense) {
 }
 
 TEST(Training, SameSeedSameLossSequenceBitForBit) {
-  Config cfg;
-  cfg.model.vocab_size = 128;
-  cfg.model.d_model = 32;
-  cfg.model.n_heads = 2;
-  cfg.model.d_ff = 32;
-  cfg.model.seq_len = 16;
-  cfg.train.batch_size = 4;
-  cfg.train.steps = 6;
-  cfg.data.train_tokens = 20000;
-  cfg.data.val_tokens = 2000;
+  const Config cfg = small_training_config(6);
   const Corpus corpus = load_corpus(cfg);
   std::vector<double> a, b;
   for (auto* out : {&a, &b}) {
