@@ -159,70 +159,13 @@ void router_zloss_backward(View1<const Real> logits, Real weight, View1<Real> dl
       });
 }
 
-// counts[e] = entries a < A of expert_of with a % stride == 0 that name expert e (-1 = unused
-// slot). stride = k counts only each token's first choice (slot 0). Integer atomics: the
-// counts do not depend on the order.
-inline void count_assignments(View1<const int> expert_of, View1<int> counts, int E, Index A,
-                              int stride = 1) {
-  Kokkos::parallel_for(
-      "moe::balance_counts_zero", range(E), KOKKOS_LAMBDA(const Index e) { counts(e) = 0; });
-  Kokkos::parallel_for(
-      "moe::balance_counts", range(A), KOKKOS_LAMBDA(const Index a) {
-        const int e = expert_of(a);
-        if (a % stride == 0 && e >= 0 && e < E) Kokkos::atomic_add(&counts(e), 1);
-      });
-}
-
-// Switch-Transformer load-balance loss E * sum_e f_e P_e, where f_e is the fraction of routed
-// copies that went to expert e (counted over the A entries of expert_of with a % stride == 0;
-// -1 = unused slot) and P_e the mean router probability of expert e. With stride = k only first
-// choices count (GShard and Switch define f by a token's top expert); stride = 1 counts all k.
-// f is piecewise constant in the logits, so the gradient flows only through P; counts[e] is
-// kept for the backward pass. Returns 0 when nothing is routed.
-template <class Real>
-Real balance_loss_forward(View1<const Real> probs, View1<const int> expert_of, View1<int> counts,
-                          int N, int E, Index A, int stride = 1) {
-  count_assignments(expert_of, counts, E, A, stride);
-  if (N == 0) return Real(0);
-  // sum_e f_e * (sum_n p[n,e]) in one reduction (a host read is a sync): one thread per expert
-  // sums its column in row order, and each forms f_e = counts[e] / sum(counts) itself (E is
-  // small). Nothing assigned: every term is 0.
-  Real weighted = 0;
-  Kokkos::parallel_reduce(
-      "moe::balance_loss_forward", range(E),
-      KOKKOS_LAMBDA(const Index e, Real& acc) {
-        Index assigned = 0;
-        for (int j = 0; j < E; ++j) assigned += counts(j);
-        if (assigned == 0) return;
-        Real col = 0;
-        for (Index n = 0; n < N; ++n) col += probs(n * E + e);
-        acc += Real(counts(e)) * col / Real(assigned);
-      },
-      weighted);
-  return Real(E) * weighted / Real(N);
-}
-
-// dprobs[n,e] += weight * E * f_e / N, with f_e = counts[e] / sum(counts) held fixed.
-template <class Real>
-void balance_loss_backward(View1<const int> counts, Real weight, View1<Real> dprobs, int N, int E) {
-  if (N == 0) return;
-  const Real scale = weight * Real(E) / Real(N);
-  // sum(counts) on the device, per element (E is small): no host read.
-  Kokkos::parallel_for(
-      "moe::balance_loss_backward", range(Index(N) * E), KOKKOS_LAMBDA(const Index i) {
-        Index assigned = 0;
-        for (int j = 0; j < E; ++j) assigned += counts(j);
-        if (assigned > 0) dprobs(i) += scale * Real(counts(i % E)) / Real(assigned);
-      });
-}
-
 // ---- Fused top-k routing: the kernels above, fewer launches -----------------------------------
 // A top-k router's forward is softmax_rows_forward + topk_rows + router_zloss_forward over the
-// same rows and count_assignments + balance_loss_forward over the same experts; its backward is
-// topk_backward + balance_loss_backward + softmax_rows_backward + router_zloss_backward, row by
-// row. Fused: two launches forward (one host read), one backward (each launch costs a few
-// microseconds on a GPU, as much as the work at these sizes). Same arithmetic in the same order as
-// the separate kernels; kernel_test_router checks them against each other.
+// same rows, plus the balance statistics per expert; its backward is topk_backward + the balance
+// gradient + softmax_rows_backward + router_zloss_backward, row by row. Fused: two launches forward
+// (one host read), one backward (each launch costs a few microseconds on a GPU, as much as the work
+// at these sizes). Same arithmetic in the same order as the separate kernels; kernel_test_router
+// checks them against each other.
 
 // Per row n: probs = softmax(logits), the top k (as topk_rows), and lse2[n] = lse_n^2 for the
 // z-loss (summed by balance_stats_forward, so that the forward reads the host once). An entirely
@@ -249,10 +192,16 @@ struct BalanceAndZ {
   Real balance = 0, z = 0;
 };
 
+// The Switch-Transformer load-balance loss E * sum_e f_e P_e, where f_e is the fraction of
+// routed copies that went to expert e (counted over the A entries of expert_of with
+// a % stride == 0; -1 = unused slot) and P_e the mean router probability of expert e. With
+// stride = k only first choices count (GShard and Switch define f by a token's top expert);
+// stride = 1 counts all k. f is piecewise constant in the logits, so the gradient flows only
+// through P (topk_route_backward); f_counts is kept for it. 0 when nothing is routed.
 // One team per expert e: f_counts[e] = entries a < A with a % stride == 0 naming e,
-// all_counts[e] (when given) = every entry naming e, col_sums[e] (when given) = sum_n p[n,e];
-// the balance loss as balance_loss_forward computes it (each team also counts the assigned
-// entries: E is small and a host read would block). With lse2 [N] given, one more team sums it
+// all_counts[e] (when given) = every entry naming e, col_sums[e] (when given) = sum_n p[n,e],
+// and its term f_counts[e] P_e / assigned (each team also counts the assigned entries: E is
+// small and a host read would block). With lse2 [N] given, one more team sums it
 // for the z-loss. Both sums leave in one reduction, as the real and imaginary parts of a
 // Kokkos::complex (Kokkos reduces those on every backend and version), so the router's forward
 // reads the host once.

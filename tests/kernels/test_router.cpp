@@ -61,6 +61,66 @@ std::vector<double> gather(const std::vector<double>& v, const std::vector<std::
   for (auto i : idx) out.push_back(v[i]);
   return out;
 }
+
+// The balance loss as separate kernels: the reference the fused balance_stats_forward and
+// topk_route_backward are checked against (the suite itself no longer runs these).
+// counts[e] = entries a < A of expert_of with a % stride == 0 that name expert e (-1 = unused
+// slot). stride = k counts only each token's first choice (slot 0). Integer atomics: the
+// counts do not depend on the order.
+inline void count_assignments(View1<const int> expert_of, View1<int> counts, int E, Index A,
+                              int stride = 1) {
+  Kokkos::parallel_for(
+      "moe::balance_counts_zero", range(E), KOKKOS_LAMBDA(const Index e) { counts(e) = 0; });
+  Kokkos::parallel_for(
+      "moe::balance_counts", range(A), KOKKOS_LAMBDA(const Index a) {
+        const int e = expert_of(a);
+        if (a % stride == 0 && e >= 0 && e < E) Kokkos::atomic_add(&counts(e), 1);
+      });
+}
+
+// Switch-Transformer load-balance loss E * sum_e f_e P_e, where f_e is the fraction of routed
+// copies that went to expert e (counted over the A entries of expert_of with a % stride == 0;
+// -1 = unused slot) and P_e the mean router probability of expert e. With stride = k only first
+// choices count (GShard and Switch define f by a token's top expert); stride = 1 counts all k.
+// f is piecewise constant in the logits, so the gradient flows only through P; counts[e] is
+// kept for the backward pass. Returns 0 when nothing is routed.
+template <class Real>
+Real balance_loss_forward(View1<const Real> probs, View1<const int> expert_of, View1<int> counts,
+                          int N, int E, Index A, int stride = 1) {
+  count_assignments(expert_of, counts, E, A, stride);
+  if (N == 0) return Real(0);
+  // sum_e f_e * (sum_n p[n,e]) in one reduction (a host read is a sync): one thread per expert
+  // sums its column in row order, and each forms f_e = counts[e] / sum(counts) itself (E is
+  // small). Nothing assigned: every term is 0.
+  Real weighted = 0;
+  Kokkos::parallel_reduce(
+      "moe::balance_loss_forward", range(E),
+      KOKKOS_LAMBDA(const Index e, Real& acc) {
+        Index assigned = 0;
+        for (int j = 0; j < E; ++j) assigned += counts(j);
+        if (assigned == 0) return;
+        Real col = 0;
+        for (Index n = 0; n < N; ++n) col += probs(n * E + e);
+        acc += Real(counts(e)) * col / Real(assigned);
+      },
+      weighted);
+  return Real(E) * weighted / Real(N);
+}
+
+// dprobs[n,e] += weight * E * f_e / N, with f_e = counts[e] / sum(counts) held fixed.
+template <class Real>
+void balance_loss_backward(View1<const int> counts, Real weight, View1<Real> dprobs, int N, int E) {
+  if (N == 0) return;
+  const Real scale = weight * Real(E) / Real(N);
+  // sum(counts) on the device, per element (E is small): no host read.
+  Kokkos::parallel_for(
+      "moe::balance_loss_backward", range(Index(N) * E), KOKKOS_LAMBDA(const Index i) {
+        Index assigned = 0;
+        for (int j = 0; j < E; ++j) assigned += counts(j);
+        if (assigned > 0) dprobs(i) += scale * Real(counts(i % E)) / Real(assigned);
+      });
+}
+
 }  // namespace
 
 TEST(Router, SoftmaxForwardMatchesReferenceWithMaskedExperts) {
@@ -212,18 +272,21 @@ TEST(Router, BalanceLossHandComputedExample) {
   std::vector<double> p = {0.7, 0.3, 0.6, 0.4, 0.2, 0.8, 0.9, 0.1};
   auto dp = to_device(p);
   Buffer<int> counts("counts", E);
-  double loss =
-      balance_loss_forward<double>(dp, to_device(std::vector<int>{0, 0, 1, 0}), counts, N, E, 4);
-  EXPECT_NEAR(loss, 1.1, 1e-15);
+  auto loss = [&](const std::vector<int>& expert_of) {  // the suite's kernel, and the reference
+    Buffer<int> ref_counts("ref_counts", E);
+    const double ref = balance_loss_forward<double>(dp, to_device(expert_of), ref_counts, N, E, 4);
+    const double got =
+        balance_stats_forward<double>(dp, to_device(expert_of), counts, {}, {}, N, E, 4, 1).balance;
+    EXPECT_EQ(to_host(ref_counts), to_host(counts));
+    EXPECT_NEAR(got, ref, 1e-15);
+    return got;
+  };
+  EXPECT_NEAR(loss({0, 0, 1, 0}), 1.1, 1e-15);
   EXPECT_EQ(to_host(counts), (std::vector<int>{3, 1}));
-  loss =
-      balance_loss_forward<double>(dp, to_device(std::vector<int>{0, -1, 1, 0}), counts, N, E, 4);
-  EXPECT_NEAR(loss, 16.0 / 15.0, 1e-15);
+  EXPECT_NEAR(loss({0, -1, 1, 0}), 16.0 / 15.0, 1e-15);
   EXPECT_EQ(to_host(counts), (std::vector<int>{2, 1}));
   // Nothing routed: loss 0, counts 0.
-  loss = balance_loss_forward<double>(dp, to_device(std::vector<int>{-1, -1, -1, -1}), counts, N, E,
-                                      4);
-  EXPECT_EQ(loss, 0.0);
+  EXPECT_EQ(loss({-1, -1, -1, -1}), 0.0);
   EXPECT_EQ(to_host(counts), (std::vector<int>{0, 0}));
 }
 
@@ -250,6 +313,11 @@ TEST(Router, BalanceLossMatchesReferenceAndFiniteDifferences) {
   Buffer<int> counts("counts", E);
   EXPECT_NEAR(balance_loss_forward<double>(to_device(p), de, counts, N, E, A), ref, 1e-14);
   EXPECT_EQ(to_host(counts), cnt);
+  Buffer<int> got_counts("got_counts", E);  // the suite's kernel
+  EXPECT_NEAR(
+      balance_stats_forward<double>(to_device(p), de, got_counts, {}, {}, N, E, A, 1).balance, ref,
+      1e-14);
+  EXPECT_EQ(to_host(got_counts), cnt);
   // Gradient w.r.t. probs with the assignments (hence counts) held fixed.
   const double weight = 0.3;
   auto forward = [&]() {
